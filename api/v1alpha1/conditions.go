@@ -1,0 +1,49 @@
+package v1alpha1
+
+// Condition types. Every condition Tether writes carries the
+// observedGeneration of the object it describes.
+const (
+	// ConditionScheduled on a Conversation: placed on a worker pod.
+	ConditionScheduled = "Scheduled"
+	// ConditionReady on a Conversation: claimed by its owner and serving. On
+	// an Agent: at least one ready pod with free capacity.
+	ConditionReady = "Ready"
+)
+
+// Condition reasons, one per cause a person may need to act on.
+const (
+	// ReasonPlaced: the conversation was assigned to a pod.
+	ReasonPlaced = "Placed"
+	// ReasonNoCapacity: no ready pod of the Agent with a live Lease has a
+	// free slot; placement happens as soon as one does.
+	ReasonNoCapacity = "NoCapacity"
+	// ReasonAgentNotFound: the referenced Agent does not exist (or was
+	// deleted while the conversation ran).
+	ReasonAgentNotFound = "AgentNotFound"
+	// ReasonOwnerPodDeleted: the owner pod was deleted or is terminating.
+	ReasonOwnerPodDeleted = "OwnerPodDeleted"
+	// ReasonOwnerPodFailed: the owner pod failed or stayed not ready beyond
+	// the grace period.
+	ReasonOwnerPodFailed = "OwnerPodFailed"
+	// ReasonOwnerLeaseExpired: the owner pod's Lease was not renewed in time
+	// (hung runtime, partition, lost node).
+	ReasonOwnerLeaseExpired = "OwnerLeaseExpired"
+	// ReasonOwnerLeaseMissing: the owner pod has no Lease.
+	ReasonOwnerLeaseMissing = "OwnerLeaseMissing"
+	// ReasonIdle: suspended after awaiting input longer than allowed.
+	ReasonIdle = "Idle"
+	// ReasonWakeRequested: a client or user asked to wake the conversation.
+	ReasonWakeRequested = "WakeRequested"
+	// ReasonClaimed: the owner runtime restored the conversation and serves it.
+	ReasonClaimed = "Claimed"
+	// ReasonCompleted: the agent finished the conversation.
+	ReasonCompleted = "Completed"
+	// ReasonAgentFailed: the agent failed the conversation.
+	ReasonAgentFailed = "AgentFailed"
+	// ReasonPodsReady: an Agent has ready pods with free capacity.
+	ReasonPodsReady = "PodsReady"
+	// ReasonNoReadyPods: an Agent has no ready pod with a live Lease.
+	ReasonNoReadyPods = "NoReadyPods"
+	// ReasonFull: an Agent's ready pods have no free slot.
+	ReasonFull = "Full"
+)
