@@ -12,38 +12,38 @@ const (
 
 // Condition reasons, one per cause a person may need to act on.
 const (
-	// ReasonPlaced: the conversation was assigned to a pod.
+	// ReasonPlaced means the conversation was assigned to a pod.
 	ReasonPlaced = "Placed"
-	// ReasonNoCapacity: no ready pod of the Agent with a live Lease has a
+	// ReasonNoCapacity means no ready pod of the Agent with a live Lease has a
 	// free slot; placement happens as soon as one does.
 	ReasonNoCapacity = "NoCapacity"
-	// ReasonAgentNotFound: the referenced Agent does not exist (or was
+	// ReasonAgentNotFound means the referenced Agent does not exist (or was
 	// deleted while the conversation ran).
 	ReasonAgentNotFound = "AgentNotFound"
-	// ReasonOwnerPodDeleted: the owner pod was deleted or is terminating.
+	// ReasonOwnerPodDeleted means the owner pod was deleted or is terminating.
 	ReasonOwnerPodDeleted = "OwnerPodDeleted"
-	// ReasonOwnerPodFailed: the owner pod failed or stayed not ready beyond
+	// ReasonOwnerPodFailed means the owner pod failed or stayed not ready beyond
 	// the grace period.
 	ReasonOwnerPodFailed = "OwnerPodFailed"
-	// ReasonOwnerLeaseExpired: the owner pod's Lease was not renewed in time
+	// ReasonOwnerLeaseExpired means the owner pod's Lease was not renewed in time
 	// (hung runtime, partition, lost node).
 	ReasonOwnerLeaseExpired = "OwnerLeaseExpired"
-	// ReasonOwnerLeaseMissing: the owner pod has no Lease.
+	// ReasonOwnerLeaseMissing means the owner pod has no Lease.
 	ReasonOwnerLeaseMissing = "OwnerLeaseMissing"
-	// ReasonIdle: suspended after awaiting input longer than allowed.
+	// ReasonIdle means suspended after awaiting input longer than allowed.
 	ReasonIdle = "Idle"
-	// ReasonWakeRequested: a client or user asked to wake the conversation.
+	// ReasonWakeRequested means a client or user asked to wake the conversation.
 	ReasonWakeRequested = "WakeRequested"
-	// ReasonClaimed: the owner runtime restored the conversation and serves it.
+	// ReasonClaimed means the owner runtime restored the conversation and serves it.
 	ReasonClaimed = "Claimed"
-	// ReasonCompleted: the agent finished the conversation.
+	// ReasonCompleted means the agent finished the conversation.
 	ReasonCompleted = "Completed"
-	// ReasonAgentFailed: the agent failed the conversation.
+	// ReasonAgentFailed means the agent failed the conversation.
 	ReasonAgentFailed = "AgentFailed"
-	// ReasonPodsReady: an Agent has ready pods with free capacity.
+	// ReasonPodsReady means an Agent has ready pods with free capacity.
 	ReasonPodsReady = "PodsReady"
-	// ReasonNoReadyPods: an Agent has no ready pod with a live Lease.
+	// ReasonNoReadyPods means an Agent has no ready pod with a live Lease.
 	ReasonNoReadyPods = "NoReadyPods"
-	// ReasonFull: an Agent's ready pods have no free slot.
+	// ReasonFull means an Agent's ready pods have no free slot.
 	ReasonFull = "Full"
 )

@@ -35,22 +35,22 @@ const (
 type ConversationPhase string
 
 const (
-	// PhasePending: created or woken, waiting to be placed and claimed.
+	// PhasePending means created or woken, waiting to be placed and claimed.
 	PhasePending ConversationPhase = "Pending"
-	// PhaseRunning: claimed by its owner pod; the agent is working or idle.
+	// PhaseRunning means claimed by its owner pod; the agent is working or idle.
 	PhaseRunning ConversationPhase = "Running"
-	// PhaseAwaitingInput: the agent asked a human; status.prompt holds the
+	// PhaseAwaitingInput means the agent asked a human; status.prompt holds the
 	// question.
 	PhaseAwaitingInput ConversationPhase = "AwaitingInput"
-	// PhaseRescheduling: the owner pod was lost; the conversation is moving
+	// PhaseRescheduling means the owner pod was lost; the conversation is moving
 	// to another pod. The prompt, if any, is kept.
 	PhaseRescheduling ConversationPhase = "Rescheduling"
-	// PhaseSuspended: idle for longer than allowed; no pod holds it. A
+	// PhaseSuspended means idle for longer than allowed; no pod holds it. A
 	// reconnecting client or a wake request places it again.
 	PhaseSuspended ConversationPhase = "Suspended"
-	// PhaseSucceeded: the agent finished the conversation.
+	// PhaseSucceeded means the agent finished the conversation.
 	PhaseSucceeded ConversationPhase = "Succeeded"
-	// PhaseFailed: the agent failed the conversation; see the Ready
+	// PhaseFailed means the agent failed the conversation; see the Ready
 	// condition for why.
 	PhaseFailed ConversationPhase = "Failed"
 )
@@ -305,8 +305,4 @@ type ConversationList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Conversation `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Conversation{}, &ConversationList{})
 }
