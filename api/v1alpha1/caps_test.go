@@ -33,8 +33,8 @@ func TestLargestConversationFitsIn16KiB(t *testing.T) {
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ns, Name: strings.Repeat("c", 63),
-			// What the controller adds: the owner label and a finalizer.
-			Labels:     map[string]string{tetherv1alpha1.OwnerLabel: strings.Repeat("o", 63)},
+			// Room for what users and Tether add to metadata.
+			Labels:     map[string]string{"app.kubernetes.io/name": strings.Repeat("o", 63)},
 			Finalizers: []string{"tether.dev/event-log"},
 		},
 		Spec: tetherv1alpha1.ConversationSpec{

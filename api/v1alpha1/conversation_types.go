@@ -66,9 +66,18 @@ func (p ConversationPhase) IsFinished() bool {
 // the controller removes it once it has acted.
 const WakeAnnotation = "tether.dev/wake"
 
-// OwnerLabel on a Conversation names the pod that owns it, so a runtime can
-// watch only its own conversations. The controller maintains it.
-const OwnerLabel = "tether.dev/owner"
+// OwnerField is the selectable field naming a Conversation's owner pod, so a
+// runtime lists and watches only its own conversations
+// (fieldSelector status.owner.name=POD). Because the owner lives in the
+// status, assigning a conversation is one status write.
+const OwnerField = "status.owner.name"
+
+// AgentField is the selectable field naming a Conversation's Agent.
+const AgentField = "spec.agentRef.name"
+
+// AgentLabel is set on every worker pod of an Agent with a template, and on
+// every pod Lease a runtime holds, to the Agent's name.
+const AgentLabel = "tether.dev/agent"
 
 // AgentReference names an Agent in the Conversation's namespace.
 type AgentReference struct {
@@ -81,7 +90,7 @@ type AgentReference struct {
 }
 
 // ConversationSpec is the desired state of a Conversation.
-// +kubebuilder:validation:XValidation:rule="(has(self.initialInput) ? self.initialInput : ”) == (has(oldSelf.initialInput) ? oldSelf.initialInput : ”)",message="spec.initialInput is immutable: it was the conversation's first input"
+// +kubebuilder:validation:XValidation:rule="has(self.initialInput) == has(oldSelf.initialInput) && (!has(self.initialInput) || self.initialInput == oldSelf.initialInput)",message="spec.initialInput is immutable: it was the conversation's first input"
 type ConversationSpec struct {
 	// agentRef names the Agent whose pods host this conversation. It cannot
 	// change after creation.
@@ -277,6 +286,9 @@ type ConversationStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=conv;convs,categories=tether
+// +kubebuilder:selectablefield:JSONPath=`.spec.agentRef.name`
+// +kubebuilder:selectablefield:JSONPath=`.status.phase`
+// +kubebuilder:selectablefield:JSONPath=`.status.owner.name`
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.spec.agentRef.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.status.owner.name`

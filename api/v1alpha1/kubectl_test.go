@@ -103,6 +103,21 @@ func TestKubectlGetAndExplain(t *testing.T) {
 		}
 	}
 
+	// A runtime lists only its own conversations by the owner field.
+	for selector, want := range map[string]bool{
+		"status.owner.name=approvals-7d9f-x2k4":                   true,
+		"status.owner.name=some-other-pod":                        false,
+		"status.phase=AwaitingInput,spec.agentRef.name=approvals": true,
+	} {
+		out, err := env.Kubectl(kubeconfig, "-n", ns, "get", "conv", "--field-selector", selector, "-o", "name")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out, "conversation.tether.dev/refund-1234"); got != want {
+			t.Errorf("--field-selector %s listed %q; want the conversation listed: %v", selector, out, want)
+		}
+	}
+
 	// kubectl explain reads the field documentation from the CRD schema.
 	out, err = env.Kubectl(kubeconfig, "explain", "conversation.status.prompt")
 	if err != nil {

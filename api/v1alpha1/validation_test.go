@@ -126,6 +126,12 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want:     []string{"spec.initialInput is immutable"},
 		},
 		{
+			name:     "conversation initial input added after creation",
+			manifest: validConversation,
+			changes:  []change{spec(func(s map[string]any) { s["initialInput"] = "an afterthought" })},
+			want:     []string{"spec.initialInput is immutable"},
+		},
+		{
 			name:     "conversation initial input over the cap in bytes, not characters",
 			manifest: validConversation + "  initialInput: " + strings.Repeat("€", tetherv1alpha1.MaxInitialInputLength/3+1) + "\n",
 			want:     []string{"spec.initialInput must be at most 4096 bytes of UTF-8"},
