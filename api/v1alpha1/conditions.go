@@ -44,6 +44,9 @@ const (
 	ReasonPodsReady = "PodsReady"
 	// ReasonNoReadyPods means an Agent has no ready pod with a live Lease.
 	ReasonNoReadyPods = "NoReadyPods"
+	// ReasonDeploymentFailed means the Agent's Deployment could not be
+	// created or updated; the message says why.
+	ReasonDeploymentFailed = "DeploymentFailed"
 	// ReasonFull means an Agent's ready pods have no free slot.
 	ReasonFull = "Full"
 )

@@ -1,0 +1,184 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// AgentReconciler runs the worker pods of an Agent with a template (one
+// Deployment per Agent, replicas following spec.replicas and so the scale
+// subresource) and reports every Agent's pods, load and capacity.
+type AgentReconciler struct {
+	client.Client
+	Clock clock.PassiveClock
+}
+
+// +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tether.dev,resources=agents/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile brings one Agent's Deployment and status up to date.
+func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	agent := &tetherv1alpha1.Agent{}
+	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !agent.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	return r.reconcile(ctx, agent)
+}
+
+func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.Agent) (ctrl.Result, error) {
+	old := agent.Status.DeepCopy()
+	deployErr := r.syncDeployment(ctx, agent)
+
+	workers, err := listWorkerPods(ctx, r.Client, agent)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var convs tetherv1alpha1.ConversationList
+	if err := r.List(ctx, &convs, client.InNamespace(agent.Namespace), client.MatchingFields{agentIndex: agent.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return ctrl.Result{}, err
+	}
+	loads := map[string]int32{}
+	for i := range convs.Items {
+		if holdsSlot(&convs.Items[i]) {
+			loads[convs.Items[i].Status.Owner.Name]++
+		}
+	}
+	selector, err := agentPodSelector(agent)
+	if err != nil {
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	status, recheck := computeAgentStatus(agent, workers, loads, selector.String(), r.Clock.Now())
+	if deployErr != nil {
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
+			Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonDeploymentFailed,
+			Message: truncate(deployErr.Error(), 1024), LastTransitionTime: metav1.NewTime(r.Clock.Now()), ObservedGeneration: agent.Generation,
+		})
+	}
+	agent.Status = status
+	if !equality.Semantic.DeepEqual(*old, agent.Status) {
+		if err := r.Status().Update(ctx, agent); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, fmt.Errorf("writing status: %w", err)
+		}
+	}
+	if deployErr != nil {
+		return ctrl.Result{}, deployErr
+	}
+	// A pod's Lease can expire without any event; look again then.
+	if recheck > 0 {
+		return ctrl.Result{RequeueAfter: recheck + 10*time.Millisecond}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// syncDeployment creates or updates the Deployment of an Agent with a
+// template. Agents with a selector run their own pods.
+func (r *AgentReconciler) syncDeployment(ctx context.Context, agent *tetherv1alpha1.Agent) error {
+	if agent.Spec.Template == nil {
+		return nil
+	}
+	desired := desiredDeployment(agent)
+	if err := controllerutil.SetControllerReference(agent, desired, r.Scheme()); err != nil {
+		return err
+	}
+	var current appsv1.Deployment
+	err := r.Get(ctx, client.ObjectKeyFromObject(desired), &current)
+	if apierrors.IsNotFound(err) {
+		if err := r.Create(ctx, desired); err != nil {
+			return fmt.Errorf("creating Deployment %s: %w", desired.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !metav1.IsControlledBy(&current, agent) {
+		return reconcile.TerminalError(fmt.Errorf("deployment %s exists and is not managed by this Agent; rename one of them", current.Name))
+	}
+	if current.Annotations[templateHashAnnotation] == desired.Annotations[templateHashAnnotation] &&
+		current.Spec.Replicas != nil && *current.Spec.Replicas == *desired.Spec.Replicas {
+		return nil
+	}
+	if current.Annotations == nil {
+		current.Annotations = map[string]string{}
+	}
+	current.Annotations[templateHashAnnotation] = desired.Annotations[templateHashAnnotation]
+	current.Labels = desired.Labels
+	current.Spec.Replicas = desired.Spec.Replicas
+	current.Spec.Template = desired.Spec.Template
+	if err := r.Update(ctx, &current); err != nil {
+		return fmt.Errorf("updating Deployment %s: %w", current.Name, err)
+	}
+	return nil
+}
+
+// SetupWithManager registers the controller. Pods and Leases reach their
+// Agent through the tether.dev/agent label; conversations through their
+// agentRef, when they take or give up a slot.
+func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	byAgentLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		agent := obj.GetLabels()[tetherv1alpha1.AgentLabel]
+		if agent == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: obj.GetNamespace(), Name: agent}}}
+	})
+	toAgent := func(obj client.Object, q queue) {
+		conv := obj.(*tetherv1alpha1.Conversation)
+		q.Add(reconcile.Request{NamespacedName: client.ObjectKey{Namespace: conv.Namespace, Name: conv.Spec.AgentRef.Name}})
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("agent").
+		For(&tetherv1alpha1.Agent{}).
+		Owns(&appsv1.Deployment{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
+		Watches(&corev1.Pod{}, byAgentLabel).
+		Watches(&coordinationv1.Lease{}, byAgentLabel).
+		Watches(&tetherv1alpha1.Conversation{}, handler.Funcs{
+			CreateFunc: func(_ context.Context, e event.CreateEvent, q queue) { toAgent(e.Object, q) },
+			UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
+				before, after := e.ObjectOld.(*tetherv1alpha1.Conversation), e.ObjectNew.(*tetherv1alpha1.Conversation)
+				if holdsSlot(before) != holdsSlot(after) || ownerName(before) != ownerName(after) {
+					toAgent(after, q)
+				}
+			},
+			DeleteFunc: func(_ context.Context, e event.DeleteEvent, q queue) {
+				if conv, ok := e.Object.(*tetherv1alpha1.Conversation); ok {
+					toAgent(conv, q)
+				}
+			},
+		}).
+		Complete(r)
+}
+
+func ownerName(conv *tetherv1alpha1.Conversation) string {
+	if conv.Status.Owner == nil {
+		return ""
+	}
+	return conv.Status.Owner.Name
+}

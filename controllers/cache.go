@@ -1,0 +1,30 @@
+package controllers
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// CacheOptions limits the manager's informers to the objects Tether cares
+// about: worker pods, their Leases and Agent Deployments all carry the
+// tether.dev/agent label, so a large cluster's other pods and Leases are
+// never held in memory.
+func CacheOptions() cache.Options {
+	req, err := labels.NewRequirement(tetherv1alpha1.AgentLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant label key is always valid
+	}
+	tethered := labels.NewSelector().Add(*req)
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}:           {Label: tethered},
+		&coordinationv1.Lease{}: {Label: tethered},
+		&appsv1.Deployment{}:    {Label: tethered},
+	}}
+}
