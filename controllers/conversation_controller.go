@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -180,11 +179,13 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 
 	r.reservations.mu.Lock()
 	defer r.reservations.mu.Unlock()
-	loads, owners, unusable, err := r.podLoads(ctx, workers, now)
+	loads, unusable, err := r.podLoads(ctx, workers, now)
 	if err != nil {
 		return err
 	}
-	r.reservations.adjust(conv.Namespace, loads, owners, now)
+	if err := r.reservations.adjust(ctx, r.Client, conv.Namespace, loads, now); err != nil {
+		return err
+	}
 	pod := choosePod(loads, agent.Spec.ConversationsPerPod)
 	if pod == nil {
 		placementsTotal.WithLabelValues("no_capacity").Inc()
@@ -194,17 +195,15 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 	}
 	placementsTotal.WithLabelValues("placed").Inc()
 	assign(conv, pod, agent, now)
-	r.reservations.reserve(conv.UID, conv.Namespace, pod.Name, now)
+	r.reservations.reserve(conv, pod.Name, conv.Status.Lease.Epoch, now)
 	out.placedOn = pod.Name
 	return nil
 }
 
-// podLoads counts the conversations on each usable pod. owners maps every
-// conversation counted to its pod, for the reservations. unusable counts the
-// other pods by why they cannot be used.
-func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerPod, now time.Time) ([]podLoad, map[types.UID]string, map[string]int, error) {
+// podLoads counts, from the cache, the conversations on each usable pod.
+// unusable counts the other pods by why they cannot be used.
+func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerPod, now time.Time) ([]podLoad, map[string]int, error) {
 	var loads []podLoad
-	owners := map[types.UID]string{}
 	unusable := map[string]int{}
 	for _, w := range workers {
 		if ok, why := usable(w.pod, w.lease, now); !ok {
@@ -213,19 +212,18 @@ func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerP
 		}
 		var convs tetherv1alpha1.ConversationList
 		if err := r.List(ctx, &convs, client.InNamespace(w.pod.Namespace), client.MatchingFields{ownerIndex: w.pod.Name}, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		var load int32
 		for i := range convs.Items {
 			c := &convs.Items[i]
 			if holdsSlot(c) && c.Status.Owner.UID == string(w.pod.UID) {
 				load++
-				owners[c.UID] = w.pod.Name
 			}
 		}
 		loads = append(loads, podLoad{pod: w.pod, load: load})
 	}
-	return loads, owners, unusable, nil
+	return loads, unusable, nil
 }
 
 func noCapacityMessage(agent *tetherv1alpha1.Agent, pods, usableCount int, unusable map[string]int) string {

@@ -43,11 +43,15 @@ func (r *ConversationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 		}).
 		Watches(&coordinationv1.Lease{}, handler.Funcs{
 			CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) { r.enqueueWaiting(ctx, e.Object, q) },
-			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) { r.leaseUpdated(ctx, e.ObjectOld, e.ObjectNew, q) },
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
+				r.leaseUpdated(ctx, e.ObjectOld, e.ObjectNew, q)
+			},
 			DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) { r.enqueueOwned(ctx, e.Object, q) },
 		}).
 		Watches(&tetherv1alpha1.Agent{}, handler.Funcs{
-			CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) { r.enqueueAgentWaiting(ctx, e.Object.GetNamespace(), e.Object.GetName(), q) },
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
+				r.enqueueAgentWaiting(ctx, e.Object.GetNamespace(), e.Object.GetName(), q)
+			},
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
 				r.enqueueAgentWaiting(ctx, e.ObjectNew.GetNamespace(), e.ObjectNew.GetName(), q)
 			},

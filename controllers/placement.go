@@ -1,12 +1,17 @@
 package controllers
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 )
 
 // podLoad is a pod placement may use and the conversations it holds.
@@ -40,51 +45,65 @@ const reservationTTL = 2 * time.Minute
 // cache may not show yet. Without them, a burst of placements would all read
 // the same stale loads and pile onto one pod. Placement decisions are taken
 // under its lock, so concurrent reconciles never double-book a slot.
+//
+// A reservation ends once the cache shows the conversation at the epoch the
+// assignment wrote or a later one: from then on the cache's own count is
+// right, wherever the conversation has gone since.
 type reservations struct {
 	mu      sync.Mutex
 	entries map[types.UID]reservation
 }
 
 type reservation struct {
-	namespace, pod string
-	at             time.Time
+	conv  types.NamespacedName
+	pod   string
+	epoch int64
+	at    time.Time
 }
 
 func newReservations() *reservations {
 	return &reservations{entries: map[types.UID]reservation{}}
 }
 
-// adjust corrects loads counted from the cache with the reservations of
-// namespace. owners maps each conversation counted to the pod the cache shows
-// it on. Reservations the cache has caught up with, or that are too old, are
-// dropped. The caller holds the lock.
-func (r *reservations) adjust(namespace string, loads []podLoad, owners map[types.UID]string, now time.Time) {
+// adjust adds to loads, counted from the cache, the assignments of namespace
+// the cache does not show yet, and drops the reservations it has caught up
+// with (or that are too old). The caller holds the lock.
+func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespace string, loads []podLoad, now time.Time) error {
 	index := make(map[string]int, len(loads))
 	for i, l := range loads {
 		index[l.pod.Name] = i
 	}
 	for uid, res := range r.entries {
-		if res.namespace != namespace {
+		if res.conv.Namespace != namespace {
 			continue
 		}
-		cached := owners[uid]
-		if cached == res.pod || now.Sub(res.at) > reservationTTL {
+		if now.Sub(res.at) > reservationTTL {
 			delete(r.entries, uid)
 			continue
 		}
-		if i, ok := index[cached]; ok && cached != "" {
-			loads[i].load--
+		var cached tetherv1alpha1.Conversation
+		if err := cache.Get(ctx, res.conv, &cached, client.UnsafeDisableDeepCopy); err != nil {
+			if apierrors.IsNotFound(err) {
+				delete(r.entries, uid)
+				continue
+			}
+			return err
+		}
+		if cached.UID != uid || (cached.Status.Lease != nil && cached.Status.Lease.Epoch >= res.epoch) {
+			delete(r.entries, uid)
+			continue
 		}
 		if i, ok := index[res.pod]; ok {
 			loads[i].load++
 		}
 	}
+	return nil
 }
 
-// reserve records that conversation uid is being assigned to pod. The caller
+// reserve records that conv is being assigned to pod at epoch. The caller
 // holds the lock.
-func (r *reservations) reserve(uid types.UID, namespace, pod string, now time.Time) {
-	r.entries[uid] = reservation{namespace: namespace, pod: pod, at: now}
+func (r *reservations) reserve(conv *tetherv1alpha1.Conversation, pod string, epoch int64, now time.Time) {
+	r.entries[conv.UID] = reservation{conv: types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}, pod: pod, epoch: epoch, at: now}
 }
 
 // release forgets a reservation whose write failed.

@@ -1,0 +1,141 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// pod builds a worker pod; options adjust it.
+func pod(name string, opts ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), CreationTimestamp: metav1.NewTime(t0.Add(-time.Hour))},
+		Status: corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: "127.0.0.10",
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(t0.Add(-time.Hour))}},
+		},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func notReadySince(at time.Time) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: metav1.NewTime(at)}}
+	}
+}
+
+// lease builds the 10 s Lease of p, renewed at renewed.
+func lease(p *corev1.Pod, renewed time.Time) *coordinationv1.Lease {
+	return &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{
+		HolderIdentity: ptr.To(string(p.UID)), RenewTime: ptr.To(metav1.NewMicroTime(renewed)), LeaseDurationSeconds: ptr.To[int32](10),
+	}}
+}
+
+func TestJudgeOwner(t *testing.T) {
+	healthy := pod("a")
+	owner := &tetherv1alpha1.OwnerPod{Name: "a", UID: "uid-a"}
+	grace := 5 * time.Second
+	cases := []struct {
+		name  string
+		pod   *corev1.Pod
+		lease *coordinationv1.Lease
+		want  ownerVerdict
+	}{
+		{"healthy: look again when the Lease runs out", healthy, lease(healthy, t0.Add(-3*time.Second)),
+			ownerVerdict{recheckAfter: 7 * time.Second}},
+		{"pod gone", nil, nil,
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0, message: "owner pod a no longer exists"}},
+		{"a new pod with the same name", pod("a", func(p *corev1.Pod) { p.UID = "uid-other" }), nil,
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0, message: "owner pod a no longer exists"}},
+		{"terminating since a second ago", pod("a", func(p *corev1.Pod) { p.DeletionTimestamp = ptr.To(metav1.NewTime(t0.Add(-time.Second))) }), nil,
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0.Add(-time.Second), message: "owner pod a is terminating"}},
+		{"failed", pod("a", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }), nil,
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0, message: "owner pod a is Failed"}},
+		{"not ready within the grace: look again when it ends", pod("a", notReadySince(t0.Add(-2*time.Second))), lease(healthy, t0),
+			ownerVerdict{recheckAfter: 3 * time.Second}},
+		{"not ready beyond the grace", pod("a", notReadySince(t0.Add(-6*time.Second))), lease(healthy, t0),
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0.Add(-time.Second), message: "owner pod a not ready for more than 5s"}},
+		{"no Lease", healthy, nil,
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}},
+		{"Lease held by another incarnation", healthy, lease(pod("a", func(p *corev1.Pod) { p.UID = "uid-old" }), t0),
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}},
+		{"Lease expires this instant", healthy, lease(healthy, t0.Add(-10*time.Second)),
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseExpired, lostAt: t0, message: "owner pod a did not renew its Lease (expired 2026-11-22T10:00:00Z)"}},
+		{"Lease a nanosecond from expiry", healthy, lease(healthy, t0.Add(-10*time.Second+time.Nanosecond)),
+			ownerVerdict{recheckAfter: time.Nanosecond}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := judgeOwner(owner, tc.pod, tc.lease, t0, grace)
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(ownerVerdict{})); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestUsable(t *testing.T) {
+	p := pod("a")
+	cases := []struct {
+		name  string
+		pod   *corev1.Pod
+		lease *coordinationv1.Lease
+		why   string
+	}{
+		{"usable", p, lease(p, t0), ""},
+		{"terminating", pod("a", func(p *corev1.Pod) { p.DeletionTimestamp = ptr.To(metav1.NewTime(t0)) }), lease(p, t0), "terminating"},
+		{"pending", pod("a", func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }), lease(p, t0), "phase Pending"},
+		{"not ready", pod("a", notReadySince(t0)), lease(p, t0), "not ready"},
+		{"no IP", pod("a", func(p *corev1.Pod) { p.Status.PodIP = "" }), lease(p, t0), "no IP"},
+		{"no Lease", p, nil, "no Lease held by the runtime"},
+		{"Lease expired", p, lease(p, t0.Add(-11*time.Second)), "Lease expired"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, why := usable(tc.pod, tc.lease, t0)
+			if ok != (tc.why == "") || why != tc.why {
+				t.Errorf("usable = %v, %q; want %q", ok, why, tc.why)
+			}
+		})
+	}
+}
+
+func TestChoosePod(t *testing.T) {
+	a, b, c := pod("a"), pod("b"), pod("c")
+	cases := []struct {
+		name     string
+		loads    []podLoad
+		capacity int32
+		want     string
+	}{
+		{"least loaded", []podLoad{{a, 3}, {b, 1}, {c, 2}}, 10, "b"},
+		{"ties broken by name", []podLoad{{c, 1}, {b, 1}, {a, 2}}, 10, "b"},
+		{"full pods skipped", []podLoad{{a, 2}, {b, 2}}, 2, ""},
+		{"the only pod with room", []podLoad{{a, 2}, {b, 1}}, 2, "b"},
+		{"no pods", nil, 10, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ""
+			if p := choosePod(tc.loads, tc.capacity); p != nil {
+				got = p.Name
+			}
+			if got != tc.want {
+				t.Errorf("chose %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

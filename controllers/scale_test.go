@@ -1,0 +1,105 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// TestRescheduleAThousand places 1,000 conversations on 10 pods, deletes one
+// pod, and checks that every conversation it held moved to another pod. It
+// logs how long that took and how many API writes the manager made per
+// moved conversation (figures for docs/operations.md, not assertions).
+func TestRescheduleAThousand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 1,000 conversations")
+	}
+	ns := newNamespace(t)
+	ctx := context.Background()
+	newSelectorAgent(t, ns, "fleet", 200)
+	pods := make([]workerPod, 10)
+	for i := range pods {
+		pods[i] = startPod(t, ns, "fleet", fmt.Sprintf("fleet-%d", i), fmt.Sprintf("127.0.8.%d", i+1), 300)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for w := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < 1000; i += 20 {
+				conv := &tetherv1alpha1.Conversation{}
+				conv.Namespace, conv.Name = ns, fmt.Sprintf("c-%04d", i)
+				conv.Spec = tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "fleet"}, Subjects: []string{"alice"}}
+				if err := k8s.Create(ctx, conv); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	eventuallyEvery(t, 250*time.Millisecond, 60*time.Second, "1,000 conversations placed", func() (bool, string) {
+		loads := loadsByPod(t, ns)
+		total := 0
+		for _, n := range loads {
+			total += n
+		}
+		return total == 1000, fmt.Sprint(loads)
+	})
+	t.Logf("placed 1,000 conversations on 10 pods in %s: %v", time.Since(start).Round(time.Millisecond), loadsByPod(t, ns))
+
+	victim := pods[3].pod
+	held := loadsByPod(t, ns)[victim.Name]
+	writesBefore := writes.Load()
+	deleted := time.Now()
+	if err := k8s.Delete(ctx, victim, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	var last time.Time
+	eventuallyEvery(t, 250*time.Millisecond, 60*time.Second, "every conversation of the deleted pod moved", func() (bool, string) {
+		var list tetherv1alpha1.ConversationList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		moved, stuck := 0, 0
+		for _, c := range list.Items {
+			switch {
+			case c.Status.Owner == nil || c.Status.Owner.Name == victim.Name:
+				stuck++
+			case c.Status.RescheduleCount > 0:
+				moved++
+				if at := c.Status.Lease.AcquireTime.Time; at.After(last) {
+					last = at
+				}
+			}
+		}
+		return stuck == 0 && moved == held, fmt.Sprintf("%d moved, %d not yet, of %d", moved, stuck, held)
+	})
+	// Let trailing writes (Agent status, events) land before counting.
+	time.Sleep(time.Second)
+	total := writes.Load() - writesBefore
+	for pod, n := range loadsByPod(t, ns) {
+		if pod == victim.Name {
+			t.Errorf("%d conversations still on the deleted pod", n)
+		}
+		if n > 200 {
+			t.Errorf("pod %s holds %d, over its capacity", pod, n)
+		}
+	}
+	t.Logf("pod %s held %d conversations; all moved %s after its deletion; %d API writes by the manager (%.2f per moved conversation, events and Agent status included)",
+		victim.Name, held, last.Sub(deleted).Round(time.Millisecond), total, float64(total)/float64(held))
+}
