@@ -4,7 +4,9 @@
 set -euo pipefail
 
 # One package per line, each with the reason it is needed.
-packages=()
+packages=(
+	redis-server # the Redis event-log backend's tests start their own server on loopback
+)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,163 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits every backend enforces.
+const (
+	// MaxEventBytes bounds one event: its type, client id and data.
+	MaxEventBytes = 64 << 10
+	// MaxBatchEvents bounds the events of one append.
+	MaxBatchEvents = 256
+	// MaxBatchBytes bounds the bytes of one append.
+	MaxBatchBytes = 256 << 10
+	// MaxReadEvents bounds the events of one read.
+	MaxReadEvents = 1000
+	// MaxTypeLength bounds an event type.
+	MaxTypeLength = 64
+	// MaxClientIDLength bounds a client message id.
+	MaxClientIDLength = 128
+)
+
+var (
+	// ErrFenced means the appender's epoch is older than the log's: another
+	// owner claimed the conversation. Nothing was written; the appender must
+	// stop acting for the conversation.
+	ErrFenced = errors.New("eventlog: fenced by a newer epoch")
+	// ErrUnknownConversation means the conversation has no log: it was never
+	// claimed, or it was deleted.
+	ErrUnknownConversation = errors.New("eventlog: unknown conversation")
+	// ErrInvalid means the request was malformed (an event over the size
+	// limit, an empty batch, a bad bound). Nothing was written.
+	ErrInvalid = errors.New("eventlog: invalid request")
+)
+
+// Key names a conversation's log.
+type Key struct {
+	Namespace, Name string
+	// UID is the Conversation's UID; backends that tie the log's lifetime to
+	// the object (kube) use it.
+	UID string
+}
+
+func (k Key) String() string { return k.Namespace + "/" + k.Name }
+
+// Event is one durable event. Seq, Epoch and Time are set by the log.
+type Event struct {
+	// Seq is the event's sequence number: 1, 2, 3, ... per conversation.
+	Seq int64 `json:"seq"`
+	// Epoch is the epoch of the owner that appended the event.
+	Epoch int64 `json:"epoch"`
+	// Type says what the event is (user_message, assistant_message, prompt,
+	// answer, turn_finished, ...); the runtime's protocol defines them.
+	Type string `json:"type"`
+	// ClientID is the id a client gave the message this event records, so a
+	// message sent again is recognised, even by another owner.
+	ClientID string `json:"clientId,omitempty"`
+	// Time is when the event was appended.
+	Time time.Time `json:"time"`
+	// Data is the event's JSON payload.
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Bounds describe what a log holds. Events FirstSeq..LastSeq are retained;
+// events before FirstSeq were trimmed. An empty log has FirstSeq = LastSeq+1.
+type Bounds struct {
+	FirstSeq, LastSeq int64
+	// Epoch is the newest epoch that claimed or appended to the log.
+	Epoch int64
+}
+
+// Complete reports whether a reader that has seen everything up to and
+// including after can get every later event.
+func (b Bounds) Complete(after int64) bool {
+	return after+1 >= b.FirstSeq
+}
+
+// Log is the durable event log of every conversation of one store.
+type Log interface {
+	// Claim takes the log for epoch: it creates the log if needed and raises
+	// its epoch, so appends under older epochs fail from now on. A new owner
+	// claims before it reads the log, so that nothing can be appended behind
+	// its back. It fails with ErrFenced if a newer epoch has claimed.
+	Claim(ctx context.Context, key Key, epoch int64) (Bounds, error)
+
+	// Append appends events under epoch, atomically: all or nothing, and
+	// only if no newer epoch has claimed the log (ErrFenced otherwise). It
+	// assigns sequence numbers and returns the last one.
+	Append(ctx context.Context, key Key, epoch int64, events []Event) (int64, error)
+
+	// Read returns up to limit events with Seq > after, in order.
+	Read(ctx context.Context, key Key, after int64, limit int) ([]Event, error)
+
+	// Bounds returns what the log holds.
+	Bounds(ctx context.Context, key Key) (Bounds, error)
+
+	// Trim drops the oldest events so that at most keep remain.
+	Trim(ctx context.Context, key Key, keep int) error
+
+	// Delete removes every trace of the conversation. Deleting a log that
+	// does not exist is not an error.
+	Delete(ctx context.Context, key Key) error
+
+	// Close releases the backend's connections.
+	Close() error
+}
+
+// ValidateAppend checks a batch against the limits before any backend is
+// touched, so a bad batch never half-writes.
+func ValidateAppend(epoch int64, events []Event) error {
+	if epoch < 1 {
+		return fmt.Errorf("%w: epoch %d, want 1 or more", ErrInvalid, epoch)
+	}
+	if len(events) == 0 {
+		return fmt.Errorf("%w: empty batch", ErrInvalid)
+	}
+	if len(events) > MaxBatchEvents {
+		return fmt.Errorf("%w: %d events in one append, the limit is %d", ErrInvalid, len(events), MaxBatchEvents)
+	}
+	total := 0
+	for i, e := range events {
+		switch {
+		case e.Type == "" || len(e.Type) > MaxTypeLength:
+			return fmt.Errorf("%w: event %d: type must be 1 to %d bytes", ErrInvalid, i, MaxTypeLength)
+		case len(e.ClientID) > MaxClientIDLength:
+			return fmt.Errorf("%w: event %d: client id over %d bytes", ErrInvalid, i, MaxClientIDLength)
+		case len(e.Data) > 0 && !json.Valid(e.Data):
+			return fmt.Errorf("%w: event %d: data is not valid JSON", ErrInvalid, i)
+		}
+		size := len(e.Type) + len(e.ClientID) + len(e.Data)
+		if size > MaxEventBytes {
+			return fmt.Errorf("%w: event %d is %d bytes, the limit is %d", ErrInvalid, i, size, MaxEventBytes)
+		}
+		total += size
+	}
+	if total > MaxBatchBytes {
+		return fmt.Errorf("%w: batch of %d bytes, the limit is %d", ErrInvalid, total, MaxBatchBytes)
+	}
+	return nil
+}
+
+// ValidateRead checks a read's bounds and returns the effective limit.
+func ValidateRead(after int64, limit int) (int, error) {
+	if after < 0 {
+		return 0, fmt.Errorf("%w: read after %d", ErrInvalid, after)
+	}
+	if limit <= 0 || limit > MaxReadEvents {
+		limit = MaxReadEvents
+	}
+	return limit, nil
+}
+
+// ValidateClaim checks a claim's epoch.
+func ValidateClaim(epoch int64) error {
+	if epoch < 1 {
+		return fmt.Errorf("%w: epoch %d, want 1 or more", ErrInvalid, epoch)
+	}
+	return nil
+}
