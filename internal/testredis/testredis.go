@@ -1,0 +1,104 @@
+// Package testredis runs a real redis-server on a loopback port for tests,
+// with its data in a temporary directory, and can stop and restart it on the
+// same port to play a store that goes down and comes back.
+package testredis
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a redis-server this test started.
+type Server struct {
+	// Addr is host:port on 127.0.0.1.
+	Addr string
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	tb   testing.TB
+}
+
+// Start runs redis-server (from Debian's redis-server package, which
+// hack/install-packages.sh installs) and stops it when the test ends.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		tb.Fatal("redis-server is not installed; run hack/install-packages.sh")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: tb.TempDir(), port: port, tb: tb}
+	s.start()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.tb.Helper()
+	// appendfsync always: a restarted server has every acknowledged write.
+	s.cmd = exec.CommandContext(context.Background(), "redis-server", //nolint:gosec // fixed program, test-chosen args
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes",
+		"--logfile", filepath.Join(s.dir, "redis.log"))
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatalf("starting redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond)
+		if err == nil {
+			_, _ = conn.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := conn.Read(buf)
+			_ = conn.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+			s.tb.Fatalf("redis-server did not answer on %s: %v\n%s", s.Addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop shuts the server down (SIGTERM, then SIGKILL after 10 s). Safe to
+// call twice.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	cmd := s.cmd
+	s.cmd = nil
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Restart starts the server again on the same port with the same data.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Stop()
+	s.start()
+}
