@@ -30,6 +30,9 @@ type ConversationReconciler struct {
 	// NotReadyGrace is how long an owner pod may be not ready before its
 	// conversations move.
 	NotReadyGrace time.Duration
+	// OpenStore opens an Agent's event log, to delete a deleted
+	// conversation's log.
+	OpenStore StoreOpener
 
 	reservations *reservations
 }
@@ -58,7 +61,7 @@ func (r *ConversationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !conv.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, conv)
 	}
 	var epoch int64
 	if conv.Status.Lease != nil {
@@ -75,6 +78,9 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 	}
 	agent, err := r.getAgent(ctx, conv)
 	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureLogFinalizer(ctx, conv, agent); err != nil {
 		return ctrl.Result{}, err
 	}
 

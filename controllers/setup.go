@@ -6,6 +6,11 @@ import (
 
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/stores"
 )
 
 // Options tune the controllers.
@@ -27,9 +32,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 1
 	}
+	// Secrets are read straight from the API server when a log is deleted,
+	// never cached: the manager has get on Secrets, not list or watch.
+	secrets := mgr.GetAPIReader()
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return err
+	}
 	conv := &ConversationReconciler{
 		Client: mgr.GetClient(), Clock: opts.Clock, NotReadyGrace: opts.NotReadyGrace,
 		Recorder: mgr.GetEventRecorder("tether-conversation-controller"),
+		OpenStore: func(ctx context.Context, spec tetherv1alpha1.StoreSpec, namespace string) (eventlog.Log, error) {
+			return stores.Open(ctx, spec, namespace, direct, secrets)
+		},
 	}
 	if err := conv.SetupWithManager(ctx, mgr, opts.Concurrency); err != nil {
 		return err

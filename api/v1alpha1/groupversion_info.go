@@ -18,7 +18,8 @@ var (
 )
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(GroupVersion, &Agent{}, &AgentList{}, &Conversation{}, &ConversationList{})
+	scheme.AddKnownTypes(GroupVersion, &Agent{}, &AgentList{}, &Conversation{}, &ConversationList{},
+		&ConversationLog{}, &ConversationLogList{}, &ConversationLogChunk{}, &ConversationLogChunkList{})
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil
 }

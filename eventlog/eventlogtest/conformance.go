@@ -23,6 +23,10 @@ type Options struct {
 	FencingRounds int
 	// Appenders is how many goroutines append at once.
 	Appenders int
+	// NewOwner, when set, is a second client of the same store (as another
+	// process would have) that the fencing race claims through; the same
+	// log otherwise.
+	NewOwner eventlog.Log
 }
 
 var keySeq atomic.Int64
@@ -49,6 +53,9 @@ func Run(t *testing.T, log eventlog.Log, opts Options) {
 	}
 	if opts.Appenders == 0 {
 		opts.Appenders = 8
+	}
+	if opts.NewOwner == nil {
+		opts.NewOwner = log
 	}
 	t.Run("AppendAndReadBack", func(t *testing.T) { appendAndReadBack(t, log) })
 	t.Run("ReadAfterN", func(t *testing.T) { readAfterN(t, log) })
@@ -389,10 +396,16 @@ func fencingUnderConcurrency(t *testing.T, log eventlog.Log, opts Options) {
 			}()
 		}
 		time.Sleep(5 * time.Millisecond)
-		claim(t, log, key, round+1)
-		marker := mustAppend(t, log, key, round+1, []eventlog.Event{{Type: "claimed", Data: json.RawMessage(fmt.Sprintf(`{"tag":"claim-%d"}`, round+1))}})
+		_, err := opts.NewOwner.Claim(ctx, key, round+1)
+		var marker int64
+		if err == nil {
+			marker, err = opts.NewOwner.Append(ctx, key, round+1, []eventlog.Event{{Type: "claimed", Data: json.RawMessage(fmt.Sprintf(`{"tag":"claim-%d"}`, round+1))}})
+		}
 		close(stop)
 		wg.Wait()
+		if err != nil {
+			t.Fatalf("round %d: the new owner's claim and first append: %v", round, err)
+		}
 		// Nothing of the old epoch lands after the new owner's first event.
 		for _, e := range readAll(t, log, key, marker) {
 			if e.Epoch <= round {

@@ -13,7 +13,7 @@ import (
 	"tether.dev/tether/internal/testredis"
 )
 
-func newLog(t *testing.T, addr string) *redislog.Log {
+func newLog(t testing.TB, addr string) *redislog.Log {
 	t.Helper()
 	log, err := redislog.New(redislog.Options{Addrs: []string{addr}, Timeout: 2 * time.Second})
 	if err != nil {
@@ -25,7 +25,7 @@ func newLog(t *testing.T, addr string) *redislog.Log {
 
 func TestConformance(t *testing.T) {
 	server := testredis.Start(t)
-	eventlogtest.Run(t, newLog(t, server.Addr), eventlogtest.Options{FencingRounds: 30})
+	eventlogtest.Run(t, newLog(t, server.Addr), eventlogtest.Options{FencingRounds: 30, NewOwner: newLog(t, server.Addr)})
 }
 
 // TestStoreDownMidTest stops Redis while appenders are writing: appends fail
@@ -106,4 +106,16 @@ func TestStoreDownMidTest(t *testing.T) {
 	if err != nil || last != b.LastSeq+1 {
 		t.Fatalf("append after recovery: %d, %v", last, err)
 	}
+}
+
+func BenchmarkAppend(b *testing.B) {
+	eventlogtest.BenchmarkAppend(b, newLog(b, testredis.Start(b).Addr))
+}
+
+func BenchmarkAppendParallel(b *testing.B) {
+	eventlogtest.BenchmarkAppendParallel(b, newLog(b, testredis.Start(b).Addr))
+}
+
+func BenchmarkReadAfterN(b *testing.B) {
+	eventlogtest.BenchmarkReadAfterN(b, newLog(b, testredis.Start(b).Addr))
 }

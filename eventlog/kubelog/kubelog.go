@@ -1,0 +1,457 @@
+// Package kubelog keeps conversations' event logs in the API server, so the
+// default installation needs nothing but the cluster.
+//
+// A log is a ConversationLog object (the head: epoch, bounds, the list of
+// sealed chunks and the newest events, its "tail") and ConversationLogChunk
+// objects holding sealed events. An append is one update of the head with the
+// resourceVersion it read: the epoch check and the append are atomic, and the
+// head is the only commit point. When the tail passes SealEvents or
+// SealBytes, its events are copied into a new, immutable chunk and the head
+// is updated to point at it; a chunk whose head update failed is an orphan
+// that holds only committed events and is removed with the log.
+//
+// Limits: every append is a write of the head (up to SealBytes of tail
+// plus the batch; the owner remembers the head it wrote, so it need not read
+// it first), so the API server and its etcd carry every byte. At most MaxChunks
+// chunks are kept per conversation (older ones are dropped, as retention
+// would); move to the redis store for long or busy conversations.
+//
+// The runtime needs get, create, update, delete and deletecollection on
+// conversationlogs and conversationlogchunks in its namespace.
+package kubelog
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+)
+
+const (
+	// SealEvents bounds the events of the tail kept in the head object.
+	SealEvents = 32
+	// SealBytes bounds the data of the tail kept in the head object.
+	SealBytes = 16 << 10
+	// MaxChunks bounds the chunks kept per conversation (at most
+	// MaxChunks x SealEvents events), so etcd is never a data lake.
+	MaxChunks = 512
+	// maxAttempts bounds retries after resourceVersion conflicts;
+	// claimAttempts those of a claim.
+	maxAttempts   = 20
+	claimAttempts = 100
+)
+
+// Log is an event log in the API server. Its client must read from the API
+// server directly (not an informer cache).
+type Log struct {
+	c   client.Client
+	now func() time.Time
+
+	// heads remembers the last head this process wrote per conversation,
+	// so that an owner's append is one update, not a read and an update. A
+	// remembered head that another writer has since changed fails its
+	// update with a conflict and is read afresh: the resourceVersion keeps
+	// this safe.
+	mu    sync.Mutex
+	heads map[types.NamespacedName]*tetherv1alpha1.ConversationLog
+
+	// appending serializes this process's appends per conversation, so its
+	// own goroutines never race each other for the head's resourceVersion;
+	// only another process (an old or new owner) can.
+	appending sync.Map // types.NamespacedName -> *sync.Mutex
+}
+
+// maxRemembered bounds the heads a Log remembers.
+const maxRemembered = 1024
+
+var _ eventlog.Log = (*Log)(nil)
+
+// New returns a log that uses c, whose scheme must hold Tether's types.
+func New(c client.Client) *Log {
+	return &Log{c: c, now: time.Now, heads: map[types.NamespacedName]*tetherv1alpha1.ConversationLog{}}
+}
+
+// recall returns a copy of the remembered head, or nil.
+func (l *Log) recall(k eventlog.Key) *tetherv1alpha1.ConversationLog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if head, ok := l.heads[headKey(k)]; ok {
+		return head.DeepCopy()
+	}
+	return nil
+}
+
+// remember keeps a copy of head as the latest this process wrote.
+func (l *Log) remember(head *tetherv1alpha1.ConversationLog) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.heads) >= maxRemembered {
+		for k := range l.heads { // evict one, any one
+			delete(l.heads, k)
+			break
+		}
+	}
+	l.heads[types.NamespacedName{Namespace: head.Namespace, Name: head.Name}] = head.DeepCopy()
+}
+
+func (l *Log) forget(k eventlog.Key) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.heads, headKey(k))
+}
+
+// release forgets everything of a deleted conversation.
+func (l *Log) release(k eventlog.Key) {
+	l.forget(k)
+	l.appending.Delete(headKey(k))
+}
+
+func headKey(k eventlog.Key) types.NamespacedName {
+	return types.NamespacedName{Namespace: k.Namespace, Name: k.Name}
+}
+
+// nameHash is a label-safe stand-in for a conversation name.
+func nameHash(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:8])
+}
+
+// chunkName names the chunk starting at firstSeq: readable when it fits in
+// an object name, hashed otherwise.
+func chunkName(conv string, firstSeq int64) string {
+	suffix := "." + strconv.FormatInt(firstSeq, 10)
+	if len(conv)+len(suffix) <= 253 {
+		return conv + suffix
+	}
+	return "log-" + nameHash(conv) + suffix
+}
+
+func ownerRefs(k eventlog.Key) []metav1.OwnerReference {
+	if k.UID == "" {
+		return nil
+	}
+	return []metav1.OwnerReference{{
+		APIVersion: tetherv1alpha1.GroupVersion.String(), Kind: "Conversation", Name: k.Name, UID: types.UID(k.UID),
+		BlockOwnerDeletion: ptr.To(false),
+	}}
+}
+
+func (l *Log) getHead(ctx context.Context, k eventlog.Key) (*tetherv1alpha1.ConversationLog, error) {
+	head := &tetherv1alpha1.ConversationLog{}
+	if err := l.c.Get(ctx, headKey(k), head); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %s", eventlog.ErrUnknownConversation, k)
+		}
+		return nil, fmt.Errorf("kubelog: reading the log of %s: %w", k, err)
+	}
+	return head, nil
+}
+
+func bounds(head *tetherv1alpha1.ConversationLog) eventlog.Bounds {
+	return eventlog.Bounds{FirstSeq: head.Spec.FirstSeq, LastSeq: head.Spec.LastSeq, Epoch: head.Spec.Epoch}
+}
+
+// Claim implements eventlog.Log.
+func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, error) {
+	if err := eventlog.ValidateClaim(epoch); err != nil {
+		return eventlog.Bounds{}, err
+	}
+	// A new owner's claim races the old owner's appends; it backs off like
+	// they do and keeps trying for longer, so it wins.
+	for attempt := range claimAttempts {
+		if attempt > 0 {
+			backoff(attempt)
+		}
+		head, err := l.getHead(ctx, k)
+		if err != nil && !isUnknown(err) {
+			return eventlog.Bounds{}, err
+		}
+		if head == nil {
+			head = &tetherv1alpha1.ConversationLog{
+				ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name, OwnerReferences: ownerRefs(k),
+					Labels: map[string]string{tetherv1alpha1.LogConversationLabel: nameHash(k.Name)}},
+				Spec: tetherv1alpha1.ConversationLogSpec{Conversation: k.Name, Epoch: epoch, FirstSeq: 1},
+			}
+			err = l.c.Create(ctx, head)
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			if err != nil {
+				return eventlog.Bounds{}, fmt.Errorf("kubelog: creating the log of %s: %w", k, err)
+			}
+			l.remember(head)
+			return bounds(head), nil
+		}
+		if epoch < head.Spec.Epoch {
+			return eventlog.Bounds{}, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, head.Spec.Epoch, epoch)
+		}
+		if epoch > head.Spec.Epoch {
+			head.Spec.Epoch = epoch
+			err = l.c.Update(ctx, head)
+			if apierrors.IsConflict(err) {
+				continue
+			}
+			if err != nil {
+				return eventlog.Bounds{}, fmt.Errorf("kubelog: claiming %s: %w", k, err)
+			}
+		}
+		l.remember(head)
+		return bounds(head), nil
+	}
+	return eventlog.Bounds{}, fmt.Errorf("kubelog: claiming %s: still conflicting after %d attempts", k, claimAttempts)
+}
+
+// Append implements eventlog.Log.
+func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []eventlog.Event) (int64, error) {
+	if err := eventlog.ValidateAppend(epoch, events); err != nil {
+		return 0, err
+	}
+	lock, _ := l.appending.LoadOrStore(headKey(k), &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
+	head := l.recall(k)
+	for attempt := range maxAttempts {
+		if head == nil {
+			var err error
+			if head, err = l.getHead(ctx, k); err != nil {
+				return 0, err
+			}
+		}
+		if epoch < head.Spec.Epoch {
+			return 0, fmt.Errorf("%w: %s claimed at epoch %d, append at %d", eventlog.ErrFenced, k, head.Spec.Epoch, epoch)
+		}
+		now := metav1.NewMicroTime(l.now())
+		for _, e := range events {
+			head.Spec.LastSeq++
+			head.Spec.Tail = append(head.Spec.Tail, tetherv1alpha1.LogEvent{
+				Seq: head.Spec.LastSeq, Epoch: epoch, Type: e.Type, ClientID: e.ClientID, Time: now, Data: string(e.Data),
+			})
+		}
+		head.Spec.Epoch = epoch
+		err := l.c.Update(ctx, head)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			l.forget(k)
+			head = nil
+			backoff(attempt)
+			continue
+		}
+		if err != nil {
+			l.forget(k)
+			return 0, fmt.Errorf("kubelog: appending to %s (the append may or may not have landed, whole): %w", k, err)
+		}
+		last := head.Spec.LastSeq
+		if needsSeal(head) && l.seal(ctx, k, epoch, head) != nil {
+			// The append is committed; sealing only moves committed
+			// events, and the next append seals again. The head may have
+			// moved on, so it is read afresh then.
+			l.forget(k)
+			return last, nil
+		}
+		l.remember(head)
+		return last, nil
+	}
+	return 0, fmt.Errorf("kubelog: appending to %s: still conflicting after %d attempts", k, maxAttempts)
+}
+
+func needsSeal(head *tetherv1alpha1.ConversationLog) bool {
+	if len(head.Spec.Tail) >= SealEvents {
+		return true
+	}
+	size := 0
+	for i := range head.Spec.Tail {
+		size += len(head.Spec.Tail[i].Data)
+	}
+	return size >= SealBytes
+}
+
+// seal copies the tail into a chunk and points the head at it, under the
+// appender's epoch. Over MaxChunks, the oldest chunks are dropped.
+func (l *Log) seal(ctx context.Context, k eventlog.Key, epoch int64, head *tetherv1alpha1.ConversationLog) error {
+	tail := head.Spec.Tail
+	ref := tetherv1alpha1.LogChunkRef{Name: chunkName(k.Name, tail[0].Seq), FirstSeq: tail[0].Seq, LastSeq: tail[len(tail)-1].Seq}
+	chunk := &tetherv1alpha1.ConversationLogChunk{
+		ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: ref.Name, OwnerReferences: ownerRefs(k),
+			Labels: map[string]string{tetherv1alpha1.LogConversationLabel: nameHash(k.Name)}},
+		Events: tail,
+	}
+	// A chunk of this name left by an earlier attempt holds the same
+	// committed events, unless retention moved on since: replace it then.
+	if err := l.c.Create(ctx, chunk); apierrors.IsAlreadyExists(err) {
+		existing := &tetherv1alpha1.ConversationLogChunk{}
+		if err := l.c.Get(ctx, client.ObjectKeyFromObject(chunk), existing); err != nil {
+			return err
+		}
+		existing.Events = tail
+		if err := l.c.Update(ctx, existing); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if head.Spec.Epoch != epoch {
+		return eventlog.ErrFenced
+	}
+	head.Spec.Chunks = append(head.Spec.Chunks, ref)
+	head.Spec.Tail = nil
+	var dropped []tetherv1alpha1.LogChunkRef
+	if over := len(head.Spec.Chunks) - MaxChunks; over > 0 {
+		dropped = slices.Clone(head.Spec.Chunks[:over])
+		head.Spec.Chunks = head.Spec.Chunks[over:]
+		head.Spec.FirstSeq = max(head.Spec.FirstSeq, head.Spec.Chunks[0].FirstSeq)
+	}
+	if err := l.c.Update(ctx, head); err != nil {
+		return err
+	}
+	l.deleteChunks(ctx, k, dropped)
+	return nil
+}
+
+func (l *Log) deleteChunks(ctx context.Context, k eventlog.Key, refs []tetherv1alpha1.LogChunkRef) {
+	for _, ref := range refs {
+		chunk := &tetherv1alpha1.ConversationLogChunk{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: ref.Name}}
+		// Left behind on failure: removed with the log (by label) or by the
+		// garbage collector with the Conversation.
+		_ = client.IgnoreNotFound(l.c.Delete(ctx, chunk))
+	}
+}
+
+// Read implements eventlog.Log.
+func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) ([]eventlog.Event, error) {
+	limit, err := eventlog.ValidateRead(after, limit)
+	if err != nil {
+		return nil, err
+	}
+	head, err := l.getHead(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	from := max(after+1, head.Spec.FirstSeq)
+	var out []eventlog.Event
+	take := func(events []tetherv1alpha1.LogEvent) {
+		for i := range events {
+			if e := &events[i]; e.Seq >= from && e.Seq <= head.Spec.LastSeq && len(out) < limit {
+				out = append(out, toEvent(e))
+			}
+		}
+	}
+	for _, ref := range head.Spec.Chunks {
+		if len(out) >= limit {
+			return out, nil
+		}
+		if ref.LastSeq < from {
+			continue
+		}
+		chunk := &tetherv1alpha1.ConversationLogChunk{}
+		if err := l.c.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, chunk); err != nil {
+			if apierrors.IsNotFound(err) {
+				// Trimmed between reading the head and the chunk: the
+				// caller reads the new bounds and sees the gap reported.
+				return out, nil
+			}
+			return nil, fmt.Errorf("kubelog: reading chunk %s of %s: %w", ref.Name, k, err)
+		}
+		take(chunk.Events)
+	}
+	take(head.Spec.Tail)
+	return out, nil
+}
+
+func toEvent(e *tetherv1alpha1.LogEvent) eventlog.Event {
+	out := eventlog.Event{Seq: e.Seq, Epoch: e.Epoch, Type: e.Type, ClientID: e.ClientID, Time: e.Time.Time}
+	if e.Data != "" {
+		out.Data = json.RawMessage(e.Data)
+	}
+	return out
+}
+
+// Bounds implements eventlog.Log.
+func (l *Log) Bounds(ctx context.Context, k eventlog.Key) (eventlog.Bounds, error) {
+	head, err := l.getHead(ctx, k)
+	if err != nil {
+		return eventlog.Bounds{}, err
+	}
+	return bounds(head), nil
+}
+
+// Trim implements eventlog.Log.
+func (l *Log) Trim(ctx context.Context, k eventlog.Key, keep int) error {
+	if keep < 0 {
+		return fmt.Errorf("%w: keep %d", eventlog.ErrInvalid, keep)
+	}
+	for range maxAttempts {
+		head, err := l.getHead(ctx, k)
+		if err != nil {
+			return err
+		}
+		keepFrom := head.Spec.LastSeq - int64(keep) + 1
+		if keepFrom <= head.Spec.FirstSeq {
+			return nil
+		}
+		head.Spec.FirstSeq = keepFrom
+		var dropped []tetherv1alpha1.LogChunkRef
+		kept := head.Spec.Chunks[:0:0]
+		for _, ref := range head.Spec.Chunks {
+			if ref.LastSeq < keepFrom {
+				dropped = append(dropped, ref)
+			} else {
+				kept = append(kept, ref)
+			}
+		}
+		head.Spec.Chunks = kept
+		head.Spec.Tail = slices.DeleteFunc(head.Spec.Tail, func(e tetherv1alpha1.LogEvent) bool { return e.Seq < keepFrom })
+		err = l.c.Update(ctx, head)
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("kubelog: trimming %s: %w", k, err)
+		}
+		l.remember(head)
+		l.deleteChunks(ctx, k, dropped)
+		return nil
+	}
+	return fmt.Errorf("kubelog: trimming %s: still conflicting after %d attempts", k, maxAttempts)
+}
+
+// Delete implements eventlog.Log.
+func (l *Log) Delete(ctx context.Context, k eventlog.Key) error {
+	l.release(k)
+	head := &tetherv1alpha1.ConversationLog{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
+	if err := client.IgnoreNotFound(l.c.Delete(ctx, head)); err != nil {
+		return fmt.Errorf("kubelog: deleting the log of %s: %w", k, err)
+	}
+	if err := l.c.DeleteAllOf(ctx, &tetherv1alpha1.ConversationLogChunk{}, client.InNamespace(k.Namespace),
+		client.MatchingLabels{tetherv1alpha1.LogConversationLabel: nameHash(k.Name)}); err != nil {
+		return fmt.Errorf("kubelog: deleting the chunks of %s: %w", k, err)
+	}
+	return nil
+}
+
+// Close implements eventlog.Log.
+func (l *Log) Close() error { return nil }
+
+func isUnknown(err error) bool {
+	return errors.Is(err, eventlog.ErrUnknownConversation)
+}
+
+// backoff spreads out appenders that lost a resourceVersion race, so they do
+// not collide again in lockstep.
+func backoff(attempt int) {
+	time.Sleep(time.Duration(rand.Int64N(int64(min(attempt, 10)+1) * int64(2*time.Millisecond)))) //nolint:gosec // jitter, not a secret
+}
