@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,15 +21,23 @@ import (
 type Server struct {
 	// Addr is host:port on 127.0.0.1.
 	Addr string
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	tb   testing.TB
+	// Password, when set, is required of clients (requirepass).
+	Password string
+	dir      string
+	port     int
+	cmd      *exec.Cmd
+	tb       testing.TB
 }
 
 // Start runs redis-server (from Debian's redis-server package, which
 // hack/install-packages.sh installs) and stops it when the test ends.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartWithPassword(tb, "")
+}
+
+// StartWithPassword is Start with clients required to authenticate.
+func StartWithPassword(tb testing.TB, password string) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		tb.Fatal("redis-server is not installed; run hack/install-packages.sh")
@@ -39,7 +48,7 @@ func Start(tb testing.TB) *Server {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), dir: tb.TempDir(), port: port, tb: tb}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Password: password, dir: tb.TempDir(), port: port, tb: tb}
 	s.start()
 	tb.Cleanup(s.Stop)
 	return s
@@ -48,10 +57,13 @@ func Start(tb testing.TB) *Server {
 func (s *Server) start() {
 	s.tb.Helper()
 	// appendfsync always: a restarted server has every acknowledged write.
-	s.cmd = exec.CommandContext(context.Background(), "redis-server", //nolint:gosec // fixed program, test-chosen args
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
+	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
+		"--logfile", filepath.Join(s.dir, "redis.log")}
+	if s.Password != "" {
+		args = append(args, "--requirepass", s.Password)
+	}
+	s.cmd = exec.CommandContext(context.Background(), "redis-server", args...) //nolint:gosec // fixed program, test-chosen args
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		s.tb.Fatalf("starting redis-server: %v", err)
@@ -61,11 +73,12 @@ func (s *Server) start() {
 		conn, err := (&net.Dialer{Timeout: 100 * time.Millisecond}).DialContext(context.Background(), "tcp", s.Addr)
 		if err == nil {
 			_, _ = conn.Write([]byte("PING\r\n"))
-			buf := make([]byte, 7)
+			buf := make([]byte, 64)
 			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
 			n, _ := conn.Read(buf)
 			_ = conn.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
+			// -NOAUTH is a live server that wants a password.
+			if reply := string(buf[:n]); reply == "+PONG\r\n" || strings.HasPrefix(reply, "-NOAUTH") {
 				return
 			}
 		}

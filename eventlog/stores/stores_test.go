@@ -1,0 +1,114 @@
+package stores_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/eventlogtest"
+	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/eventlog/stores"
+	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testredis"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil && code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func TestOpenPicksTheBackend(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		spec tetherv1alpha1.StoreSpec
+		want any
+	}{
+		{tetherv1alpha1.StoreSpec{}, &kubelog.Log{}},
+		{tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreKubernetes}, &kubelog.Log{}},
+		{tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreMemory}, &memory.Log{}},
+		{tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreRedis, Redis: &tetherv1alpha1.RedisStoreSpec{Addresses: []string{"127.0.0.1:1"}}}, &redislog.Log{}},
+	} {
+		log, err := stores.Open(ctx, tc.spec, "default", env.Client, env.Client)
+		if err != nil {
+			t.Fatalf("%+v: %v", tc.spec, err)
+		}
+		if fmt.Sprintf("%T", log) != fmt.Sprintf("%T", tc.want) {
+			t.Errorf("%+v opened a %T", tc.spec, log)
+		}
+		_ = log.Close()
+	}
+	if _, err := stores.Open(ctx, tetherv1alpha1.StoreSpec{Type: "postgres"}, "default", env.Client, env.Client); err == nil {
+		t.Error("an unknown store type opened")
+	}
+}
+
+// TestRedisPasswordComesFromASecret: the password is read from the Secret the
+// Agent names; a missing Secret, a missing key or a wrong password is a
+// clear error.
+func TestRedisPasswordComesFromASecret(t *testing.T) {
+	ctx := context.Background()
+	server := testredis.StartWithPassword(t, "correct horse battery staple")
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "stores-test"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	for name, password := range map[string]string{"redis": server.Password, "stale": "hunter2"} {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}, Data: map[string][]byte{"password": []byte(password)}}
+		if err := env.Client.Create(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := func(secret, key string) tetherv1alpha1.StoreSpec {
+		return tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreRedis, Redis: &tetherv1alpha1.RedisStoreSpec{
+			Addresses:         []string{server.Addr},
+			PasswordSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key},
+		}}
+	}
+
+	log, err := stores.Open(ctx, spec("redis", "password"), ns.Name, env.Client, env.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = log.Close() }()
+	key := eventlogtest.NewKey("stores")
+	if _, err := log.Claim(ctx, key, 1); err != nil {
+		t.Fatalf("with the password from the Secret: %v", err)
+	}
+
+	if _, err := stores.Open(ctx, spec("absent", "password"), ns.Name, env.Client, env.Client); err == nil || !strings.Contains(err.Error(), "reading Secret stores-test/absent") {
+		t.Errorf("a missing Secret: %v", err)
+	}
+	if _, err := stores.Open(ctx, spec("redis", "pass"), ns.Name, env.Client, env.Client); err == nil || !strings.Contains(err.Error(), `has no key "pass"`) {
+		t.Errorf("a missing key: %v", err)
+	}
+	wrong, err := stores.Open(ctx, spec("stale", "password"), ns.Name, env.Client, env.Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = wrong.Close() }()
+	_, err = wrong.Claim(ctx, key, 2)
+	if err == nil || errors.Is(err, eventlog.ErrFenced) || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Errorf("a wrong password: %v", err)
+	}
+}
