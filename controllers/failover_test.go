@@ -138,9 +138,11 @@ func TestOwnerLeaseExpiryReschedulesAfterExpiryNotBefore(t *testing.T) {
 		t.Errorf("moved at %s, before the Lease expired at %s", moved.Format(time.RFC3339Nano), expiry.Format(time.RFC3339Nano))
 	}
 	t.Logf("Lease expired %s; moved %s later", expiry.Format(time.RFC3339Nano), moved.Sub(expiry))
-	if notes := events(t, conv, "Rescheduled"); len(notes) == 0 || !strings.Contains(notes[0], tetherv1alpha1.ReasonOwnerLeaseExpired) {
-		t.Errorf("events %v lack the Lease expiry", notes)
-	}
+	// Events are recorded asynchronously.
+	eventually(t, 5*time.Second, "a Rescheduled event naming the Lease expiry", func() (bool, string) {
+		notes := events(t, conv, "Rescheduled")
+		return len(notes) > 0 && strings.Contains(notes[0], tetherv1alpha1.ReasonOwnerLeaseExpired), fmt.Sprint(notes)
+	})
 }
 
 func TestOwnerLeaseDeletedReschedules(t *testing.T) {

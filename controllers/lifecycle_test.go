@@ -57,9 +57,11 @@ func TestIdleSuspendThenWake(t *testing.T) {
 	if woken.Status.Prompt == nil || woken.Status.Prompt.ID != before.Status.Prompt.ID {
 		t.Errorf("prompt lost on wake: %+v", woken.Status.Prompt)
 	}
-	if len(events(t, conv, "Woken")) == 0 || len(events(t, conv, "Suspended")) == 0 {
-		t.Error("missing Suspended or Woken events")
-	}
+	// Events are recorded asynchronously.
+	eventually(t, 5*time.Second, "Suspended and Woken events", func() (bool, string) {
+		woken, suspended := events(t, conv, "Woken"), events(t, conv, "Suspended")
+		return len(woken) > 0 && len(suspended) > 0, fmt.Sprint(woken, suspended)
+	})
 }
 
 func TestConversationOverridesIdleSuspend(t *testing.T) {
