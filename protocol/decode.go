@@ -1,0 +1,93 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// DecodeClientFrame parses and validates one client frame. A refused frame is
+// an *Error with the code for the error frame; it never changes anything.
+func DecodeClientFrame(data []byte) (ClientFrame, error) {
+	var f ClientFrame
+	if len(data) > MaxClientFrameBytes {
+		return f, errorf(CodeTooLarge, "frame of %d bytes; the limit is %d", len(data), MaxClientFrameBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&f); err != nil {
+		return ClientFrame{}, errorf(CodeBadFrame, "not a JSON frame: %v", err)
+	}
+	if dec.More() {
+		return ClientFrame{}, errorf(CodeBadFrame, "more than one JSON value in a frame")
+	}
+	if err := f.Validate(); err != nil {
+		return ClientFrame{}, err
+	}
+	return f, nil
+}
+
+// Validate checks a client frame against the protocol's rules and limits.
+func (f *ClientFrame) Validate() error {
+	switch f.Type {
+	case TypeMessage:
+		if err := validateID(f.ID); err != nil {
+			return err
+		}
+		return validateText(f.Text)
+	case TypeAnswer:
+		if err := validateID(f.ID); err != nil {
+			return err
+		}
+		if f.PromptID == "" || len(f.PromptID) > MaxPromptIDBytes {
+			return errorf(CodeBadFrame, "an answer needs a promptId of 1 to %d bytes", MaxPromptIDBytes)
+		}
+		return validateText(f.Text)
+	case TypeResume:
+		if f.After == nil || *f.After < 0 {
+			return errorf(CodeBadFrame, "resume needs after, a sequence number of 0 or more")
+		}
+		return nil
+	case "":
+		return errorf(CodeBadFrame, "a frame needs a type")
+	}
+	return errorf(CodeUnknownType, "unknown frame type %q", truncateForMessage(f.Type))
+}
+
+func validateID(id string) error {
+	if id == "" || len(id) > MaxIDBytes {
+		return errorf(CodeBadFrame, "a message needs an id of 1 to %d bytes", MaxIDBytes)
+	}
+	for _, r := range id {
+		if r < 0x21 || r == 0x7f {
+			return errorf(CodeBadFrame, "an id may not contain spaces or control characters")
+		}
+	}
+	return nil
+}
+
+func validateText(text string) error {
+	if text == "" {
+		return errorf(CodeBadFrame, "text is required")
+	}
+	if len(text) > MaxTextBytes {
+		return errorf(CodeTooLarge, "text of %d bytes; the limit is %d", len(text), MaxTextBytes)
+	}
+	if !utf8.ValidString(text) {
+		return errorf(CodeBadFrame, "text is not valid UTF-8")
+	}
+	return nil
+}
+
+// truncateForMessage keeps what a peer sent from bloating an error message.
+func truncateForMessage(s string) string {
+	const n = 32
+	if len(s) <= n {
+		return s
+	}
+	for i := n; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i] + "..."
+		}
+	}
+	return ""
+}

@@ -1,0 +1,142 @@
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestDecodeClientFrame(t *testing.T) {
+	after := int64(41)
+	zero := int64(0)
+	cases := []struct {
+		name string
+		in   string
+		want ClientFrame
+		code Code
+	}{
+		{"message", `{"type":"message","id":"c-1","text":"refund order 1234"}`, ClientFrame{Type: TypeMessage, ID: "c-1", Text: "refund order 1234"}, ""},
+		{"answer", `{"type":"answer","id":"c-2","promptId":"p1","text":"approve"}`, ClientFrame{Type: TypeAnswer, ID: "c-2", PromptID: "p1", Text: "approve"}, ""},
+		{"resume", `{"type":"resume","after":41}`, ClientFrame{Type: TypeResume, After: &after}, ""},
+		{"resume from the start", `{"type":"resume","after":0}`, ClientFrame{Type: TypeResume, After: &zero}, ""},
+		{"unknown fields are ignored", `{"type":"message","id":"c-3","text":"hi","future":true}`, ClientFrame{Type: TypeMessage, ID: "c-3", Text: "hi"}, ""},
+		{"not JSON", `hello`, ClientFrame{}, CodeBadFrame},
+		{"truncated JSON", `{"type":"message","id":`, ClientFrame{}, CodeBadFrame},
+		{"two values", `{"type":"resume","after":1}{"type":"resume","after":2}`, ClientFrame{}, CodeBadFrame},
+		{"an array", `[1,2]`, ClientFrame{}, CodeBadFrame},
+		{"no type", `{"id":"c-1","text":"hi"}`, ClientFrame{}, CodeBadFrame},
+		{"unknown type", `{"type":"delete_everything"}`, ClientFrame{}, CodeUnknownType},
+		{"message without id", `{"type":"message","text":"hi"}`, ClientFrame{}, CodeBadFrame},
+		{"message without text", `{"type":"message","id":"c-1"}`, ClientFrame{}, CodeBadFrame},
+		{"id with a space", `{"type":"message","id":"c 1","text":"hi"}`, ClientFrame{}, CodeBadFrame},
+		{"id too long", `{"type":"message","id":"` + strings.Repeat("i", MaxIDBytes+1) + `","text":"hi"}`, ClientFrame{}, CodeBadFrame},
+		{"text too long", `{"type":"message","id":"c-1","text":"` + strings.Repeat("t", MaxTextBytes+1) + `"}`, ClientFrame{}, CodeTooLarge},
+		{"frame too large", `{"type":"message","id":"c-1","text":"` + strings.Repeat("t", MaxClientFrameBytes) + `"}`, ClientFrame{}, CodeTooLarge},
+		{"answer without promptId", `{"type":"answer","id":"c-2","text":"approve"}`, ClientFrame{}, CodeBadFrame},
+		{"resume without after", `{"type":"resume"}`, ClientFrame{}, CodeBadFrame},
+		{"resume after a negative", `{"type":"resume","after":-1}`, ClientFrame{}, CodeBadFrame},
+		{"wrong field type", `{"type":"resume","after":"41"}`, ClientFrame{}, CodeBadFrame},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := DecodeClientFrame([]byte(tc.in))
+			if tc.code == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+				return
+			}
+			var perr *Error
+			if !errors.As(err, &perr) || perr.Code != tc.code {
+				t.Fatalf("got %v; want an error with code %s", err, tc.code)
+			}
+			if len(perr.Message) > 200 {
+				t.Errorf("error message of %d bytes echoes too much input", len(perr.Message))
+			}
+		})
+	}
+}
+
+func TestActionFor(t *testing.T) {
+	for code, want := range map[int]Action{
+		CloseGoingAway: Reconnect, CloseNotOwner: Reconnect, CloseSlowConsumer: Reconnect,
+		CloseUnauthorized: Reauthenticate,
+		CloseForbidden:    GiveUp, CloseNotFound: GiveUp, CloseFinished: GiveUp, CloseBadRequest: GiveUp, CloseMessageTooBig: GiveUp,
+		CloseRateLimited: ReconnectWithBackoff, CloseHoldTimeout: ReconnectWithBackoff, CloseInternal: ReconnectWithBackoff,
+		1006: ReconnectWithBackoff, 4999: ReconnectWithBackoff,
+	} {
+		if got := ActionFor(code); got != want {
+			t.Errorf("ActionFor(%d) = %s, want %s", code, got, want)
+		}
+	}
+}
+
+// TestServerFramesOnTheWire pins the JSON of each server frame, as
+// docs/protocol.md shows it.
+func TestServerFramesOnTheWire(t *testing.T) {
+	cases := []struct {
+		frame ServerFrame
+		want  string
+	}{
+		{DeltaFrame("Look"), `{"type":"delta","text":"Look","durable":false}`},
+		{AckFrame("c-1", 7, false), `{"type":"ack","seq":7,"id":"c-1"}`},
+		{AckFrame("c-1", 7, true), `{"type":"ack","seq":7,"id":"c-1","duplicate":true}`},
+		{StatusFrame("Rescheduling", "", "owner pod lost; moving"), `{"type":"status","phase":"Rescheduling","message":"owner pod lost; moving"}`},
+		{ReplayCompleteFrame(false, 21, 30), `{"type":"replay_complete","complete":false,"firstSeq":21,"lastSeq":30}`},
+		{ErrorFrame(CodePromptMismatch, "c-9", "prompt p1 is not pending"), `{"type":"error","id":"c-9","code":"prompt_mismatch","message":"prompt p1 is not pending"}`},
+	}
+	for _, tc := range cases {
+		got, err := json.Marshal(tc.frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+// FuzzDecodeClientFrame: no input crashes the decoder, and whatever it
+// accepts is valid and survives a round trip unchanged.
+func FuzzDecodeClientFrame(f *testing.F) {
+	for _, seed := range []string{
+		`{"type":"message","id":"c-1","text":"hi"}`,
+		`{"type":"answer","id":"c-2","promptId":"p1","text":"approve"}`,
+		`{"type":"resume","after":41}`,
+		`{"type":"resume","after":-1}`,
+		`{"type":"message","id":"c-1","text":"\ud800"}`,
+		`{"type":1}`, `null`, `[]`, `{}`, ``, `{"type":"message"`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		frame, err := DecodeClientFrame(data)
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("error %v is not a protocol error", err)
+			}
+			return
+		}
+		if err := frame.Validate(); err != nil {
+			t.Fatalf("accepted an invalid frame %+v: %v", frame, err)
+		}
+		again, err := json.Marshal(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeClientFrame(again)
+		if err != nil {
+			t.Fatalf("re-encoded frame %s refused: %v", again, err)
+		}
+		if diff := cmp.Diff(frame, back); diff != "" {
+			t.Fatalf("round trip changed the frame (-first +second):\n%s", diff)
+		}
+	})
+}

@@ -1,0 +1,184 @@
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Subprotocol is the WebSocket subprotocol a client asks for.
+const Subprotocol = "tether.v1"
+
+// Limits on what a client sends.
+const (
+	// MaxClientFrameBytes bounds one client frame; a reader sets it as its
+	// read limit.
+	MaxClientFrameBytes = 32 << 10
+	// MaxTextBytes bounds the text of a message or an answer.
+	MaxTextBytes = 16 << 10
+	// MaxIDBytes bounds a client message id.
+	MaxIDBytes = 128
+	// MaxPromptIDBytes bounds a prompt id.
+	MaxPromptIDBytes = 64
+)
+
+// Client frame types.
+const (
+	// TypeMessage is a user message: {"type":"message","id":"c1","text":"..."}.
+	TypeMessage = "message"
+	// TypeAnswer answers the pending prompt:
+	// {"type":"answer","id":"c2","promptId":"p1","text":"approve"}.
+	TypeAnswer = "answer"
+	// TypeResume asks for the events after a sequence number:
+	// {"type":"resume","after":41}.
+	TypeResume = "resume"
+)
+
+// Server frame types.
+const (
+	// TypeEvent carries one durable event with its sequence number.
+	TypeEvent = "event"
+	// TypeDelta carries ephemeral streamed output ("durable": false): it is
+	// not replayed, and the durable event that follows holds the whole text.
+	TypeDelta = "delta"
+	// TypeAck acknowledges a client message once it is durably appended.
+	TypeAck = "ack"
+	// TypeStatus says where the conversation is (phase, owner moving).
+	TypeStatus = "status"
+	// TypeReplayComplete ends a replay and says whether it was complete.
+	TypeReplayComplete = "replay_complete"
+	// TypePendingPrompt re-sends the question the agent is waiting on; it
+	// follows every replay, even if the client saw the prompt before.
+	TypePendingPrompt = "pending_prompt"
+	// TypeError reports a refused frame; the connection stays open.
+	TypeError = "error"
+)
+
+// Durable event types (the "event" field of an event frame).
+const (
+	EventUserMessage      = "user_message"
+	EventAssistantMessage = "assistant_message"
+	EventPrompt           = "prompt"
+	EventAnswer           = "answer"
+	EventTurnFinished     = "turn_finished"
+	EventFinished         = "finished"
+	EventFailed           = "failed"
+)
+
+// ClientFrame is a frame a client sends.
+type ClientFrame struct {
+	Type string `json:"type"`
+	// ID is the client's id for a message or an answer; sending the same id
+	// again (after a reconnect) applies it at most once and acks it again.
+	ID string `json:"id,omitempty"`
+	// Text of a message or an answer.
+	Text string `json:"text,omitempty"`
+	// PromptID names the prompt an answer answers.
+	PromptID string `json:"promptId,omitempty"`
+	// After is the last sequence number the client saw, for resume.
+	After *int64 `json:"after,omitempty"`
+}
+
+// ServerFrame is a frame a server sends. Which fields are set depends on
+// Type; the constructors below build each kind.
+type ServerFrame struct {
+	Type string `json:"type"`
+
+	// Seq is the sequence number of an event, an acked message, or a
+	// pending prompt's event.
+	Seq int64 `json:"seq,omitempty"`
+	// Event is a durable event's type.
+	Event string `json:"event,omitempty"`
+	// ID is the client id an event, ack or error refers to.
+	ID string `json:"id,omitempty"`
+	// Time of a durable event.
+	Time *time.Time `json:"time,omitempty"`
+	// Data is a durable event's payload.
+	Data json.RawMessage `json:"data,omitempty"`
+
+	// Text of a delta.
+	Text string `json:"text,omitempty"`
+	// Durable is false on deltas, to say they are not replayed.
+	Durable *bool `json:"durable,omitempty"`
+	// Duplicate marks the ack of a message that had already been applied.
+	Duplicate bool `json:"duplicate,omitempty"`
+
+	// Phase and Owner of a status frame.
+	Phase string `json:"phase,omitempty"`
+	Owner string `json:"owner,omitempty"`
+
+	// Complete, FirstSeq and LastSeq of a replay_complete frame: Complete
+	// is false when history the client asked for was trimmed.
+	Complete *bool `json:"complete,omitempty"`
+	FirstSeq int64 `json:"firstSeq,omitempty"`
+	LastSeq  int64 `json:"lastSeq,omitempty"`
+
+	// Prompt is the pending prompt.
+	Prompt *Prompt `json:"prompt,omitempty"`
+
+	// Code and Message of an error (Message also explains a status).
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Prompt is a question the agent waits on.
+type Prompt struct {
+	ID      string    `json:"id"`
+	Text    string    `json:"text"`
+	Options []string  `json:"options,omitempty"`
+	AskedAt time.Time `json:"askedAt"`
+}
+
+// Payloads of durable events.
+type (
+	// TextData is the payload of user_message and assistant_message.
+	TextData struct {
+		Text string `json:"text"`
+	}
+	// AnswerData is the payload of answer.
+	AnswerData struct {
+		PromptID string `json:"promptId"`
+		Text     string `json:"text"`
+	}
+	// OutcomeData is the payload of finished and failed.
+	OutcomeData struct {
+		Message string `json:"message,omitempty"`
+	}
+)
+
+func boolPtr(b bool) *bool { return &b }
+
+// EventFrame builds the frame of a durable event.
+func EventFrame(seq int64, event, clientID string, at time.Time, data json.RawMessage) ServerFrame {
+	return ServerFrame{Type: TypeEvent, Seq: seq, Event: event, ID: clientID, Time: &at, Data: data}
+}
+
+// DeltaFrame builds the frame of ephemeral output.
+func DeltaFrame(text string) ServerFrame {
+	return ServerFrame{Type: TypeDelta, Text: text, Durable: boolPtr(false)}
+}
+
+// AckFrame acknowledges client message id, durably appended as seq.
+func AckFrame(id string, seq int64, duplicate bool) ServerFrame {
+	return ServerFrame{Type: TypeAck, ID: id, Seq: seq, Duplicate: duplicate}
+}
+
+// StatusFrame tells the client where the conversation is.
+func StatusFrame(phase, owner, message string) ServerFrame {
+	return ServerFrame{Type: TypeStatus, Phase: phase, Owner: owner, Message: message}
+}
+
+// ReplayCompleteFrame ends a replay.
+func ReplayCompleteFrame(complete bool, firstSeq, lastSeq int64) ServerFrame {
+	return ServerFrame{Type: TypeReplayComplete, Complete: boolPtr(complete), FirstSeq: firstSeq, LastSeq: lastSeq}
+}
+
+// PendingPromptFrame re-sends the pending prompt, recorded as event seq.
+func PendingPromptFrame(p Prompt, seq int64) ServerFrame {
+	return ServerFrame{Type: TypePendingPrompt, Prompt: &p, Seq: seq}
+}
+
+// ErrorFrame reports a refused frame; id is the client id it refers to, if
+// any.
+func ErrorFrame(code Code, id, message string) ServerFrame {
+	return ServerFrame{Type: TypeError, Code: string(code), ID: id, Message: message}
+}
