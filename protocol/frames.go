@@ -62,6 +62,8 @@ const (
 	EventTurnFinished     = "turn_finished"
 	EventFinished         = "finished"
 	EventFailed           = "failed"
+	// EventCheckpoint records an agent's own state; clients ignore it.
+	EventCheckpoint = "checkpoint"
 )
 
 // ClientFrame is a frame a client sends.

@@ -1,0 +1,297 @@
+package conversation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/protocol"
+)
+
+// ErrNotOwner means this owner was fenced: a newer epoch claimed the
+// conversation. The conversation stopped; sockets bound to it are closed with
+// protocol.CloseNotOwner.
+var ErrNotOwner = errors.New("conversation: no longer the owner")
+
+// Status is what the owner publishes to the Conversation's status.
+type Status struct {
+	Phase   tetherv1alpha1.ConversationPhase
+	Prompt  *PromptData
+	AskedAt time.Time
+	// PromptSeq is the sequence number of the prompt event.
+	PromptSeq int64
+	LastSeq   int64
+	// Message explains a Failed phase.
+	Message string
+}
+
+// Config is what an owner runs a conversation with.
+type Config struct {
+	Key     eventlog.Key
+	Epoch   int64
+	Log     eventlog.Log
+	Handler Handler
+	// BusyPolicy and MaxQueued come from the Agent.
+	BusyPolicy tetherv1alpha1.BusyPolicy
+	MaxQueued  int
+	// Status publishes a change of phase or prompt, in order. An error
+	// wrapping ErrNotOwner stops the conversation.
+	Status func(context.Context, Status) error
+	// SubscriberBuffer bounds each bound socket's queue (256 by default).
+	SubscriberBuffer int
+	Now              func() time.Time
+}
+
+// Conversation is one conversation run by its owner.
+type Conversation struct {
+	cfg Config
+
+	// mu serializes every change: appends, state, subscribers.
+	mu      sync.Mutex
+	st      *state
+	replay  []eventlog.Event // the interrupted turn's recorded events, still to match
+	running bool
+	cancel  context.CancelFunc // cancels the running turn
+	answers chan string        // hands an answer to the waiting Ask
+	subs    map[*Subscription]struct{}
+	dirty   bool // an append's outcome is unknown: resync before the next
+
+	wake     chan struct{}
+	stopped  chan struct{}
+	stopErr  error
+	loopDone chan struct{}
+}
+
+// stopWait bounds how long Stop waits for a running turn to notice; a
+// handler that ignores its context is left behind rather than holding the
+// runtime up.
+const stopWait = 10 * time.Second
+
+// Start claims the conversation's log at cfg.Epoch, restores the
+// conversation from it, publishes its status and starts running turns.
+func Start(ctx context.Context, cfg Config) (*Conversation, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SubscriberBuffer == 0 {
+		cfg.SubscriberBuffer = 256
+	}
+	if cfg.MaxQueued == 0 {
+		cfg.MaxQueued = 16
+	}
+	bounds, err := cfg.Log.Claim(ctx, cfg.Key, cfg.Epoch)
+	if err != nil {
+		if errors.Is(err, eventlog.ErrFenced) {
+			return nil, fmt.Errorf("%w: %w", ErrNotOwner, err)
+		}
+		return nil, err
+	}
+	events, err := readRange(ctx, cfg.Log, cfg.Key, bounds.FirstSeq-1, bounds.LastSeq)
+	if err != nil {
+		return nil, err
+	}
+	st, err := restore(events)
+	if err != nil {
+		return nil, fmt.Errorf("restoring %s: %w", cfg.Key, err)
+	}
+	c := &Conversation{
+		cfg: cfg, st: st,
+		answers: make(chan string, 1), subs: map[*Subscription]struct{}{},
+		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
+	}
+	c.mu.Lock()
+	err = c.publishLocked(ctx)
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(c.loopDone)
+		c.loop(context.WithoutCancel(ctx))
+	}()
+	c.signal()
+	return c, nil
+}
+
+// readRange reads events after..last.
+func readRange(ctx context.Context, log eventlog.Log, key eventlog.Key, after, last int64) ([]eventlog.Event, error) {
+	var out []eventlog.Event
+	for after < last {
+		batch, err := log.Read(ctx, key, after, eventlog.MaxReadEvents)
+		if err != nil {
+			return nil, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		for _, e := range batch {
+			if e.Seq <= last {
+				out = append(out, e)
+			}
+		}
+		after = batch[len(batch)-1].Seq
+	}
+	return out, nil
+}
+
+// Done is closed when the conversation stopped; Err says why.
+func (c *Conversation) Done() <-chan struct{} { return c.stopped }
+
+// Err is why the conversation stopped: ErrNotOwner, or nil after Stop.
+func (c *Conversation) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopErr
+}
+
+// Stop stops running the conversation (the owner let go of it), closes the
+// bound sockets with code, and waits for the running turn to end.
+func (c *Conversation) Stop(err error, code int) {
+	c.mu.Lock()
+	c.stopLocked(err, code)
+	c.mu.Unlock()
+	select {
+	case <-c.loopDone:
+	case <-time.After(stopWait):
+	}
+}
+
+func (c *Conversation) stopLocked(err error, code int) {
+	if c.isStopped() {
+		return
+	}
+	c.stopErr = err
+	close(c.stopped)
+	if c.cancel != nil {
+		c.cancel()
+	}
+	for s := range c.subs {
+		s.closeLocked(code, "conversation moved")
+	}
+}
+
+// isStopped reports whether Stop (or a fenced write) ended the conversation.
+func (c *Conversation) isStopped() bool {
+	select {
+	case <-c.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *Conversation) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// appendLocked appends events under the owner's epoch and applies them. A
+// fenced append stops the conversation.
+func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Event) (int64, error) {
+	if c.isStopped() {
+		return 0, ErrNotOwner
+	}
+	if c.dirty {
+		if err := c.resyncLocked(ctx); err != nil {
+			return 0, err
+		}
+	}
+	last, err := c.cfg.Log.Append(ctx, c.cfg.Key, c.cfg.Epoch, events)
+	switch {
+	case errors.Is(err, eventlog.ErrFenced):
+		c.stopLocked(ErrNotOwner, protocol.CloseNotOwner)
+		return 0, fmt.Errorf("%w: %w", ErrNotOwner, err)
+	case errors.Is(err, eventlog.ErrInvalid):
+		return 0, err
+	case err != nil:
+		// It may have landed: learn what the log holds before the next.
+		c.dirty = true
+		return 0, err
+	}
+	now := c.cfg.Now()
+	first := last - int64(len(events)) + 1
+	for i := range events {
+		e := events[i]
+		e.Seq, e.Epoch, e.Time = first+int64(i), c.cfg.Epoch, now
+		if err := c.st.apply(e); err != nil {
+			return 0, err
+		}
+		c.broadcastLocked(protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
+	}
+	return last, nil
+}
+
+// resyncLocked reads what landed after the last event this owner knows of.
+func (c *Conversation) resyncLocked(ctx context.Context) error {
+	bounds, err := c.cfg.Log.Bounds(ctx, c.cfg.Key)
+	if err != nil {
+		return err
+	}
+	if bounds.Epoch > c.cfg.Epoch {
+		c.stopLocked(ErrNotOwner, protocol.CloseNotOwner)
+		return ErrNotOwner
+	}
+	events, err := readRange(ctx, c.cfg.Log, c.cfg.Key, c.st.last, bounds.LastSeq)
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		if err := c.st.apply(e); err != nil {
+			return err
+		}
+		c.broadcastLocked(protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
+	}
+	c.dirty = false
+	if len(events) > 0 {
+		// What landed may be a user message whose turn is still to run.
+		c.signal()
+	}
+	return nil
+}
+
+// publishLocked reports the current phase and prompt.
+func (c *Conversation) publishLocked(ctx context.Context) error {
+	if c.cfg.Status == nil {
+		return nil
+	}
+	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last}
+	switch {
+	case c.st.finished && c.st.failed:
+		s.Phase, s.Message = tetherv1alpha1.PhaseFailed, c.st.outcome
+	case c.st.finished:
+		s.Phase = tetherv1alpha1.PhaseSucceeded
+	case c.st.prompt != nil:
+		s.Phase, s.Prompt, s.PromptSeq, s.AskedAt = tetherv1alpha1.PhaseAwaitingInput, c.st.prompt, c.st.promptSeq, c.promptTime()
+	}
+	if err := c.cfg.Status(ctx, s); err != nil {
+		if errors.Is(err, ErrNotOwner) {
+			c.stopLocked(ErrNotOwner, protocol.CloseNotOwner)
+		}
+		return err
+	}
+	c.broadcastLocked(protocol.StatusFrame(string(s.Phase), "", ""))
+	return nil
+}
+
+func (c *Conversation) promptTime() time.Time {
+	for _, e := range slices.Backward(c.st.turnEvents) {
+		if e.Seq == c.st.promptSeq {
+			return e.Time
+		}
+	}
+	return c.cfg.Now()
+}
+
+func (c *Conversation) lastCheckpoint() json.RawMessage {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.checkpoint
+}

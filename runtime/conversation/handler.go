@@ -1,0 +1,76 @@
+package conversation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"tether.dev/tether/protocol"
+)
+
+// Handler is an agent written in Go: it handles one turn, started by a user
+// message, and may send messages, stream deltas, ask a human and wait for
+// the answer, and checkpoint state, all through the Turn. It must be
+// deterministic given the conversation's events (see the package doc).
+type Handler interface {
+	HandleTurn(ctx context.Context, turn *Turn) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, turn *Turn) error
+
+// HandleTurn implements Handler.
+func (f HandlerFunc) HandleTurn(ctx context.Context, turn *Turn) error { return f(ctx, turn) }
+
+// ErrFinish is what a handler returns (wrapped or not) to end the conversation
+// as Succeeded after this turn.
+var ErrFinish = errors.New("conversation finished")
+
+// Turn is a handler's view of the turn it runs.
+type Turn struct {
+	// Input is the user message that started the turn.
+	Input string
+	// Seq is the user message's sequence number.
+	Seq int64
+
+	c *Conversation
+}
+
+// Send records a message from the agent.
+func (t *Turn) Send(ctx context.Context, text string) error {
+	data, _ := json.Marshal(map[string]string{"text": text})
+	return t.c.record(ctx, protocol.EventAssistantMessage, data)
+}
+
+// Delta streams ephemeral output to the bound sockets; it is not durable and
+// not replayed (Send the whole text when it is complete).
+func (t *Turn) Delta(text string) {
+	t.c.delta(text)
+}
+
+// Ask records a question for a human and waits for the answer. options, when
+// given, are the only answers accepted. The conversation is AwaitingInput
+// until the answer is durably recorded.
+func (t *Turn) Ask(ctx context.Context, id, text string, options ...string) (string, error) {
+	return t.c.ask(ctx, PromptData{ID: id, Text: text, Options: options})
+}
+
+// Checkpoint records state the handler wants to keep; LastCheckpoint reads
+// the newest one back, on this owner or the next.
+func (t *Turn) Checkpoint(ctx context.Context, state any) error {
+	data, err := json.Marshal(state)
+	if err != nil {
+		return err
+	}
+	return t.c.record(ctx, protocol.EventCheckpoint, data)
+}
+
+// LastCheckpoint decodes the newest checkpoint into state and reports
+// whether there was one.
+func (t *Turn) LastCheckpoint(state any) (bool, error) {
+	data := t.c.lastCheckpoint()
+	if data == nil {
+		return false, nil
+	}
+	return true, json.Unmarshal(data, state)
+}

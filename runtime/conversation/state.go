@@ -1,0 +1,89 @@
+package conversation
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/protocol"
+)
+
+// PromptData is the payload of a prompt event.
+type PromptData struct {
+	ID      string   `json:"id"`
+	Text    string   `json:"text"`
+	Options []string `json:"options,omitempty"`
+}
+
+// state is what a conversation's events say about it.
+type state struct {
+	// applied maps client ids to the seq of the event that recorded them.
+	applied map[string]int64
+	// prompt is the prompt awaiting an answer, with its seq; nil if none.
+	prompt    *PromptData
+	promptSeq int64
+	// turns are the user messages whose turn has not finished, oldest
+	// first; the first one's turn may have started (see turnEvents).
+	turns []eventlog.Event
+	// turnEvents are the events recorded so far by the unfinished first
+	// turn, after its user message: what a replay matches.
+	turnEvents []eventlog.Event
+	// checkpoint is the newest checkpoint's data.
+	checkpoint json.RawMessage
+	// finished is set once the conversation succeeded or failed.
+	finished, failed bool
+	outcome          string
+	last             int64
+}
+
+// restore folds a conversation's events, oldest first, into its state.
+func restore(events []eventlog.Event) (*state, error) {
+	s := &state{applied: map[string]int64{}}
+	for _, e := range events {
+		if err := s.apply(e); err != nil {
+			return nil, fmt.Errorf("event %d: %w", e.Seq, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *state) apply(e eventlog.Event) error {
+	s.last = e.Seq
+	if e.ClientID != "" {
+		s.applied[e.ClientID] = e.Seq
+	}
+	switch e.Type {
+	case protocol.EventUserMessage:
+		s.turns = append(s.turns, e)
+		return nil
+	case protocol.EventTurnFinished:
+		if len(s.turns) > 0 {
+			s.turns = s.turns[1:]
+		}
+		// A question left open by an interrupted turn is moot.
+		s.turnEvents, s.prompt, s.promptSeq = nil, nil, 0
+		return nil
+	case protocol.EventFinished, protocol.EventFailed:
+		s.finished, s.failed = true, e.Type == protocol.EventFailed
+		var d protocol.OutcomeData
+		_ = json.Unmarshal(e.Data, &d)
+		s.outcome = d.Message
+		s.prompt = nil
+		s.turns, s.turnEvents = nil, nil
+		return nil
+	case protocol.EventPrompt:
+		var p PromptData
+		if err := json.Unmarshal(e.Data, &p); err != nil {
+			return fmt.Errorf("prompt payload: %w", err)
+		}
+		s.prompt, s.promptSeq = &p, e.Seq
+	case protocol.EventAnswer:
+		s.prompt, s.promptSeq = nil, 0
+	case protocol.EventCheckpoint:
+		s.checkpoint = e.Data
+	}
+	if len(s.turns) > 0 {
+		s.turnEvents = append(s.turnEvents, e)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package conversation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/protocol"
+)
+
+// Submit applies a client's message or answer at most once and returns its
+// ack, sent only once the frame is durable. A frame already applied (the
+// same client id) is acknowledged again with the same sequence number. A
+// refused frame returns a *protocol.Error and changes nothing; ErrNotOwner
+// means the conversation moved.
+func (c *Conversation) Submit(ctx context.Context, f protocol.ClientFrame) (protocol.ServerFrame, error) {
+	if err := f.Validate(); err != nil {
+		return protocol.ServerFrame{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isStopped() {
+		return protocol.ServerFrame{}, ErrNotOwner
+	}
+	if seq, ok := c.st.applied[f.ID]; ok {
+		return protocol.AckFrame(f.ID, seq, true), nil
+	}
+	if c.dirty {
+		// The last append's outcome is unknown; this frame may be it.
+		if err := c.resyncLocked(ctx); err != nil {
+			return protocol.ServerFrame{}, unavailable(err)
+		}
+		if seq, ok := c.st.applied[f.ID]; ok {
+			return protocol.AckFrame(f.ID, seq, true), nil
+		}
+	}
+	if c.st.finished {
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeFinished, Message: "the conversation is over"}
+	}
+	switch f.Type {
+	case protocol.TypeMessage:
+		return c.messageLocked(ctx, f)
+	case protocol.TypeAnswer:
+		return c.answerLocked(ctx, f)
+	}
+	return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeUnknownType, Message: "only messages and answers are submitted"}
+}
+
+func (c *Conversation) messageLocked(ctx context.Context, f protocol.ClientFrame) (protocol.ServerFrame, error) {
+	busy := c.running || len(c.st.turns) > 0
+	if busy {
+		switch c.cfg.BusyPolicy {
+		case tetherv1alpha1.BusyPolicyReject:
+			return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeBusy, Message: "a turn is running; send again when it has finished"}
+		case tetherv1alpha1.BusyPolicyInterrupt:
+		default:
+			// The running turn is not counted as queued.
+			if queued := len(c.st.turns) - 1; queued >= c.cfg.MaxQueued {
+				return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeQueueFull, Message: "too many messages are waiting for the running turn"}
+			}
+		}
+	}
+	data, _ := json.Marshal(protocol.TextData{Text: f.Text})
+	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventUserMessage, ClientID: f.ID, Data: data})
+	if err != nil {
+		return protocol.ServerFrame{}, unavailable(err)
+	}
+	if busy && c.cfg.BusyPolicy == tetherv1alpha1.BusyPolicyInterrupt && c.cancel != nil {
+		c.cancel()
+	}
+	c.signal()
+	return protocol.AckFrame(f.ID, seq, false), nil
+}
+
+func (c *Conversation) answerLocked(ctx context.Context, f protocol.ClientFrame) (protocol.ServerFrame, error) {
+	p := c.st.prompt
+	switch {
+	case p == nil:
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeNoPendingPrompt, Message: "no question is waiting for an answer"}
+	case p.ID != f.PromptID:
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodePromptMismatch, Message: "the pending question is " + p.ID + ", not the one answered"}
+	case len(p.Options) > 0 && !slices.Contains(p.Options, f.Text):
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeInvalidOption, Message: "the answer is not one of the question's options"}
+	}
+	data, _ := json.Marshal(protocol.AnswerData{PromptID: f.PromptID, Text: f.Text})
+	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventAnswer, ClientID: f.ID, Data: data})
+	if err != nil {
+		return protocol.ServerFrame{}, unavailable(err)
+	}
+	select {
+	case c.answers <- f.Text:
+	default:
+	}
+	_ = c.publishLocked(ctx)
+	return protocol.AckFrame(f.ID, seq, false), nil
+}
+
+// unavailable turns a failed append into what the client is told: moved, or
+// not applied (send again).
+func unavailable(err error) error {
+	if errors.Is(err, ErrNotOwner) {
+		return ErrNotOwner
+	}
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return &protocol.Error{Code: protocol.CodeUnavailable, Message: "not applied: the event log is unavailable; send it again"}
+}
+
+// Subscription is a socket bound to the conversation: its replay, then live
+// frames on C until it is closed (Code and Reason say why).
+type Subscription struct {
+	// Replay holds the events after the client's cursor, the
+	// replay_complete marker and the pending prompt, in order.
+	Replay []protocol.ServerFrame
+	// C carries live frames; it is closed when the subscription ends.
+	C      chan protocol.ServerFrame
+	Code   int
+	Reason string
+
+	c      *Conversation
+	closed bool
+}
+
+// Subscribe binds a socket that has seen every event up to after. Nothing
+// is appended between its replay and its first live frame, so it sees every
+// event once, in order.
+func (c *Conversation) Subscribe(ctx context.Context, after int64) (*Subscription, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isStopped() {
+		return nil, ErrNotOwner
+	}
+	bounds, err := c.cfg.Log.Bounds(ctx, c.cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	events, err := readRange(ctx, c.cfg.Log, c.cfg.Key, after, c.st.last)
+	if err != nil {
+		return nil, err
+	}
+	s := &Subscription{C: make(chan protocol.ServerFrame, c.cfg.SubscriberBuffer), c: c}
+	for _, e := range events {
+		s.Replay = append(s.Replay, protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
+	}
+	s.Replay = append(s.Replay, protocol.ReplayCompleteFrame(bounds.Complete(after), bounds.FirstSeq, c.st.last))
+	if p := c.st.prompt; p != nil {
+		s.Replay = append(s.Replay, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, AskedAt: c.promptTime()}, c.st.promptSeq))
+	}
+	c.subs[s] = struct{}{}
+	return s, nil
+}
+
+// Close unbinds the subscription.
+func (s *Subscription) Close() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	s.closeLocked(protocol.CloseNormal, "")
+}
+
+func (s *Subscription) closeLocked(code int, reason string) {
+	if s.closed {
+		return
+	}
+	s.closed, s.Code, s.Reason = true, code, reason
+	close(s.C)
+	delete(s.c.subs, s)
+}
+
+// broadcastLocked queues a frame for every bound socket; one that cannot
+// keep up is closed as a slow consumer and resumes after reconnecting.
+func (c *Conversation) broadcastLocked(f protocol.ServerFrame) {
+	for s := range c.subs {
+		select {
+		case s.C <- f:
+		default:
+			s.closeLocked(protocol.CloseSlowConsumer, "too slow: reconnect and resume")
+		}
+	}
+}
