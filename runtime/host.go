@@ -1,0 +1,209 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/internal/fencing"
+	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime/conversation"
+)
+
+// initialInputID is the client id of a Conversation's spec.initialInput, so
+// that an owner that claims the conversation again never delivers it twice.
+const initialInputID = "tether-initial-input"
+
+// Host runs the conversations the controller assigned to its pod: it claims
+// each at the epoch of its assignment, drops any whose epoch or owner
+// changed, and drops all of them when the pod's Lease is not held.
+type Host struct {
+	// Client reads Conversations (a cache restricted to this pod's is
+	// fine); Direct reads and writes straight to the API server.
+	Client client.Client
+	Direct client.Client
+	Pod    Pod
+	Lease  *LeaseKeeper
+	Log    eventlog.Log
+	// Handler runs the turns of every conversation.
+	Handler    conversation.Handler
+	BusyPolicy tetherv1alpha1.BusyPolicy
+	MaxQueued  int
+
+	mu      sync.Mutex
+	running map[types.NamespacedName]*hosted
+}
+
+type hosted struct {
+	conv  *conversation.Conversation
+	epoch int64
+}
+
+// Get returns the conversation this host runs under key, if any.
+func (h *Host) Get(key types.NamespacedName) (*conversation.Conversation, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, ok := h.running[key]
+	if !ok {
+		return nil, false
+	}
+	select {
+	case <-r.conv.Done():
+		return nil, false
+	default:
+		return r.conv, true
+	}
+}
+
+// Reconcile claims, keeps or drops one conversation.
+func (h *Host) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	conv := &tetherv1alpha1.Conversation{}
+	err := h.Client.Get(ctx, req.NamespacedName, conv)
+	if apierrors.IsNotFound(err) {
+		h.drop(req.NamespacedName, "gone")
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	owner := conv.Status.Owner
+	if owner == nil || owner.Name != h.Pod.Name || owner.UID != string(h.Pod.UID) || conv.Status.Lease == nil ||
+		!conv.DeletionTimestamp.IsZero() || conv.Status.Phase == tetherv1alpha1.PhaseSuspended {
+		h.drop(req.NamespacedName, "no longer assigned here")
+		return ctrl.Result{}, nil
+	}
+	epoch := conv.Status.Lease.Epoch
+	h.mu.Lock()
+	current, ok := h.running[req.NamespacedName]
+	h.mu.Unlock()
+	if ok && current.epoch == epoch && !isDone(current.conv) {
+		return ctrl.Result{}, nil
+	}
+	if ok {
+		h.drop(req.NamespacedName, "assigned again at a new epoch")
+	}
+	if !h.Lease.Held() {
+		// Claim only with a fresh Lease; the keeper's renewal brings us back.
+		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
+	}
+	return ctrl.Result{}, h.claim(ctx, conv, epoch)
+}
+
+// claim starts running a conversation assigned to this pod at epoch.
+func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epoch int64) error {
+	key := types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}
+	holder := fencing.Holder{Pod: h.Pod.Name, Epoch: epoch}
+	c, err := conversation.Start(ctx, conversation.Config{
+		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
+		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued,
+		Status: func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
+	})
+	if err != nil {
+		if errors.Is(err, conversation.ErrNotOwner) {
+			return nil // a newer epoch already claimed it; our watch will say so
+		}
+		return fmt.Errorf("claiming %s at epoch %d: %w", key, epoch, err)
+	}
+	h.mu.Lock()
+	if h.running == nil {
+		h.running = map[types.NamespacedName]*hosted{}
+	}
+	h.running[key] = &hosted{conv: c, epoch: epoch}
+	h.mu.Unlock()
+	ctrl.LoggerFrom(ctx).Info("claimed", "conversation", key, "epoch", epoch)
+
+	if conv.Spec.InitialInput != "" {
+		// Applied at most once, whoever claims: its client id is fixed. A
+		// conversation that already finished takes no more input.
+		_, err := c.Submit(ctx, protocol.ClientFrame{Type: protocol.TypeMessage, ID: initialInputID, Text: conv.Spec.InitialInput})
+		var perr *protocol.Error
+		finished := errors.As(err, &perr) && perr.Code == protocol.CodeFinished
+		if err != nil && !finished {
+			return fmt.Errorf("delivering the initial input of %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// writeStatus publishes an owner's view to the Conversation, fenced by its
+// epoch.
+func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder fencing.Holder, s conversation.Status) error {
+	_, err := fencing.UpdateStatus(ctx, h.Direct, h.Direct.Status(), key, holder, func(st *tetherv1alpha1.ConversationStatus) error {
+		now := metav1.Now()
+		st.Phase = s.Phase
+		st.LastSequence = max(st.LastSequence, s.LastSeq)
+		if s.Prompt != nil {
+			st.Prompt = &tetherv1alpha1.Prompt{
+				ID: s.Prompt.ID, Text: s.Prompt.Text, Options: s.Prompt.Options,
+				AskedAt: metav1.NewTime(s.AskedAt), Sequence: s.PromptSeq,
+			}
+		} else {
+			st.Prompt = nil
+		}
+		if st.StartTime == nil {
+			st.StartTime = &now
+		}
+		ready := metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: tetherv1alpha1.ReasonClaimed,
+			Message: "served by pod " + holder.Pod, LastTransitionTime: now}
+		switch s.Phase {
+		case tetherv1alpha1.PhaseSucceeded:
+			st.CompletionTime = &now
+			ready = metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonCompleted,
+				Message: "the agent finished the conversation", LastTransitionTime: now}
+		case tetherv1alpha1.PhaseFailed:
+			st.CompletionTime = &now
+			ready = metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonAgentFailed,
+				Message: s.Message, LastTransitionTime: now}
+		}
+		meta.SetStatusCondition(&st.Conditions, ready)
+		return nil
+	})
+	if errors.Is(err, fencing.ErrFenced) {
+		return fmt.Errorf("%w: %w", conversation.ErrNotOwner, err)
+	}
+	return err
+}
+
+// drop stops running a conversation here.
+func (h *Host) drop(key types.NamespacedName, why string) {
+	h.mu.Lock()
+	r, ok := h.running[key]
+	delete(h.running, key)
+	h.mu.Unlock()
+	if ok {
+		r.conv.Stop(fmt.Errorf("%w: %s", conversation.ErrNotOwner, why), protocol.CloseNotOwner)
+	}
+}
+
+// DropAll stops every conversation: the pod's Lease is not held.
+func (h *Host) DropAll() {
+	h.mu.Lock()
+	keys := make([]types.NamespacedName, 0, len(h.running))
+	for k := range h.running {
+		keys = append(keys, k)
+	}
+	h.mu.Unlock()
+	for _, k := range keys {
+		h.drop(k, "the pod's Lease is not held")
+	}
+}
+
+func isDone(c *conversation.Conversation) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,300 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/internal/fencing"
+	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime"
+	"tether.dev/tether/runtime/agents"
+)
+
+const token = "runtime-test-token"
+
+// worker is a runtime serving on a loopback address, with the pod object the
+// controller sees for it.
+type worker struct {
+	pod  runtime.Pod
+	addr string
+	stop func()
+}
+
+// startWorker creates a ready pod with IP ip and runs a runtime for it: the
+// Lease keeper, the host watching the pod's conversations, and the internal
+// WebSocket endpoint on ip:port.
+func startWorker(t *testing.T, ns, agent, name, ip string, port int) *worker {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{tetherv1alpha1.AgentLabel: agent}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime", Image: "tether-runtime:test"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	p := runtime.Pod{Namespace: ns, Name: name, UID: pod.UID, IP: ip, Agent: agent}
+
+	keeper := runtime.NewLeaseKeeper(env.Client, p, 3*time.Second, nil)
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme: env.Scheme, Cache: runtime.CacheOptions(p),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		// Several runtimes share this test process; each has its own
+		// manager with a controller of the same name.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := &runtime.Host{
+		Client: mgr.GetClient(), Direct: env.Client, Pod: p, Lease: keeper, Log: kubelog.New(env.Client),
+		Handler: agents.Approval, BusyPolicy: tetherv1alpha1.BusyPolicyEnqueue, MaxQueued: 16,
+	}
+	if err := host.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	listener, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf("%s:%d", ip, port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &http.Server{Handler: &runtime.Server{Host: host, Token: []byte(token)}, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{}, 3)
+	go func() { _ = keeper.Run(ctx); done <- struct{}{} }()
+	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
+	go func() { _ = server.Serve(listener); done <- struct{}{} }()
+	w := &worker{pod: p, addr: listener.Addr().String()}
+	stopped := false
+	w.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		_ = server.Close()
+		for range 3 {
+			<-done
+		}
+	}
+	t.Cleanup(w.stop)
+	return w
+}
+
+// freePort finds a port free on 127.0.0.1 for the Agent's runtimePort; every
+// worker listens on it at its own loopback address.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// dial binds a socket to a conversation on a worker, as the gateway does.
+func dial(t *testing.T, w *worker, ns, name string, after int64) *websocket.Conn {
+	t.Helper()
+	url := fmt.Sprintf("ws://%s%s%s/%s?after=%d", w.addr, runtime.PathPrefix, ns, name, after)
+	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second}
+	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatalf("dialing %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	return ws
+}
+
+// next reads frames until one satisfies want, failing after 10 s.
+func next(t *testing.T, ws *websocket.Conn, what string, want func(protocol.ServerFrame) bool) protocol.ServerFrame {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, data, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		var f protocol.ServerFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatalf("bad frame %s: %v", data, err)
+		}
+		if want(f) {
+			return f
+		}
+	}
+}
+
+func send(t *testing.T, ws *websocket.Conn, f protocol.ClientFrame) {
+	t.Helper()
+	if err := ws.WriteJSON(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitConversation(t *testing.T, key client.ObjectKey, what string, cond func(*tetherv1alpha1.Conversation) bool) *tetherv1alpha1.Conversation {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conv := &tetherv1alpha1.Conversation{}
+		if err := env.Client.Get(context.Background(), key, conv); err == nil && cond(conv) {
+			return conv
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %+v", what, conv.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTakeoverMidConversation: runtime A owns a conversation awaiting a
+// human; A's pod is deleted; the controller moves it to runtime B, which
+// resumes from the log and presents the same prompt; the answer given to B
+// completes it; A, with its old state, can write nothing.
+func TestTakeoverMidConversation(t *testing.T) {
+	ctx := context.Background()
+	pod := newPod(t, "unused") // a namespace of its own
+	ns := pod.Namespace
+	port := freePort(t)
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
+		Spec: tetherv1alpha1.AgentSpec{
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port),
+		},
+	}
+	if err := env.Client.Create(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	a := startWorker(t, ns, "approvals", "approvals-a", "127.0.12.1", port)
+	conv := &tetherv1alpha1.Conversation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
+		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
+			Subjects: []string{"alice"}, InitialInput: "refund order 1234"},
+	}
+	if err := env.Client.Create(ctx, conv); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(conv)
+	before := waitConversation(t, key, "AwaitingInput on A", func(c *tetherv1alpha1.Conversation) bool {
+		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput && c.Status.Owner != nil && c.Status.Owner.Name == "approvals-a"
+	})
+	if p := before.Status.Prompt; p == nil || p.Text != "Approve: refund order 1234?" || len(p.Options) != 2 {
+		t.Fatalf("prompt %+v", p)
+	}
+
+	// A client bound to A sees the history, the marker and the prompt.
+	wsA := dial(t, a, ns, "refund", 0)
+	var seen int64
+	for _, want := range []string{protocol.EventUserMessage, protocol.EventAssistantMessage, protocol.EventPrompt} {
+		f := next(t, wsA, want, func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeEvent })
+		if f.Event != want || f.Seq != seen+1 {
+			t.Fatalf("event %+v, want %s at seq %d", f, want, seen+1)
+		}
+		seen = f.Seq
+	}
+	next(t, wsA, "replay_complete", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeReplayComplete })
+	prompt := next(t, wsA, "the pending prompt", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt })
+
+	// A's pod goes; B takes over.
+	b := startWorker(t, ns, "approvals", "approvals-b", "127.0.12.2", port)
+	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals-a"}}, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	after := waitConversation(t, key, "AwaitingInput on B", func(c *tetherv1alpha1.Conversation) bool {
+		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput && c.Status.Owner != nil && c.Status.Owner.Name == "approvals-b"
+	})
+	if after.Status.Prompt.ID != prompt.Prompt.ID || after.Status.RescheduleCount != 1 || after.Status.Lease.Epoch <= before.Status.Lease.Epoch {
+		t.Fatalf("after the move: %+v", after.Status)
+	}
+	// A's socket is closed with "not owner", so the client reconnects.
+	_ = wsA.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := wsA.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != protocol.CloseNotOwner {
+				t.Fatalf("A's socket ended with %v, want close %d", err, protocol.CloseNotOwner)
+			}
+			break
+		}
+	}
+
+	// The client resumes on B after what it saw: nothing again, then the
+	// prompt again.
+	wsB := dial(t, b, ns, "refund", seen)
+	marker := next(t, wsB, "replay_complete", func(f protocol.ServerFrame) bool {
+		if f.Type == protocol.TypeEvent {
+			t.Errorf("event %d replayed again after %d", f.Seq, seen)
+		}
+		return f.Type == protocol.TypeReplayComplete
+	})
+	if !*marker.Complete || marker.LastSeq != seen {
+		t.Fatalf("marker %+v", marker)
+	}
+	again := next(t, wsB, "the prompt again", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt })
+	if again.Prompt.ID != prompt.Prompt.ID || again.Seq != prompt.Seq {
+		t.Fatalf("B presents %+v, A presented %+v", again, prompt)
+	}
+
+	send(t, wsB, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: again.Prompt.ID, Text: "approve"})
+	ack := next(t, wsB, "the ack", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeAck })
+	if ack.ID != "a-1" || ack.Seq != seen+1 {
+		t.Fatalf("ack %+v", ack)
+	}
+	done := waitConversation(t, key, "Succeeded", func(c *tetherv1alpha1.Conversation) bool {
+		return c.Status.Phase == tetherv1alpha1.PhaseSucceeded
+	})
+	if done.Status.CompletionTime == nil || done.Status.Prompt != nil {
+		t.Errorf("finished status %+v", done.Status)
+	}
+
+	// Nothing recorded twice, nothing lost.
+	log := kubelog.New(env.Client)
+	events, err := log.Read(ctx, eventlog.Key{Namespace: ns, Name: "refund"}, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range events {
+		kinds = append(kinds, e.Type)
+	}
+	want := "[user_message assistant_message prompt answer assistant_message finished]"
+	if fmt.Sprint(kinds) != want {
+		t.Fatalf("log %v, want %s", kinds, want)
+	}
+
+	// A, brought back with its old state, can neither append nor write
+	// status.
+	old := before.Status.Lease.Epoch
+	if _, err := log.Append(ctx, eventlog.Key{Namespace: ns, Name: "refund"}, old, []eventlog.Event{{Type: protocol.EventAssistantMessage}}); !errors.Is(err, eventlog.ErrFenced) {
+		t.Errorf("A's append: %v, want ErrFenced", err)
+	}
+	if _, err := fencing.UpdateStatus(ctx, env.Client, env.Client.Status(), key, fencing.Holder{Pod: "approvals-a", Epoch: old},
+		func(s *tetherv1alpha1.ConversationStatus) error { s.Phase = tetherv1alpha1.PhaseRunning; return nil }); !errors.Is(err, fencing.ErrFenced) {
+		t.Errorf("A's status write: %v, want ErrFenced", err)
+	}
+}

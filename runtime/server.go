@@ -1,0 +1,211 @@
+package runtime
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime/conversation"
+)
+
+// PathPrefix is where the internal endpoint serves conversations:
+// /v1/conversations/{namespace}/{name}?after=N.
+const PathPrefix = "/v1/conversations/"
+
+const (
+	writeWait  = 10 * time.Second
+	pongWait   = 60 * time.Second
+	pingPeriod = 25 * time.Second // below the 60 s idle timeout of common proxies
+	outboxSize = 64
+)
+
+// Server is the internal WebSocket endpoint the gateway dials. It is
+// authenticated with a shared bearer token (from a Kubernetes Secret) and
+// serves only the conversations its Host runs; for any other it answers 409
+// before upgrading, so the gateway resolves the owner again.
+type Server struct {
+	Host  *Host
+	Token []byte
+}
+
+var upgrader = websocket.Upgrader{
+	Subprotocols:    []string{protocol.Subprotocol},
+	ReadBufferSize:  1024,
+	WriteBufferSize: 1024,
+	// Only the gateway dials this endpoint, with the token; browsers never do.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// ServeHTTP binds one socket to a conversation.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || len(s.Token) == 0 || subtle.ConstantTimeCompare([]byte(token), s.Token) != 1 {
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	ns, name, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, PathPrefix), "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		http.Error(w, "want "+PathPrefix+"{namespace}/{name}", http.StatusNotFound)
+		return
+	}
+	var after int64
+	if v := r.URL.Query().Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "after must be a sequence number of 0 or more", http.StatusBadRequest)
+			return
+		}
+		after = n
+	}
+	conv, ok := s.Host.Get(types.NamespacedName{Namespace: ns, Name: name})
+	if !ok {
+		http.Error(w, "this pod does not own the conversation", http.StatusConflict)
+		return
+	}
+	sub, err := conv.Subscribe(r.Context(), after)
+	if err != nil {
+		if errors.Is(err, conversation.ErrNotOwner) {
+			http.Error(w, "this pod does not own the conversation", http.StatusConflict)
+			return
+		}
+		http.Error(w, "the event log is unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		sub.Close()
+		return // the upgrader answered the client
+	}
+	if ws.Subprotocol() != protocol.Subprotocol {
+		sub.Close()
+		closeWith(ws, protocol.CloseBadRequest, "subprotocol "+protocol.Subprotocol+" required")
+		return
+	}
+	(&session{ws: ws, conv: conv, sub: sub, outbox: make(chan protocol.ServerFrame, outboxSize), done: make(chan struct{})}).run(r)
+}
+
+// session is one bound socket: the writer goroutine owns every write; the
+// reader applies client frames and queues their acks.
+type session struct {
+	ws     *websocket.Conn
+	conv   *conversation.Conversation
+	sub    *conversation.Subscription
+	outbox chan protocol.ServerFrame
+	done   chan struct{}
+}
+
+func (s *session) run(r *http.Request) {
+	log := ctrl.LoggerFrom(r.Context())
+	go s.read(r)
+	defer s.sub.Close()
+	ticker := time.NewTicker(pingPeriod)
+	defer ticker.Stop()
+	for _, f := range s.sub.Replay {
+		if err := s.write(f); err != nil {
+			_ = s.ws.Close()
+			return
+		}
+	}
+	for {
+		select {
+		case f, ok := <-s.sub.C:
+			if !ok {
+				closeWith(s.ws, s.sub.Code, s.sub.Reason)
+				return
+			}
+			if err := s.write(f); err != nil {
+				_ = s.ws.Close()
+				return
+			}
+		case f := <-s.outbox:
+			if err := s.write(f); err != nil {
+				_ = s.ws.Close()
+				return
+			}
+		case <-ticker.C:
+			if err := s.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				_ = s.ws.Close()
+				return
+			}
+		case <-s.done:
+			log.V(1).Info("socket closed by its peer")
+			_ = s.ws.Close()
+			return
+		}
+	}
+}
+
+func (s *session) write(f protocol.ServerFrame) error {
+	data, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	_ = s.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	return s.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+// read applies the peer's frames until it goes away.
+func (s *session) read(r *http.Request) {
+	defer close(s.done)
+	s.ws.SetReadLimit(protocol.MaxClientFrameBytes)
+	_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
+	s.ws.SetPongHandler(func(string) error { return s.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	for {
+		kind, data, err := s.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = s.ws.SetReadDeadline(time.Now().Add(pongWait))
+		var reply protocol.ServerFrame
+		frame, err := protocol.DecodeClientFrame(data)
+		switch {
+		case kind != websocket.TextMessage:
+			reply = protocol.ErrorFrame(protocol.CodeBadFrame, "", "frames are JSON text")
+		case err != nil:
+			reply = errorReply(err, "")
+		case frame.Type == protocol.TypeResume:
+			reply = protocol.ErrorFrame(protocol.CodeBadFrame, "", "resume is given when connecting (after=N)")
+		default:
+			reply, err = s.conv.Submit(r.Context(), frame)
+			if errors.Is(err, conversation.ErrNotOwner) {
+				return // the subscription closes with CloseNotOwner
+			}
+			if err != nil {
+				reply = errorReply(err, frame.ID)
+			}
+		}
+		select {
+		case s.outbox <- reply:
+		default:
+			// The peer sends faster than it reads its replies.
+			closeWith(s.ws, protocol.CloseSlowConsumer, "too slow: reconnect and resume")
+			return
+		}
+	}
+}
+
+func errorReply(err error, id string) protocol.ServerFrame {
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return protocol.ErrorFrame(perr.Code, id, perr.Message)
+	}
+	return protocol.ErrorFrame(protocol.CodeUnavailable, id, "not applied; send it again")
+}
+
+// closeWith completes the close handshake with a deadline.
+func closeWith(ws *websocket.Conn, code int, reason string) {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeWait))
+	_ = ws.Close()
+}

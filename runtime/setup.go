@@ -1,0 +1,78 @@
+package runtime
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/fields"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// CacheOptions limits a runtime's cache to the Conversations assigned to its
+// pod: the API server filters by the selectable field status.owner.name, so
+// the runtime never sees another pod's conversations.
+func CacheOptions(pod Pod) cache.Options {
+	return cache.Options{
+		DefaultNamespaces: map[string]cache.Config{pod.Namespace: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&tetherv1alpha1.Conversation{}: {Field: fields.OneTermEqualSelector(tetherv1alpha1.OwnerField, pod.Name)},
+		},
+	}
+}
+
+// SetupWithManager registers the host's controller, and a watcher that drops
+// every conversation when the pod's Lease is lost and looks at all of them
+// again once it is held.
+func (h *Host) SetupWithManager(mgr ctrl.Manager) error {
+	again := make(chan event.GenericEvent, 1024)
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		h.watchLease(ctx, again)
+		return nil
+	})); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("runtime").
+		For(&tetherv1alpha1.Conversation{}).
+		WatchesRawSource(source.Channel(again, &handler.EnqueueRequestForObject{})).
+		Complete(h)
+}
+
+func (h *Host) watchLease(ctx context.Context, again chan<- event.GenericEvent) {
+	for {
+		select {
+		case <-ctx.Done():
+			h.DropAll()
+			return
+		case <-h.Lease.Lost():
+		}
+		h.DropAll()
+		for !h.Lease.Held() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		var list tetherv1alpha1.ConversationList
+		if err := h.Client.List(ctx, &list); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing this pod's conversations after the Lease came back")
+			continue
+		}
+		for i := range list.Items {
+			select {
+			case again <- event.GenericEvent{Object: &list.Items[i]}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
