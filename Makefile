@@ -28,9 +28,10 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=true \
-		paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC (manager and runtime roles) into config/.
+	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./controllers/...;./cmd/manager/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=runtime-role paths="./runtime/...;./cmd/runtime/..." output:rbac:artifacts:config=config/runtime
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -60,7 +61,7 @@ tools: ## Build every pinned tool into the cache (idempotent).
 
 .PHONY: build
 build: ## Build the binaries into bin/.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN_DIR)/ ./cmd/...
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN_DIR)/ ./cmd/...
 
 .PHONY: run
 run: manifests ## Run the controller manager against the current kubeconfig's cluster.

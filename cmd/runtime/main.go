@@ -1,0 +1,190 @@
+// Command runtime runs in every worker pod of an Agent: it holds the pod's
+// Lease, claims the conversations assigned to the pod, runs them through the
+// agent, and serves the internal WebSocket endpoint the gateway dials.
+//
+// The pod's identity comes from the environment the Agent controller injects
+// (TETHER_POD_NAME, TETHER_POD_NAMESPACE, TETHER_POD_UID, TETHER_POD_IP,
+// TETHER_AGENT, TETHER_LEASE_DURATION_SECONDS, TETHER_RUNTIME_PORT); the
+// store settings and busy policy come from the Agent object.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/eventlog/stores"
+	tetherruntime "tether.dev/tether/runtime"
+	"tether.dev/tether/runtime/agents"
+)
+
+func main() {
+	var agentName, tokenFile, probeAddr string
+	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
+	flag.StringVar(&tokenFile, "token-file", "/var/run/tether/token", "File holding the token the gateway presents (mounted from a Secret).")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(agentName, tokenFile, probeAddr); err != nil {
+		ctrl.Log.Error(err, "runtime stopped")
+		os.Exit(1)
+	}
+}
+
+func run(agentName, tokenFile, probeAddr string) error {
+	handler, ok := agents.ByName(agentName)
+	if !ok {
+		return fmt.Errorf("unknown agent %q: want echo or approval", agentName)
+	}
+	pod, leaseDuration, port, err := podFromEnv()
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(tokenFile) //nolint:gosec // the path is the operator's setting
+	if err != nil {
+		return fmt.Errorf("reading the gateway token: %w", err)
+	}
+	token = []byte(strings.TrimSpace(string(token)))
+	if len(token) < 16 {
+		return errors.New("the gateway token must be at least 16 bytes")
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := tetherv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg := ctrl.GetConfigOrDie()
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	var agent tetherv1alpha1.Agent
+	if err := direct.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: pod.Agent}, &agent); err != nil {
+		return fmt.Errorf("reading Agent %s/%s: %w", pod.Namespace, pod.Agent, err)
+	}
+	log, err := stores.Open(ctx, agent.Spec.Store, pod.Namespace, direct, direct)
+	if err != nil {
+		return fmt.Errorf("opening the event log: %w", err)
+	}
+	defer func() { _ = log.Close() }()
+	if _, isMemory := log.(*memory.Log); isMemory {
+		ctrl.Log.Info("WARNING: " + memory.Warning)
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Cache: tetherruntime.CacheOptions(pod),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: probeAddr,
+	})
+	if err != nil {
+		return err
+	}
+	keeper := tetherruntime.NewLeaseKeeper(direct, pod, leaseDuration, nil)
+	host := &tetherruntime.Host{
+		Client: mgr.GetClient(), Direct: direct, Pod: pod, Lease: keeper, Log: log, Handler: handler,
+		BusyPolicy: agent.Spec.BusyPolicy, MaxQueued: int(agent.Spec.MaxQueuedMessages),
+	}
+	if err := host.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready only while the Lease is held: a pod that cannot renew it should
+	// not be sent new work.
+	if err := mgr.AddReadyzCheck("lease", func(*http.Request) error {
+		if !keeper.Held() {
+			return errors.New("the pod's Lease is not held")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	server := &http.Server{
+		Addr:              net.JoinHostPort(pod.IP, strconv.Itoa(port)),
+		Handler:           &tetherruntime.Server{Host: host, Token: token},
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	errs := make(chan error, 3)
+	go func() { errs <- keeper.Run(ctx) }()
+	go func() { errs <- mgr.Start(ctx) }()
+	go func() {
+		if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	}()
+	ctrl.Log.Info("runtime started", "pod", pod.Name, "agent", pod.Agent, "listen", server.Addr, "store", agent.Spec.Store.Type)
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		if err != nil {
+			return err
+		}
+	}
+	// Shut down: the host drops every conversation (their sockets are
+	// closed so the gateway reconnects elsewhere), the keeper releases the
+	// Lease so the controller moves them at once.
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	host.DropAll()
+	return server.Shutdown(shutdown)
+}
+
+func podFromEnv() (tetherruntime.Pod, time.Duration, int, error) {
+	get := func(name string) (string, error) {
+		v := os.Getenv(name)
+		if v == "" {
+			return "", fmt.Errorf("%s is not set (the Agent controller sets it in the pod template)", name)
+		}
+		return v, nil
+	}
+	var pod tetherruntime.Pod
+	var err error
+	var uid, lease, port string
+	for _, f := range []struct {
+		name string
+		into *string
+	}{
+		{"TETHER_POD_NAME", &pod.Name}, {"TETHER_POD_NAMESPACE", &pod.Namespace}, {"TETHER_POD_UID", &uid},
+		{"TETHER_POD_IP", &pod.IP}, {"TETHER_AGENT", &pod.Agent},
+		{"TETHER_LEASE_DURATION_SECONDS", &lease}, {"TETHER_RUNTIME_PORT", &port},
+	} {
+		if *f.into, err = get(f.name); err != nil {
+			return pod, 0, 0, err
+		}
+	}
+	pod.UID = types.UID(uid)
+	seconds, err := strconv.Atoi(lease)
+	if err != nil || seconds < 2 {
+		return pod, 0, 0, fmt.Errorf("TETHER_LEASE_DURATION_SECONDS=%q is not a number of seconds of 2 or more", lease)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return pod, 0, 0, fmt.Errorf("TETHER_RUNTIME_PORT=%q is not a port", port)
+	}
+	return pod, time.Duration(seconds) * time.Second, p, nil
+}

@@ -1,0 +1,13 @@
+package runtime
+
+// What a runtime does with the API, and nothing more: it reads its Agent and
+// the Conversations assigned to its pod and writes their status under its
+// epoch, keeps its pod's Lease, keeps the kubernetes store's log objects, and
+// reads the Secrets its Agent's store settings name.
+//
+// +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get
+// +kubebuilder:rbac:groups=tether.dev,resources=conversations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tether.dev,resources=conversations/status,verbs=get;update
+// +kubebuilder:rbac:groups=tether.dev,resources=conversationlogs;conversationlogchunks,verbs=get;list;create;update;delete;deletecollection
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
