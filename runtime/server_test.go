@@ -1,0 +1,125 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime"
+)
+
+// awaitingConversation sets up an Agent, one worker and a conversation
+// awaiting a human on it.
+func awaitingConversation(t *testing.T, ip string) (*worker, *tetherv1alpha1.Conversation) {
+	t.Helper()
+	ctx := context.Background()
+	ns := newPod(t, "unused").Namespace
+	port := freePort(t)
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
+		Spec: tetherv1alpha1.AgentSpec{
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port),
+		},
+	}
+	if err := env.Client.Create(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, ns, "approvals", "approvals-a", ip, port)
+	conv := &tetherv1alpha1.Conversation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
+		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
+			Subjects: []string{"alice"}, InitialInput: "refund order 1234"},
+	}
+	if err := env.Client.Create(ctx, conv); err != nil {
+		t.Fatal(err)
+	}
+	conv = waitConversation(t, client.ObjectKeyFromObject(conv), "AwaitingInput", func(c *tetherv1alpha1.Conversation) bool {
+		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput
+	})
+	return w, conv
+}
+
+func TestInternalEndpointRefusesWhatItShould(t *testing.T) {
+	w, conv := awaitingConversation(t, "127.0.13.1")
+	url := func(name string) string {
+		return fmt.Sprintf("ws://%s%s%s/%s", w.addr, runtime.PathPrefix, conv.Namespace, name)
+	}
+	for _, tc := range []struct {
+		name   string
+		url    string
+		header http.Header
+		status int
+	}{
+		{"no token", url("refund"), nil, http.StatusUnauthorized},
+		{"wrong token", url("refund"), http.Header{"Authorization": {"Bearer not-the-token"}}, http.StatusUnauthorized},
+		{"a conversation this pod does not own", url("someone-elses"), http.Header{"Authorization": {"Bearer " + token}}, http.StatusConflict},
+		{"a negative cursor", url("refund") + "?after=-3", http.Header{"Authorization": {"Bearer " + token}}, http.StatusBadRequest},
+	} {
+		d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second}
+		ws, resp, err := d.Dial(tc.url, tc.header)
+		if ws != nil {
+			_ = ws.Close()
+		}
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil || resp.StatusCode != tc.status {
+			t.Errorf("%s: %v, status %v; want %d", tc.name, err, resp, tc.status)
+		}
+	}
+}
+
+func TestBadFramesChangeNothing(t *testing.T) {
+	w, conv := awaitingConversation(t, "127.0.13.2")
+	ws := dial(t, w, conv.Namespace, conv.Name, conv.Status.LastSequence)
+	next(t, ws, "the pending prompt", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt })
+
+	for _, tc := range []struct {
+		frame string
+		code  protocol.Code
+	}{
+		{`{"type":"message","id":`, protocol.CodeBadFrame},
+		{`{"type":"launch_missiles"}`, protocol.CodeUnknownType},
+		{`{"type":"answer","id":"a-1","promptId":"approve-999","text":"approve"}`, protocol.CodePromptMismatch},
+		{`{"type":"answer","id":"a-2","promptId":"` + conv.Status.Prompt.ID + `","text":"maybe"}`, protocol.CodeInvalidOption},
+		{`{"type":"message","id":"m-1"}`, protocol.CodeBadFrame},
+	} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(tc.frame)); err != nil {
+			t.Fatal(err)
+		}
+		got := next(t, ws, "an error frame", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeError })
+		if protocol.Code(got.Code) != tc.code {
+			t.Errorf("%s: error %+v, want %s", tc.frame, got, tc.code)
+		}
+	}
+	after := waitConversation(t, client.ObjectKeyFromObject(conv), "the same status", func(*tetherv1alpha1.Conversation) bool { return true })
+	if after.Status.Phase != tetherv1alpha1.PhaseAwaitingInput || after.Status.LastSequence != conv.Status.LastSequence {
+		t.Fatalf("bad frames changed the conversation: %+v", after.Status)
+	}
+
+	// A frame over the read limit ends the connection with 1009.
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"message","id":"big","text":"`+strings.Repeat("x", protocol.MaxClientFrameBytes)+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+				t.Fatalf("after an oversized frame: %v, want close 1009", err)
+			}
+			break
+		}
+	}
+}
