@@ -40,6 +40,8 @@ type Host struct {
 	Handler    conversation.Handler
 	BusyPolicy tetherv1alpha1.BusyPolicy
 	MaxQueued  int
+	// Retention is the Agent's store.retention.maxEvents.
+	Retention int
 
 	mu      sync.Mutex
 	running map[types.NamespacedName]*hosted
@@ -106,7 +108,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 	holder := fencing.Holder{Pod: h.Pod.Name, Epoch: epoch}
 	c, err := conversation.Start(ctx, conversation.Config{
 		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
-		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued,
+		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued, Retention: h.Retention,
 		Status: func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
 	})
 	if err != nil {

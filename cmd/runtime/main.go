@@ -106,6 +106,7 @@ func run(agentName, tokenFile, probeAddr string) error {
 	host := &tetherruntime.Host{
 		Client: mgr.GetClient(), Direct: direct, Pod: pod, Lease: keeper, Log: log, Handler: handler,
 		BusyPolicy: agent.Spec.BusyPolicy, MaxQueued: int(agent.Spec.MaxQueuedMessages),
+		Retention: int(agent.Spec.Store.Retention.MaxEvents),
 	}
 	if err := host.SetupWithManager(mgr); err != nil {
 		return err

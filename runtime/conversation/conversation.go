@@ -43,6 +43,10 @@ type Config struct {
 	// Status publishes a change of phase or prompt, in order. An error
 	// wrapping ErrNotOwner stops the conversation.
 	Status func(context.Context, Status) error
+	// Retention is how many events to keep (the Agent's
+	// store.retention.maxEvents); older ones are trimmed as the log grows.
+	// Zero keeps everything.
+	Retention int
 	// SubscriberBuffer bounds each bound socket's queue (256 by default).
 	SubscriberBuffer int
 	Now              func() time.Time
@@ -60,7 +64,8 @@ type Conversation struct {
 	cancel  context.CancelFunc // cancels the running turn
 	answers chan string        // hands an answer to the waiting Ask
 	subs    map[*Subscription]struct{}
-	dirty   bool // an append's outcome is unknown: resync before the next
+	dirty   bool  // an append's outcome is unknown: resync before the next
+	first   int64 // the first retained sequence number, as far as this owner knows
 
 	wake     chan struct{}
 	stopped  chan struct{}
@@ -101,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		return nil, fmt.Errorf("restoring %s: %w", cfg.Key, err)
 	}
 	c := &Conversation{
-		cfg: cfg, st: st,
+		cfg: cfg, st: st, first: bounds.FirstSeq,
 		answers: make(chan string, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
 	}
@@ -226,7 +231,21 @@ func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Even
 		}
 		c.broadcastLocked(protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
 	}
+	c.trimLocked(ctx)
 	return last, nil
+}
+
+// trimLocked applies the retention once the log holds a tenth more than it
+// should, so that trimming costs one write per many appends. A failed trim
+// is tried again later; nothing depends on it.
+func (c *Conversation) trimLocked(ctx context.Context) {
+	keep := int64(c.cfg.Retention)
+	if keep <= 0 || c.st.last-c.first+1 <= keep+max(keep/10, 1) {
+		return
+	}
+	if err := c.cfg.Log.Trim(ctx, c.cfg.Key, int(keep)); err == nil {
+		c.first = c.st.last - keep + 1
+	}
 }
 
 // resyncLocked reads what landed after the last event this owner knows of.

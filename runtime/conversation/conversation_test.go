@@ -425,3 +425,24 @@ func TestAmbiguousAppendIsNotAppliedTwice(t *testing.T) {
 		t.Fatalf("log %s", got)
 	}
 }
+
+func TestRetentionTrimsTheLog(t *testing.T) {
+	log := memory.New()
+	key := eventlogtest.NewKey("retention")
+	echo := conversation.HandlerFunc(func(ctx context.Context, t *conversation.Turn) error { return t.Send(ctx, t.Input) })
+	c, _ := start(t, log, key, 1, echo, func(cfg *conversation.Config) { cfg.Retention = 20 })
+	for i := range 30 {
+		submit(t, c, message(fmt.Sprintf("m-%d", i), "hello"))
+		waitFor(t, "the turn", func() bool {
+			b, _ := log.Bounds(context.Background(), key)
+			return b.LastSeq == int64(3*(i+1))
+		})
+	}
+	b, err := log.Bounds(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held := b.LastSeq - b.FirstSeq + 1; held < 20 || held > 22 {
+		t.Fatalf("the log holds %d events (%+v); retention is 20 with a tenth of slack", held, b)
+	}
+}
