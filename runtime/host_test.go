@@ -22,7 +22,9 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/eventlog/redislog"
 	"tether.dev/tether/internal/fencing"
+	"tether.dev/tether/internal/testredis"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
@@ -41,7 +43,7 @@ type worker struct {
 // startWorker creates a ready pod with IP ip and runs a runtime for it: the
 // Lease keeper, the host watching the pod's conversations, and the internal
 // WebSocket endpoint on ip:port.
-func startWorker(t *testing.T, ns, agent, name, ip string, port int) *worker {
+func startWorker(t *testing.T, ns, agent, name, ip string, port int, log eventlog.Log) *worker {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pod := &corev1.Pod{
@@ -70,7 +72,7 @@ func startWorker(t *testing.T, ns, agent, name, ip string, port int) *worker {
 		t.Fatal(err)
 	}
 	host := &runtime.Host{
-		Client: mgr.GetClient(), Direct: env.Client, Pod: p, Lease: keeper, Log: kubelog.New(env.Client),
+		Client: mgr.GetClient(), Direct: env.Client, Pod: p, Lease: keeper, Log: log,
 		Handler: agents.Approval, BusyPolicy: tetherv1alpha1.BusyPolicyEnqueue, MaxQueued: 16,
 	}
 	if err := host.SetupWithManager(mgr); err != nil {
@@ -176,6 +178,26 @@ func waitConversation(t *testing.T, key client.ObjectKey, what string, cond func
 // resumes from the log and presents the same prompt; the answer given to B
 // completes it; A, with its old state, can write nothing.
 func TestTakeoverMidConversation(t *testing.T) {
+	t.Run("kubernetes store", func(t *testing.T) {
+		takeover(t, "127.0.12", tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreKubernetes}, func() eventlog.Log { return kubelog.New(env.Client) })
+	})
+	t.Run("redis store", func(t *testing.T) {
+		server := testredis.Start(t)
+		spec := tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreRedis, Redis: &tetherv1alpha1.RedisStoreSpec{Addresses: []string{server.Addr}}}
+		takeover(t, "127.0.14", spec, func() eventlog.Log {
+			log, err := redislog.New(redislog.Options{Addrs: []string{server.Addr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = log.Close() })
+			return log
+		})
+	})
+}
+
+// takeover runs the scenario with workers at subnet.1 and subnet.2, each with
+// its own client of the store.
+func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openLog func() eventlog.Log) {
 	ctx := context.Background()
 	pod := newPod(t, "unused") // a namespace of its own
 	ns := pod.Namespace
@@ -184,13 +206,13 @@ func TestTakeoverMidConversation(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
 		Spec: tetherv1alpha1.AgentSpec{
 			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port),
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store,
 		},
 	}
 	if err := env.Client.Create(ctx, agent); err != nil {
 		t.Fatal(err)
 	}
-	a := startWorker(t, ns, "approvals", "approvals-a", "127.0.12.1", port)
+	a := startWorker(t, ns, "approvals", "approvals-a", subnet+".1", port, openLog())
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
 		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
@@ -221,7 +243,7 @@ func TestTakeoverMidConversation(t *testing.T) {
 	prompt := next(t, wsA, "the pending prompt", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt })
 
 	// A's pod goes; B takes over.
-	b := startWorker(t, ns, "approvals", "approvals-b", "127.0.12.2", port)
+	b := startWorker(t, ns, "approvals", "approvals-b", subnet+".2", port, openLog())
 	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals-a"}}, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +295,7 @@ func TestTakeoverMidConversation(t *testing.T) {
 	}
 
 	// Nothing recorded twice, nothing lost.
-	log := kubelog.New(env.Client)
+	log := openLog()
 	events, err := log.Read(ctx, eventlog.Key{Namespace: ns, Name: "refund"}, 0, 100)
 	if err != nil {
 		t.Fatal(err)

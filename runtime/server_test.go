@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime"
 )
@@ -35,7 +36,7 @@ func awaitingConversation(t *testing.T, ip string) (*worker, *tetherv1alpha1.Con
 	if err := env.Client.Create(ctx, agent); err != nil {
 		t.Fatal(err)
 	}
-	w := startWorker(t, ns, "approvals", "approvals-a", ip, port)
+	w := startWorker(t, ns, "approvals", "approvals-a", ip, port, kubelog.New(env.Client))
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
 		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
