@@ -34,28 +34,47 @@ import (
 	"tether.dev/tether/eventlog/stores"
 	tetherruntime "tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
+	"tether.dev/tether/runtime/conversation"
+	"tether.dev/tether/runtime/stdio"
 )
 
 func main() {
-	var agentName, tokenFile, probeAddr string
+	var agentName, agentCommand, tokenFile, probeAddr string
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
+	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
 	flag.StringVar(&tokenFile, "token-file", "/var/run/tether/token", "File holding the token the gateway presents (mounted from a Secret).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := run(agentName, tokenFile, probeAddr); err != nil {
+	handler, err := chooseAgent(agentName, agentCommand, flag.Args())
+	if err != nil {
+		ctrl.Log.Error(err, "choosing the agent")
+		os.Exit(2)
+	}
+	if err := run(handler, tokenFile, probeAddr); err != nil {
 		ctrl.Log.Error(err, "runtime stopped")
 		os.Exit(1)
 	}
 }
 
-func run(agentName, tokenFile, probeAddr string) error {
-	handler, ok := agents.ByName(agentName)
-	if !ok {
-		return fmt.Errorf("unknown agent %q: want echo or approval", agentName)
+// chooseAgent returns the in-process agent named, or the stdio program.
+func chooseAgent(name, command string, args []string) (conversation.Handler, error) {
+	switch {
+	case name != "" && command != "":
+		return nil, errors.New("give --agent or --agent-command, not both")
+	case command != "":
+		return &stdio.Handler{Command: command, Args: args}, nil
 	}
+	handler, ok := agents.ByName(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown agent %q: want echo or approval, or --agent-command", name)
+	}
+	return handler, nil
+}
+
+func run(handler conversation.Handler, tokenFile, probeAddr string) error {
 	pod, leaseDuration, port, err := podFromEnv()
 	if err != nil {
 		return err

@@ -119,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	go func() {
 		defer close(c.loopDone)
 		c.loop(context.WithoutCancel(ctx))
+		if f, ok := cfg.Handler.(Forgetter); ok {
+			f.Forget(cfg.Key)
+		}
 	}()
 	c.signal()
 	return c, nil

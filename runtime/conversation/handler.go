@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"tether.dev/tether/eventlog"
 	"tether.dev/tether/protocol"
 )
 
@@ -14,6 +15,13 @@ import (
 // deterministic given the conversation's events (see the package doc).
 type Handler interface {
 	HandleTurn(ctx context.Context, turn *Turn) error
+}
+
+// Forgetter is implemented by handlers that keep something per
+// conversation (a process, a connection): Forget is called when this owner
+// stops running the conversation.
+type Forgetter interface {
+	Forget(key eventlog.Key)
 }
 
 // HandlerFunc adapts a function to Handler.
@@ -28,6 +36,8 @@ var ErrFinish = errors.New("conversation finished")
 
 // Turn is a handler's view of the turn it runs.
 type Turn struct {
+	// Conversation names the conversation.
+	Conversation eventlog.Key
 	// Input is the user message that started the turn.
 	Input string
 	// Seq is the user message's sequence number.

@@ -77,7 +77,7 @@ func (c *Conversation) pause(d time.Duration) bool {
 func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 	var text protocol.TextData
 	_ = json.Unmarshal(input.Data, &text)
-	err := c.callHandler(ctx, &Turn{Input: text.Text, Seq: input.Seq, c: c})
+	err := c.callHandler(ctx, &Turn{Conversation: c.cfg.Key, Input: text.Text, Seq: input.Seq, c: c})
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

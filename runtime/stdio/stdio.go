@@ -1,0 +1,253 @@
+// Package stdio runs agents written in any language: one process per
+// conversation, speaking JSON lines over its standard input and output.
+// docs/agents.md describes the contract.
+//
+// The runtime writes {"type":"turn",...} to start a turn and
+// {"type":"answer",...} to answer a question; the agent writes send, delta,
+// ask, checkpoint, and one of done, finish or fail to end the turn. A process
+// that exits, or writes a line that is not one of these, fails its
+// conversation with a message saying so; it never takes the runtime down.
+package stdio
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/runtime/conversation"
+)
+
+// MaxLineBytes bounds one line an agent writes.
+const MaxLineBytes = 1 << 20
+
+// Handler starts Command (with Args) once per conversation and drives it.
+type Handler struct {
+	Command string
+	Args    []string
+	// Env is added to the process's environment.
+	Env []string
+
+	mu    sync.Mutex
+	procs map[eventlog.Key]*process
+}
+
+var (
+	_ conversation.Handler   = (*Handler)(nil)
+	_ conversation.Forgetter = (*Handler)(nil)
+)
+
+// Lines the runtime writes.
+type toAgent struct {
+	Type         string `json:"type"`
+	Conversation string `json:"conversation,omitempty"`
+	Seq          int64  `json:"seq,omitempty"`
+	Input        string `json:"input,omitempty"`
+	PromptID     string `json:"promptId,omitempty"`
+	Text         string `json:"text,omitempty"`
+}
+
+// Lines an agent writes.
+type fromAgent struct {
+	Type    string          `json:"type"`
+	Text    string          `json:"text,omitempty"`
+	ID      string          `json:"id,omitempty"`
+	Options []string        `json:"options,omitempty"`
+	State   json.RawMessage `json:"state,omitempty"`
+	Message string          `json:"message,omitempty"`
+}
+
+type process struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  *bufio.Scanner
+	stderr *tailBuffer
+	// exit is closed once the process has exited and its error output is
+	// all read; waitErr is then its exit status.
+	exit    chan struct{}
+	waitErr error
+}
+
+// HandleTurn implements conversation.Handler.
+func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
+	p, err := h.process(t.Conversation)
+	if err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		h.Forget(t.Conversation)
+		return err
+	}
+	// A cancelled turn (an interrupting message, or the owner letting go)
+	// stops the process, which is blocked on its own work or its input.
+	stop := context.AfterFunc(ctx, func() { h.Forget(t.Conversation) })
+	defer stop()
+	if err := p.write(toAgent{Type: "turn", Conversation: t.Conversation.String(), Seq: t.Seq, Input: t.Input}); err != nil {
+		return fail(p.exited(err))
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !p.lines.Scan() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			err := p.lines.Err()
+			if errors.Is(err, bufio.ErrTooLong) {
+				return fail(fmt.Errorf("the agent wrote a line over %d bytes", MaxLineBytes))
+			}
+			return fail(p.exited(err))
+		}
+		var line fromAgent
+		if err := json.Unmarshal(p.lines.Bytes(), &line); err != nil {
+			return fail(fmt.Errorf("the agent wrote a line that is not JSON: %.80q", p.lines.Text()))
+		}
+		switch line.Type {
+		case "send":
+			if err := t.Send(ctx, line.Text); err != nil {
+				return err
+			}
+		case "delta":
+			t.Delta(line.Text)
+		case "checkpoint":
+			if err := t.Checkpoint(ctx, line.State); err != nil {
+				return err
+			}
+		case "ask":
+			answer, err := t.Ask(ctx, line.ID, line.Text, line.Options...)
+			if err != nil {
+				return err
+			}
+			if err := p.write(toAgent{Type: "answer", PromptID: line.ID, Text: answer}); err != nil {
+				return fail(p.exited(err))
+			}
+		case "done":
+			return nil
+		case "finish":
+			return conversation.ErrFinish
+		case "fail":
+			return fmt.Errorf("the agent reported: %s", line.Message)
+		default:
+			return fail(fmt.Errorf("the agent wrote an unknown line type %.40q", line.Type))
+		}
+	}
+}
+
+// process returns the conversation's process, starting it if needed.
+func (h *Handler) process(key eventlog.Key) (*process, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p, ok := h.procs[key]; ok {
+		return p, nil
+	}
+	cmd := exec.Command(h.Command, h.Args...) //nolint:gosec,noctx // the Agent's configured program; stopped by Forget
+	cmd.Env = append(cmd.Environ(), h.Env...)
+	cmd.Env = append(cmd.Env, "TETHER_CONVERSATION="+key.String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr := &tailBuffer{max: 2048}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the agent %s: %w", h.Command, err)
+	}
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
+	p := &process{cmd: cmd, stdin: stdin, lines: lines, stderr: stderr, exit: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exit)
+	}()
+	if h.procs == nil {
+		h.procs = map[eventlog.Key]*process{}
+	}
+	h.procs[key] = p
+	return p, nil
+}
+
+// Forget stops the conversation's process: SIGTERM, then SIGKILL after 5 s.
+func (h *Handler) Forget(key eventlog.Key) {
+	h.mu.Lock()
+	p, ok := h.procs[key]
+	delete(h.procs, key)
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	_ = p.stdin.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exit:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exit
+	}
+}
+
+func (p *process) write(m toAgent) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = p.stdin.Write(append(data, '\n'))
+	return err
+}
+
+// exited describes a process that stopped answering.
+func (p *process) exited(cause error) error {
+	msg := "the agent process exited"
+	select {
+	case <-p.exit:
+		if p.waitErr != nil {
+			msg += " (" + p.waitErr.Error() + ")"
+		}
+	case <-time.After(2 * time.Second):
+		msg = "the agent process stopped answering"
+	}
+	if cause != nil && !errors.Is(cause, io.EOF) {
+		msg += fmt.Sprintf(" (%v)", cause)
+	}
+	if tail := strings.TrimSpace(p.stderr.String()); tail != "" {
+		msg += "; its last error output: " + tail
+	}
+	return errors.New(msg)
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf bytes.Buffer
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if over := b.buf.Len() - b.max; over > 0 {
+		b.buf.Next(over)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
