@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -444,5 +445,36 @@ func TestRetentionTrimsTheLog(t *testing.T) {
 	}
 	if held := b.LastSeq - b.FirstSeq + 1; held < 20 || held > 22 {
 		t.Fatalf("the log holds %d events (%+v); retention is 20 with a tenth of slack", held, b)
+	}
+}
+
+func TestAQuestionOverTheLimitsFailsTheConversation(t *testing.T) {
+	for name, ask := range map[string]func(context.Context, *conversation.Turn) error{
+		"text": func(ctx context.Context, t *conversation.Turn) error {
+			_, err := t.Ask(ctx, "p1", strings.Repeat("?", tetherv1alpha1.MaxPromptTextLength+1))
+			return err
+		},
+		"options": func(ctx context.Context, t *conversation.Turn) error {
+			_, err := t.Ask(ctx, "p1", "Pick one", "a", "b", "c", "d", "e", "f", "g", "h", "i")
+			return err
+		},
+		"id": func(ctx context.Context, t *conversation.Turn) error {
+			_, err := t.Ask(ctx, "no spaces please", "Ok?")
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			log := memory.New()
+			key := eventlogtest.NewKey("limits")
+			c, st := start(t, log, key, 1, conversation.HandlerFunc(ask))
+			submit(t, c, message("m-1", "hello"))
+			waitFor(t, "Failed", func() bool { return st.last().Phase == tetherv1alpha1.PhaseFailed })
+			if msg := st.last().Message; !strings.Contains(msg, "the agent asked") && !strings.Contains(msg, "the agent offered") {
+				t.Errorf("message %q", msg)
+			}
+			if got := fmt.Sprint(types(t, log, key)); got != "[user_message failed]" {
+				t.Errorf("log %s: nothing of the question may be recorded", got)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -164,6 +165,9 @@ func (c *Conversation) matchReplayLocked(event string) *eventlog.Event {
 // ask records a prompt (or finds the recorded one), then returns the
 // recorded answer or waits for a live one.
 func (c *Conversation) ask(ctx context.Context, p PromptData) (string, error) {
+	if err := validatePrompt(p); err != nil {
+		return "", err
+	}
 	c.mu.Lock()
 	if c.matchReplayLocked(protocol.EventPrompt) == nil {
 		data, err := json.Marshal(p)
@@ -214,4 +218,30 @@ func truncate(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// validatePrompt holds an agent's question to the limits a Conversation's
+// status accepts, so it fails the turn with a clear message instead of
+// being refused by the API server later.
+func validatePrompt(p PromptData) error {
+	switch {
+	case p.ID == "" || len(p.ID) > tetherv1alpha1.MaxPromptIDLength || strings.ContainsFunc(p.ID, notPromptIDRune):
+		return fmt.Errorf("the agent asked a question with id %.80q: ids are 1 to %d of [A-Za-z0-9._:-]", p.ID, tetherv1alpha1.MaxPromptIDLength)
+	case p.Text == "" || len(p.Text) > tetherv1alpha1.MaxPromptTextLength:
+		return fmt.Errorf("the agent asked a question of %d bytes: questions are 1 to %d bytes", len(p.Text), tetherv1alpha1.MaxPromptTextLength)
+	case len(p.Options) > tetherv1alpha1.MaxPromptOptions:
+		return fmt.Errorf("the agent offered %d options: at most %d", len(p.Options), tetherv1alpha1.MaxPromptOptions)
+	}
+	for _, o := range p.Options {
+		if o == "" || len(o) > tetherv1alpha1.MaxPromptOptionLength {
+			return fmt.Errorf("the agent offered an option of %d bytes: options are 1 to %d bytes", len(o), tetherv1alpha1.MaxPromptOptionLength)
+		}
+	}
+	return nil
+}
+
+// notPromptIDRune reports a rune outside [A-Za-z0-9._:-].
+func notPromptIDRune(r rune) bool {
+	allowed := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)
+	return !allowed
 }
