@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/textlimit"
 )
 
 // AgentReconciler runs the worker pods of an Agent with a template (one
@@ -74,7 +75,7 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 	if deployErr != nil {
 		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 			Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonDeploymentFailed,
-			Message: truncate(deployErr.Error(), 1024), LastTransitionTime: metav1.NewTime(r.Clock.Now()), ObservedGeneration: agent.Generation,
+			Message: textlimit.Truncate(deployErr.Error(), 1024), LastTransitionTime: metav1.NewTime(r.Clock.Now()), ObservedGeneration: agent.Generation,
 		})
 	}
 	agent.Status = status

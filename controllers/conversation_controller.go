@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -185,11 +186,11 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 
 	r.reservations.mu.Lock()
 	defer r.reservations.mu.Unlock()
-	loads, unusable, err := r.podLoads(ctx, workers, now)
+	loads, counted, unusable, err := r.podLoads(ctx, workers, now)
 	if err != nil {
 		return err
 	}
-	if err := r.reservations.adjust(ctx, r.Client, conv.Namespace, loads, now); err != nil {
+	if err := r.reservations.adjust(ctx, r.Client, conv.Namespace, loads, counted, now); err != nil {
 		return err
 	}
 	pod := choosePod(loads, agent.Spec.ConversationsPerPod)
@@ -206,10 +207,12 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 	return nil
 }
 
-// podLoads counts, from the cache, the conversations on each usable pod.
-// unusable counts the other pods by why they cannot be used.
-func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerPod, now time.Time) ([]podLoad, map[string]int, error) {
+// podLoads counts, from the cache, the conversations on each usable pod;
+// counted maps each conversation counted to its pod. unusable counts the
+// other pods by why they cannot be used.
+func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerPod, now time.Time) ([]podLoad, map[types.UID]string, map[string]int, error) {
 	var loads []podLoad
+	counted := map[types.UID]string{}
 	unusable := map[string]int{}
 	for _, w := range workers {
 		if ok, why := usable(w.pod, w.lease, now); !ok {
@@ -218,18 +221,19 @@ func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerP
 		}
 		var convs tetherv1alpha1.ConversationList
 		if err := r.List(ctx, &convs, client.InNamespace(w.pod.Namespace), client.MatchingFields{ownerIndex: w.pod.Name}, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var load int32
 		for i := range convs.Items {
 			c := &convs.Items[i]
 			if holdsSlot(c) && c.Status.Owner.UID == string(w.pod.UID) {
 				load++
+				counted[c.UID] = w.pod.Name
 			}
 		}
 		loads = append(loads, podLoad{pod: w.pod, load: load})
 	}
-	return loads, unusable, nil
+	return loads, counted, unusable, nil
 }
 
 func noCapacityMessage(agent *tetherv1alpha1.Agent, pods, usableCount int, unusable map[string]int) string {

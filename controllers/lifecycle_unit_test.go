@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -112,23 +111,6 @@ func TestRevokeAndAssignMoveTheEpoch(t *testing.T) {
 	}
 	if conv.Status.Phase != tetherv1alpha1.PhaseRescheduling {
 		t.Errorf("phase %s: assignment must leave it to the new owner to claim", conv.Status.Phase)
-	}
-}
-
-func TestTruncateKeepsUTF8(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"abcdef", 3, "abc"},
-		{"ab€", 4, "ab"}, // € is 3 bytes: cutting inside it drops it
-		{strings.Repeat("é", 200), 256, strings.Repeat("é", 128)},
-	} {
-		if got := truncate(tc.in, tc.n); got != tc.want {
-			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
-		}
 	}
 }
 

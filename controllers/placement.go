@@ -65,19 +65,27 @@ func newReservations() *reservations {
 	return &reservations{entries: map[types.UID]reservation{}}
 }
 
-// adjust adds to loads, counted from the cache, the assignments of namespace
-// the cache does not show yet, and drops the reservations it has caught up
-// with (or that are too old). The caller holds the lock.
-func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespace string, loads []podLoad, now time.Time) error {
+// adjust adds to loads the assignments of namespace that the count left
+// out, and drops the reservations the cache has caught up with (or that are
+// too old). counted maps each conversation the count included to its pod.
+// The cache moves between the count and this look, so a conversation the
+// count missed is added even when the cache has caught up since. The caller
+// holds the lock.
+func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespace string, loads []podLoad, counted map[types.UID]string, now time.Time) error {
 	index := make(map[string]int, len(loads))
 	for i, l := range loads {
 		index[l.pod.Name] = i
+	}
+	add := func(pod string) {
+		if i, ok := index[pod]; ok {
+			loads[i].load++
+		}
 	}
 	for uid, res := range r.entries {
 		if res.conv.Namespace != namespace {
 			continue
 		}
-		if now.Sub(res.at) > reservationTTL {
+		if counted[uid] == res.pod || now.Sub(res.at) > reservationTTL {
 			delete(r.entries, uid)
 			continue
 		}
@@ -89,12 +97,18 @@ func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespac
 			}
 			return err
 		}
-		if cached.UID != uid || (cached.Status.Lease != nil && cached.Status.Lease.Epoch >= res.epoch) {
+		if cached.UID != uid {
 			delete(r.entries, uid)
 			continue
 		}
-		if i, ok := index[res.pod]; ok {
-			loads[i].load++
+		if cached.Status.Lease == nil || cached.Status.Lease.Epoch < res.epoch {
+			add(res.pod) // the cache has not seen the assignment yet
+			continue
+		}
+		// The cache has caught up since the count; the next count sees it.
+		delete(r.entries, uid)
+		if holdsSlot(&cached) && cached.Status.Owner.Name == res.pod {
+			add(res.pod)
 		}
 	}
 	return nil

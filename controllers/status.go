@@ -5,13 +5,13 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/textlimit"
 )
 
 // These functions are the controller's only edits to a Conversation's status.
@@ -22,21 +22,9 @@ import (
 // message within the API's cap.
 func setCondition(conv *tetherv1alpha1.Conversation, condType string, status metav1.ConditionStatus, reason, message string, now time.Time) {
 	meta.SetStatusCondition(&conv.Status.Conditions, metav1.Condition{
-		Type: condType, Status: status, Reason: reason, Message: truncate(message, tetherv1alpha1.MaxConditionMessageLength),
+		Type: condType, Status: status, Reason: reason, Message: textlimit.Truncate(message, tetherv1alpha1.MaxConditionMessageLength),
 		ObservedGeneration: conv.Generation, LastTransitionTime: metav1.NewTime(now),
 	})
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // nextEpoch returns the status's epoch plus one.

@@ -8,10 +8,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
+	"tether.dev/tether/internal/textlimit"
 	"tether.dev/tether/protocol"
 )
 
@@ -116,7 +116,7 @@ func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 }
 
 func outcome(event, message string) eventlog.Event {
-	data, _ := json.Marshal(protocol.OutcomeData{Message: truncate(message, tetherv1alpha1.MaxConditionMessageLength)})
+	data, _ := json.Marshal(protocol.OutcomeData{Message: textlimit.Truncate(message, tetherv1alpha1.MaxConditionMessageLength)})
 	return eventlog.Event{Type: event, Data: data}
 }
 
@@ -206,18 +206,6 @@ func (c *Conversation) delta(text string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.broadcastLocked(protocol.DeltaFrame(text))
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // validatePrompt holds an agent's question to the limits a Conversation's
