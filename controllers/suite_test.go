@@ -41,35 +41,16 @@ var (
 func TestMain(m *testing.M) {
 	// Errors only: the controllers log every routine step at info.
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	var err error
-	env, err = testenv.New()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	k8s = env.Client
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	if err := startManager(ctx, done); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "manager:", err)
-		code = 1
-	}
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
-		code = 1
-	}
-	os.Exit(code)
+	testenv.Main(m, &env, func(e *testenv.Env) (func() error, error) {
+		k8s = e.Client
+		return startManager(e)
+	})
 }
 
-func startManager(ctx context.Context, done chan<- error) error {
-	cfg := rest.CopyConfig(env.Config)
+// startManager runs the real controllers, as the manager binary sets them
+// up, counting the requests they make that change something.
+func startManager(e *testenv.Env) (func() error, error) {
+	cfg := rest.CopyConfig(e.Config)
 	cfg.QPS, cfg.Burst = 200, 400 // the manager binary's defaults
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
@@ -81,19 +62,22 @@ func startManager(ctx context.Context, done chan<- error) error {
 		})
 	})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 env.Scheme,
+		Scheme:                 e.Scheme,
 		Cache:                  controllers.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	if err := controllers.Setup(ctx, mgr, controllers.Options{Concurrency: 16, NotReadyGrace: 2 * time.Second}); err != nil {
-		return err
+		cancel()
+		return nil, err
 	}
+	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	return nil
+	return func() error { cancel(); return <-done }, nil
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -2,7 +2,6 @@ package runtime_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -24,35 +23,21 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	var err error
-	env, err = testenv.New()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme, Cache: controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	testenv.Main(m, &env, func(e *testenv.Env) (func() error, error) {
+		mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+			Scheme: e.Scheme, Cache: controllers.CacheOptions(),
+			Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		})
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := controllers.Setup(ctx, mgr, controllers.Options{Concurrency: 4, NotReadyGrace: 2 * time.Second}); err != nil {
+			cancel()
+			return nil, err
+		}
+		done := make(chan error, 1)
+		go func() { done <- mgr.Start(ctx) }()
+		return func() error { cancel(); return <-done }, nil
 	})
-	if err == nil {
-		err = controllers.Setup(ctx, mgr, controllers.Options{Concurrency: 4, NotReadyGrace: 2 * time.Second})
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	go func() { done <- mgr.Start(ctx) }()
-	code := m.Run()
-	cancel()
-	if err := <-done; err != nil {
-		fmt.Fprintln(os.Stderr, "controller manager:", err)
-		code = 1
-	}
-	if err := env.Stop(); err != nil && code == 0 {
-		code = 1
-	}
-	os.Exit(code)
 }
