@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,6 +46,13 @@ type worker struct {
 // WebSocket endpoint on ip:port.
 func startWorker(t *testing.T, ns, agent, name, ip string, port int, log eventlog.Log) *worker {
 	t.Helper()
+	return startWorkerAs(t, env.Config, env.Client, ns, agent, name, ip, port, log)
+}
+
+// startWorkerAs is startWorker with the runtime's API access through cfg
+// and direct (which reads and writes without a cache).
+func startWorkerAs(t *testing.T, cfg *rest.Config, direct client.Client, ns, agent, name, ip string, port int, log eventlog.Log) *worker {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{tetherv1alpha1.AgentLabel: agent}},
@@ -60,8 +68,8 @@ func startWorker(t *testing.T, ns, agent, name, ip string, port int, log eventlo
 	}
 	p := runtime.Pod{Namespace: ns, Name: name, UID: pod.UID, IP: ip, Agent: agent}
 
-	keeper := runtime.NewLeaseKeeper(env.Client, p, 3*time.Second, nil)
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	keeper := runtime.NewLeaseKeeper(direct, p, 3*time.Second, nil)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: env.Scheme, Cache: runtime.CacheOptions(p),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		// Several runtimes share this test process; each has its own
@@ -72,7 +80,7 @@ func startWorker(t *testing.T, ns, agent, name, ip string, port int, log eventlo
 		t.Fatal(err)
 	}
 	host := &runtime.Host{
-		Client: mgr.GetClient(), Direct: env.Client, Pod: p, Lease: keeper, Log: log,
+		Client: mgr.GetClient(), Direct: direct, Pod: p, Lease: keeper, Log: log,
 		Handler: agents.Approval, BusyPolicy: tetherv1alpha1.BusyPolicyEnqueue, MaxQueued: 16,
 	}
 	if err := host.SetupWithManager(mgr); err != nil {

@@ -115,6 +115,18 @@ func (e *Env) Kubeconfig(dir string) (string, error) {
 	return path, nil
 }
 
+// UserConfig returns a rest.Config for a user with only the permissions RBAC
+// grants it (no groups), to check that a component's role is enough.
+func (e *Env) UserConfig(name string) (*rest.Config, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: adding user %s: %w", name, err)
+	}
+	cfg := user.Config()
+	cfg.QPS, cfg.Burst = 500, 1000
+	return cfg, nil
+}
+
 // Kubectl runs the pinned kubectl with kubeconfig and returns its combined
 // output.
 func (e *Env) Kubectl(kubeconfig string, args ...string) (string, error) {

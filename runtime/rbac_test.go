@@ -1,0 +1,88 @@
+package runtime_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/internal/testenv"
+)
+
+// TestRuntimeNeedsNoMoreThanItsRole runs a runtime as a user that has only
+// the generated runtime-role (config/runtime/role.yaml), bound in one
+// namespace as the chart binds it, and checks it keeps its Lease, claims a
+// conversation, writes its log and its status.
+func TestRuntimeNeedsNoMoreThanItsRole(t *testing.T) {
+	ctx := context.Background()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "runtime", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(data, role); err != nil {
+		t.Fatal(err)
+	}
+	role.Name = "tether-runtime-test"
+	if err := env.Client.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	ns := newPod(t, "unused").Namespace
+	const user = "runtime-under-its-role"
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tether-runtime"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}
+	if err := env.Client.Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.UserConfig(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The role is all it has: nothing outside its namespace.
+	if err := limited.List(ctx, &tetherv1alpha1.ConversationList{}, client.InNamespace("default")); !apierrors.IsForbidden(err) {
+		t.Fatalf("listing another namespace: %v, want forbidden", err)
+	}
+
+	port := freePort(t)
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
+		Spec: tetherv1alpha1.AgentSpec{
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port),
+		},
+	}
+	if err := env.Client.Create(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	startWorkerAs(t, cfg, limited, ns, "approvals", "approvals-a", "127.0.15.1", port, kubelog.New(limited))
+	conv := &tetherv1alpha1.Conversation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
+		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
+			Subjects: []string{"alice"}, InitialInput: "refund order 1234"},
+	}
+	if err := env.Client.Create(ctx, conv); err != nil {
+		t.Fatal(err)
+	}
+	waitConversation(t, client.ObjectKeyFromObject(conv), "AwaitingInput, claimed under the runtime role", func(c *tetherv1alpha1.Conversation) bool {
+		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput && c.Status.LastSequence == 3
+	})
+}
