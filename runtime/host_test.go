@@ -210,16 +210,7 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	pod := newPod(t, "unused") // a namespace of its own
 	ns := pod.Namespace
 	port := freePort(t)
-	agent := &tetherv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
-		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store,
-		},
-	}
-	if err := env.Client.Create(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
+	createAgent(t, ns, port, store)
 	a := startWorker(t, ns, "approvals", "approvals-a", subnet+".1", port, openLog())
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
@@ -326,5 +317,21 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	if _, err := fencing.UpdateStatus(ctx, env.Client, env.Client.Status(), key, fencing.Holder{Pod: "approvals-a", Epoch: old},
 		func(s *tetherv1alpha1.ConversationStatus) error { s.Phase = tetherv1alpha1.PhaseRunning; return nil }); !errors.Is(err, fencing.ErrFenced) {
 		t.Errorf("A's status write: %v, want ErrFenced", err)
+	}
+}
+
+// createAgent creates the approvals Agent of a test namespace, whose pods
+// the tests run (a selector), with the given runtime port and store.
+func createAgent(t *testing.T, ns string, port int, store tetherv1alpha1.StoreSpec) {
+	t.Helper()
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
+		Spec: tetherv1alpha1.AgentSpec{
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store,
+		},
+	}
+	if err := env.Client.Create(context.Background(), agent); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -63,16 +63,7 @@ func TestRuntimeNeedsNoMoreThanItsRole(t *testing.T) {
 	}
 
 	port := freePort(t)
-	agent := &tetherv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
-		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port),
-		},
-	}
-	if err := env.Client.Create(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
+	createAgent(t, ns, port, tetherv1alpha1.StoreSpec{})
 	startWorkerAs(t, cfg, limited, ns, "approvals", "approvals-a", "127.0.15.1", port, kubelog.New(limited))
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},

@@ -26,16 +26,7 @@ func awaitingConversation(t *testing.T, ip string) (*worker, *tetherv1alpha1.Con
 	ctx := context.Background()
 	ns := newPod(t, "unused").Namespace
 	port := freePort(t)
-	agent := &tetherv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
-		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port),
-		},
-	}
-	if err := env.Client.Create(ctx, agent); err != nil {
-		t.Fatal(err)
-	}
+	createAgent(t, ns, port, tetherv1alpha1.StoreSpec{})
 	w := startWorker(t, ns, "approvals", "approvals-a", ip, port, kubelog.New(env.Client))
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -69,6 +70,7 @@ type fromAgent struct {
 type process struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
+	stdout *os.File
 	lines  *bufio.Scanner
 	stderr *tailBuffer
 	// exit is closed once the process has exited and its error output is
@@ -158,18 +160,25 @@ func (h *Handler) process(key eventlog.Key) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipe, not StdoutPipe: Wait closes StdoutPipe's read end when
+	// the process exits, racing the reader; with this one the reader sees
+	// the process's last lines and then EOF.
+	stdout, stdoutWriter, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
+	cmd.Stdout = stdoutWriter
 	stderr := &tailBuffer{max: 2048}
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_ = stdoutWriter.Close() // the child has its copy
+	if err != nil {
+		_ = stdout.Close()
 		return nil, fmt.Errorf("starting the agent %s: %w", h.Command, err)
 	}
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
-	p := &process{cmd: cmd, stdin: stdin, lines: lines, stderr: stderr, exit: make(chan struct{})}
+	p := &process{cmd: cmd, stdin: stdin, stdout: stdout, lines: lines, stderr: stderr, exit: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exit)
@@ -198,6 +207,7 @@ func (h *Handler) Forget(key eventlog.Key) {
 		_ = p.cmd.Process.Kill()
 		<-p.exit
 	}
+	_ = p.stdout.Close()
 }
 
 func (p *process) write(m toAgent) error {
