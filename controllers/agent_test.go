@@ -72,12 +72,15 @@ func TestAgentRunsItsPodsAsADeployment(t *testing.T) {
 
 	// Scaling the Agent (what kubectl scale and an HPA do through the scale
 	// subresource) scales the Deployment.
+	// A merge patch, as kubectl scale sends: an update could conflict with
+	// the controller's concurrent status write.
 	var scaled tetherv1alpha1.Agent
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(agent), &scaled); err != nil {
 		t.Fatal(err)
 	}
+	patch := client.MergeFrom(scaled.DeepCopy())
 	scaled.Spec.Replicas = ptr.To[int32](4)
-	if err := k8s.Update(ctx, &scaled); err != nil {
+	if err := k8s.Patch(ctx, &scaled, patch); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "the Deployment scaled to 4", func() (bool, string) {
