@@ -110,6 +110,8 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
 		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued, Retention: h.Retention,
 		Status: func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
+		// Serve sockets before the status says this pod owns it.
+		Ready: func(c *conversation.Conversation) { h.register(key, c, epoch) },
 	})
 	if err != nil {
 		if errors.Is(err, conversation.ErrNotOwner) {
@@ -117,12 +119,6 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		}
 		return fmt.Errorf("claiming %s at epoch %d: %w", key, epoch, err)
 	}
-	h.mu.Lock()
-	if h.running == nil {
-		h.running = map[types.NamespacedName]*hosted{}
-	}
-	h.running[key] = &hosted{conv: c, epoch: epoch}
-	h.mu.Unlock()
 	ctrl.LoggerFrom(ctx).Info("claimed", "conversation", key, "epoch", epoch)
 
 	if conv.Spec.InitialInput != "" {
@@ -136,6 +132,15 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		}
 	}
 	return nil
+}
+
+func (h *Host) register(key types.NamespacedName, c *conversation.Conversation, epoch int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.running == nil {
+		h.running = map[types.NamespacedName]*hosted{}
+	}
+	h.running[key] = &hosted{conv: c, epoch: epoch}
 }
 
 // writeStatus publishes an owner's view to the Conversation, fenced by its

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -13,12 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
@@ -26,108 +20,16 @@ import (
 	"tether.dev/tether/eventlog/redislog"
 	"tether.dev/tether/internal/fencing"
 	"tether.dev/tether/internal/testredis"
+	"tether.dev/tether/internal/testworker"
 	"tether.dev/tether/protocol"
-	"tether.dev/tether/runtime"
-	"tether.dev/tether/runtime/agents"
 )
 
-const token = "runtime-test-token"
-
-// worker is a runtime serving on a loopback address, with the pod object the
-// controller sees for it.
-type worker struct {
-	pod  runtime.Pod
-	addr string
-	stop func()
-}
-
-// startWorker creates a ready pod with IP ip and runs a runtime for it: the
-// Lease keeper, the host watching the pod's conversations, and the internal
-// WebSocket endpoint on ip:port.
-func startWorker(t *testing.T, ns, agent, name, ip string, port int, log eventlog.Log) *worker {
-	t.Helper()
-	return startWorkerAs(t, env.Config, env.Client, ns, agent, name, ip, port, log)
-}
-
-// startWorkerAs is startWorker with the runtime's API access through cfg
-// and direct (which reads and writes without a cache).
-func startWorkerAs(t *testing.T, cfg *rest.Config, direct client.Client, ns, agent, name, ip string, port int, log eventlog.Log) *worker {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{tetherv1alpha1.AgentLabel: agent}},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime", Image: "tether-runtime:test"}}},
-	}
-	if err := env.Client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip,
-		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
-	if err := env.Client.Status().Update(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	p := runtime.Pod{Namespace: ns, Name: name, UID: pod.UID, IP: ip, Agent: agent}
-
-	keeper := runtime.NewLeaseKeeper(direct, p, 3*time.Second, nil)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Scheme, Cache: runtime.CacheOptions(p),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		// Several runtimes share this test process; each has its own
-		// manager with a controller of the same name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := &runtime.Host{
-		Client: mgr.GetClient(), Direct: direct, Pod: p, Lease: keeper, Log: log,
-		Handler: agents.Approval, BusyPolicy: tetherv1alpha1.BusyPolicyEnqueue, MaxQueued: 16,
-	}
-	if err := host.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	listener, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf("%s:%d", ip, port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := &http.Server{Handler: &runtime.Server{Host: host, Token: []byte(token)}, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{}, 3)
-	go func() { _ = keeper.Run(ctx); done <- struct{}{} }()
-	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
-	go func() { _ = server.Serve(listener); done <- struct{}{} }()
-	w := &worker{pod: p, addr: listener.Addr().String()}
-	stopped := false
-	w.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		_ = server.Close()
-		for range 3 {
-			<-done
-		}
-	}
-	t.Cleanup(w.stop)
-	return w
-}
-
-// freePort finds a port free on 127.0.0.1 for the Agent's runtimePort; every
-// worker listens on it at its own loopback address.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
+const token = testworker.Token
 
 // dial binds a socket to a conversation on a worker, as the gateway does.
-func dial(t *testing.T, w *worker, ns, name string, after int64) *websocket.Conn {
+func dial(t *testing.T, w *testworker.Worker, ns, name string, after int64) *websocket.Conn {
 	t.Helper()
-	url := fmt.Sprintf("ws://%s%s%s/%s?after=%d", w.addr, runtime.PathPrefix, ns, name, after)
+	url := fmt.Sprintf("ws://%s%s%s/%s?after=%d", w.Addr, protocol.PathPrefix, ns, name, after)
 	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second}
 	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
 	if resp != nil && resp.Body != nil {
@@ -166,21 +68,6 @@ func send(t *testing.T, ws *websocket.Conn, f protocol.ClientFrame) {
 	}
 }
 
-func waitConversation(t *testing.T, key client.ObjectKey, what string, cond func(*tetherv1alpha1.Conversation) bool) *tetherv1alpha1.Conversation {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		conv := &tetherv1alpha1.Conversation{}
-		if err := env.Client.Get(context.Background(), key, conv); err == nil && cond(conv) {
-			return conv
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %+v", what, conv.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestTakeoverMidConversation: runtime A owns a conversation awaiting a
 // human; A's pod is deleted; the controller moves it to runtime B, which
 // resumes from the log and presents the same prompt; the answer given to B
@@ -209,9 +96,9 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	ctx := context.Background()
 	pod := newPod(t, "unused") // a namespace of its own
 	ns := pod.Namespace
-	port := freePort(t)
-	createAgent(t, ns, port, store)
-	a := startWorker(t, ns, "approvals", "approvals-a", subnet+".1", port, openLog())
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, store)
+	a := testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: subnet + ".1", Port: port, Log: openLog()})
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
 		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
@@ -221,7 +108,7 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 		t.Fatal(err)
 	}
 	key := client.ObjectKeyFromObject(conv)
-	before := waitConversation(t, key, "AwaitingInput on A", func(c *tetherv1alpha1.Conversation) bool {
+	before := testworker.WaitConversation(t, env.Client, key, "AwaitingInput on A", func(c *tetherv1alpha1.Conversation) bool {
 		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput && c.Status.Owner != nil && c.Status.Owner.Name == "approvals-a"
 	})
 	if p := before.Status.Prompt; p == nil || p.Text != "Approve: refund order 1234?" || len(p.Options) != 2 {
@@ -242,11 +129,11 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	prompt := next(t, wsA, "the pending prompt", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt })
 
 	// A's pod goes; B takes over.
-	b := startWorker(t, ns, "approvals", "approvals-b", subnet+".2", port, openLog())
+	b := testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-b", IP: subnet + ".2", Port: port, Log: openLog()})
 	if err := env.Client.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals-a"}}, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	after := waitConversation(t, key, "AwaitingInput on B", func(c *tetherv1alpha1.Conversation) bool {
+	after := testworker.WaitConversation(t, env.Client, key, "AwaitingInput on B", func(c *tetherv1alpha1.Conversation) bool {
 		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput && c.Status.Owner != nil && c.Status.Owner.Name == "approvals-b"
 	})
 	if after.Status.Prompt.ID != prompt.Prompt.ID || after.Status.RescheduleCount != 1 || after.Status.Lease.Epoch <= before.Status.Lease.Epoch {
@@ -286,7 +173,7 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	if ack.ID != "a-1" || ack.Seq != seen+1 {
 		t.Fatalf("ack %+v", ack)
 	}
-	done := waitConversation(t, key, "Succeeded", func(c *tetherv1alpha1.Conversation) bool {
+	done := testworker.WaitConversation(t, env.Client, key, "Succeeded", func(c *tetherv1alpha1.Conversation) bool {
 		return c.Status.Phase == tetherv1alpha1.PhaseSucceeded
 	})
 	if done.Status.CompletionTime == nil || done.Status.Prompt != nil {
@@ -317,21 +204,5 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	if _, err := fencing.UpdateStatus(ctx, env.Client, env.Client.Status(), key, fencing.Holder{Pod: "approvals-a", Epoch: old},
 		func(s *tetherv1alpha1.ConversationStatus) error { s.Phase = tetherv1alpha1.PhaseRunning; return nil }); !errors.Is(err, fencing.ErrFenced) {
 		t.Errorf("A's status write: %v, want ErrFenced", err)
-	}
-}
-
-// createAgent creates the approvals Agent of a test namespace, whose pods
-// the tests run (a selector), with the given runtime port and store.
-func createAgent(t *testing.T, ns string, port int, store tetherv1alpha1.StoreSpec) {
-	t.Helper()
-	agent := &tetherv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
-		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store,
-		},
-	}
-	if err := env.Client.Create(context.Background(), agent); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testworker"
 )
 
 // TestRuntimeNeedsNoMoreThanItsRole runs a runtime as a user that has only
@@ -62,9 +63,9 @@ func TestRuntimeNeedsNoMoreThanItsRole(t *testing.T) {
 		t.Fatalf("listing another namespace: %v, want forbidden", err)
 	}
 
-	port := freePort(t)
-	createAgent(t, ns, port, tetherv1alpha1.StoreSpec{})
-	startWorkerAs(t, cfg, limited, ns, "approvals", "approvals-a", "127.0.15.1", port, kubelog.New(limited))
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.15.1", Port: port, Log: kubelog.New(limited), Config: cfg, Direct: limited})
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
 		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
@@ -73,7 +74,7 @@ func TestRuntimeNeedsNoMoreThanItsRole(t *testing.T) {
 	if err := env.Client.Create(ctx, conv); err != nil {
 		t.Fatal(err)
 	}
-	waitConversation(t, client.ObjectKeyFromObject(conv), "AwaitingInput, claimed under the runtime role", func(c *tetherv1alpha1.Conversation) bool {
+	testworker.WaitConversation(t, env.Client, client.ObjectKeyFromObject(conv), "AwaitingInput, claimed under the runtime role", func(c *tetherv1alpha1.Conversation) bool {
 		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput && c.Status.LastSequence == 3
 	})
 }

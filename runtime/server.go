@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,10 +15,6 @@ import (
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 )
-
-// PathPrefix is where the internal endpoint serves conversations:
-// /v1/conversations/{namespace}/{name}?after=N.
-const PathPrefix = "/v1/conversations/"
 
 const (
 	writeWait  = 10 * time.Second
@@ -52,19 +47,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	ns, name, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, PathPrefix), "/")
-	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		http.Error(w, "want "+PathPrefix+"{namespace}/{name}", http.StatusNotFound)
+	ns, name, after, err := protocol.ParseConversationURL(r.URL)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
-	}
-	var after int64
-	if v := r.URL.Query().Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			http.Error(w, "after must be a sequence number of 0 or more", http.StatusBadRequest)
-			return
-		}
-		after = n
 	}
 	conv, ok := s.Host.Get(types.NamespacedName{Namespace: ns, Name: name})
 	if !ok {

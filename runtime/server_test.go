@@ -15,19 +15,19 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/internal/testworker"
 	"tether.dev/tether/protocol"
-	"tether.dev/tether/runtime"
 )
 
 // awaitingConversation sets up an Agent, one worker and a conversation
 // awaiting a human on it.
-func awaitingConversation(t *testing.T, ip string) (*worker, *tetherv1alpha1.Conversation) {
+func awaitingConversation(t *testing.T, ip string) (*testworker.Worker, *tetherv1alpha1.Conversation) {
 	t.Helper()
 	ctx := context.Background()
 	ns := newPod(t, "unused").Namespace
-	port := freePort(t)
-	createAgent(t, ns, port, tetherv1alpha1.StoreSpec{})
-	w := startWorker(t, ns, "approvals", "approvals-a", ip, port, kubelog.New(env.Client))
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
+	w := testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: ip, Port: port, Log: kubelog.New(env.Client)})
 	conv := &tetherv1alpha1.Conversation{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
 		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
@@ -36,7 +36,7 @@ func awaitingConversation(t *testing.T, ip string) (*worker, *tetherv1alpha1.Con
 	if err := env.Client.Create(ctx, conv); err != nil {
 		t.Fatal(err)
 	}
-	conv = waitConversation(t, client.ObjectKeyFromObject(conv), "AwaitingInput", func(c *tetherv1alpha1.Conversation) bool {
+	conv = testworker.WaitConversation(t, env.Client, client.ObjectKeyFromObject(conv), "AwaitingInput", func(c *tetherv1alpha1.Conversation) bool {
 		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput
 	})
 	return w, conv
@@ -45,7 +45,7 @@ func awaitingConversation(t *testing.T, ip string) (*worker, *tetherv1alpha1.Con
 func TestInternalEndpointRefusesWhatItShould(t *testing.T) {
 	w, conv := awaitingConversation(t, "127.0.13.1")
 	url := func(name string) string {
-		return fmt.Sprintf("ws://%s%s%s/%s", w.addr, runtime.PathPrefix, conv.Namespace, name)
+		return fmt.Sprintf("ws://%s%s%s/%s", w.Addr, protocol.PathPrefix, conv.Namespace, name)
 	}
 	for _, tc := range []struct {
 		name   string
@@ -95,7 +95,7 @@ func TestBadFramesChangeNothing(t *testing.T) {
 			t.Errorf("%s: error %+v, want %s", tc.frame, got, tc.code)
 		}
 	}
-	after := waitConversation(t, client.ObjectKeyFromObject(conv), "the same status", func(*tetherv1alpha1.Conversation) bool { return true })
+	after := testworker.WaitConversation(t, env.Client, client.ObjectKeyFromObject(conv), "the same status", func(*tetherv1alpha1.Conversation) bool { return true })
 	if after.Status.Phase != tetherv1alpha1.PhaseAwaitingInput || after.Status.LastSequence != conv.Status.LastSequence {
 		t.Fatalf("bad frames changed the conversation: %+v", after.Status)
 	}

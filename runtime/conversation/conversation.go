@@ -49,7 +49,11 @@ type Config struct {
 	Retention int
 	// SubscriberBuffer bounds each bound socket's queue (256 by default).
 	SubscriberBuffer int
-	Now              func() time.Time
+	// Ready, if set, is given the conversation once it can serve sockets
+	// and before its status is first published: whoever sees the status
+	// name this owner can connect at once.
+	Ready func(*Conversation)
+	Now   func() time.Time
 }
 
 // Conversation is one conversation run by its owner.
@@ -67,11 +71,20 @@ type Conversation struct {
 	dirty   bool  // an append's outcome is unknown: resync before the next
 	first   int64 // the first retained sequence number, as far as this owner knows
 
+	// published is the status last written, and when.
+	published   *Status
+	publishedAt time.Time
+
 	wake     chan struct{}
 	stopped  chan struct{}
 	stopErr  error
 	loopDone chan struct{}
 }
+
+// statusRefresh bounds how stale status.lastSequence gets while the phase
+// and prompt stay the same: a turn that changes nothing else is not worth an
+// API write per message.
+const statusRefresh = 10 * time.Second
 
 // stopWait bounds how long Stop waits for a running turn to notice; a
 // handler that ignores its context is left behind rather than holding the
@@ -110,8 +123,15 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		answers: make(chan string, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
 	}
+	if cfg.Ready != nil {
+		cfg.Ready(c)
+	}
 	c.mu.Lock()
 	err = c.publishLocked(ctx)
+	if err != nil {
+		c.stopLocked(err, protocol.CloseNotOwner)
+		close(c.loopDone)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -293,14 +313,25 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 	case c.st.prompt != nil:
 		s.Phase, s.Prompt, s.PromptSeq, s.AskedAt = tetherv1alpha1.PhaseAwaitingInput, c.st.prompt, c.st.promptSeq, c.promptTime()
 	}
+	now := c.cfg.Now()
+	if c.published != nil && sameStatus(*c.published, s) && now.Sub(c.publishedAt) < statusRefresh {
+		return nil
+	}
 	if err := c.cfg.Status(ctx, s); err != nil {
 		if errors.Is(err, ErrNotOwner) {
 			c.stopLocked(ErrNotOwner, protocol.CloseNotOwner)
 		}
 		return err
 	}
+	c.published, c.publishedAt = &s, now
 	c.broadcastLocked(protocol.StatusFrame(string(s.Phase), "", ""))
 	return nil
+}
+
+// sameStatus reports whether b says nothing a and its sequence number do
+// not.
+func sameStatus(a, b Status) bool {
+	return a.Phase == b.Phase && a.Message == b.Message && a.PromptSeq == b.PromptSeq && (a.Prompt == nil) == (b.Prompt == nil)
 }
 
 func (c *Conversation) promptTime() time.Time {

@@ -1,0 +1,182 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// The gateway reads Conversations through its cache and asks for a wake by
+// patching one; that is all it may do.
+// +kubebuilder:rbac:groups=tether.dev,resources=conversations,verbs=get;list;watch;patch
+
+// Directory is what the gateway knows of Conversations: an informer cache
+// holding only what routing needs, and a notification whenever one changes,
+// so a held socket connects the moment its conversation names an owner.
+type Directory struct {
+	cache  cache.Cache
+	client client.Client
+
+	mu      sync.Mutex
+	waiters map[types.NamespacedName]map[chan struct{}]struct{}
+}
+
+// DirectoryOptions configure a Directory.
+type DirectoryOptions struct {
+	// Namespaces limits the cache to these namespaces; all when empty.
+	Namespaces []string
+	// SyncPeriod is the informer's resync period (10 h by default).
+	SyncPeriod *time.Duration
+}
+
+// NewDirectory builds a Directory reading through cfg. Start it with Start.
+func NewDirectory(cfg *rest.Config, o DirectoryOptions) (*Directory, error) {
+	scheme := newScheme()
+	opts := cache.Options{
+		Scheme: scheme, SyncPeriod: o.SyncPeriod,
+		ByObject: map[client.Object]cache.ByObject{&tetherv1alpha1.Conversation{}: {Transform: trimConversation}},
+	}
+	if len(o.Namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	c, err := cache.New(cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("building the Conversation cache: %w", err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("building the API client: %w", err)
+	}
+	return &Directory{cache: c, client: cl, waiters: map[types.NamespacedName]map[chan struct{}]struct{}{}}, nil
+}
+
+// Start runs the cache until ctx ends; it returns once the cache has
+// synced, or with an error.
+func (d *Directory) Start(ctx context.Context) error {
+	informer, err := d.cache.GetInformer(ctx, &tetherv1alpha1.Conversation{})
+	if err != nil {
+		return fmt.Errorf("watching Conversations: %w", err)
+	}
+	notify := func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if conv, ok := obj.(*tetherv1alpha1.Conversation); ok {
+			d.notify(types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name})
+		}
+	}
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    notify,
+		UpdateFunc: func(_, obj any) { notify(obj) },
+		DeleteFunc: notify,
+	}); err != nil {
+		return fmt.Errorf("watching Conversations: %w", err)
+	}
+	errs := make(chan error, 1)
+	go func() { errs <- d.cache.Start(ctx) }()
+	if !d.cache.WaitForCacheSync(ctx) {
+		select {
+		case err := <-errs:
+			return fmt.Errorf("the Conversation cache did not sync: %w", err)
+		default:
+			return fmt.Errorf("the Conversation cache did not sync: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Get returns the conversation as the cache holds it (trimmed), or nil if
+// there is none.
+func (d *Directory) Get(ctx context.Context, key types.NamespacedName) (*tetherv1alpha1.Conversation, error) {
+	conv := &tetherv1alpha1.Conversation{}
+	if err := d.cache.Get(ctx, key, conv); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return conv, nil
+}
+
+// Watch returns a channel that receives a value whenever the conversation
+// changes, and a function that stops the notifications.
+func (d *Directory) Watch(key types.NamespacedName) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	d.mu.Lock()
+	set := d.waiters[key]
+	if set == nil {
+		set = map[chan struct{}]struct{}{}
+		d.waiters[key] = set
+	}
+	set[ch] = struct{}{}
+	d.mu.Unlock()
+	return ch, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(d.waiters[key], ch)
+		if len(d.waiters[key]) == 0 {
+			delete(d.waiters, key)
+		}
+	}
+}
+
+func (d *Directory) notify(key types.NamespacedName) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for ch := range d.waiters[key] {
+		select {
+		case ch <- struct{}{}:
+		default: // a notification is already pending; one is enough
+		}
+	}
+}
+
+// Wake asks the controller to place a Suspended conversation, by setting
+// the wake annotation.
+func (d *Directory) Wake(ctx context.Context, key types.NamespacedName) error {
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, tetherv1alpha1.WakeAnnotation, time.Now().UTC().Format(time.RFC3339))
+	conv := &tetherv1alpha1.Conversation{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	if err := d.client.Patch(ctx, conv, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("waking %s: %w", key, err)
+	}
+	return nil
+}
+
+// trimConversation keeps what routing needs: who may connect, the phase,
+// the owner and the epoch. A busy cluster's conversations then cost the
+// gateway a few hundred bytes each.
+func trimConversation(obj any) (any, error) {
+	conv, ok := obj.(*tetherv1alpha1.Conversation)
+	if !ok {
+		return obj, nil
+	}
+	trimmed := &tetherv1alpha1.Conversation{
+		TypeMeta: conv.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: conv.Namespace, Name: conv.Name, UID: conv.UID,
+			ResourceVersion: conv.ResourceVersion, DeletionTimestamp: conv.DeletionTimestamp,
+		},
+		Spec: tetherv1alpha1.ConversationSpec{AgentRef: conv.Spec.AgentRef, Subjects: conv.Spec.Subjects},
+		Status: tetherv1alpha1.ConversationStatus{
+			Phase: conv.Status.Phase, Owner: conv.Status.Owner,
+		},
+	}
+	if conv.Status.Lease != nil {
+		trimmed.Status.Lease = &tetherv1alpha1.ConversationLease{Epoch: conv.Status.Lease.Epoch}
+	}
+	return trimmed, nil
+}

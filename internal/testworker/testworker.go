@@ -1,0 +1,175 @@
+// Package testworker runs Tether runtimes inside a test process, each for a
+// pod object whose status.podIP is the loopback address the runtime listens
+// on, so the real controllers place conversations on them and the gateway
+// dials them. Nothing listens anywhere but on loopback.
+package testworker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/runtime"
+	"tether.dev/tether/runtime/agents"
+	"tether.dev/tether/runtime/conversation"
+)
+
+// Token is the internal endpoint's bearer token of test runtimes.
+const Token = "runtime-test-token"
+
+// Options describe one runtime.
+type Options struct {
+	Namespace, Agent, Name string
+	// IP is the loopback address the runtime listens on and the pod's IP.
+	IP   string
+	Port int
+	Log  eventlog.Log
+	// Config and Direct are the runtime's API access (the administrator's
+	// by default).
+	Config *rest.Config
+	Direct client.Client
+	// Handler is the agent (agents.Approval by default).
+	Handler conversation.Handler
+}
+
+// Worker is a running runtime and its pod object.
+type Worker struct {
+	Pod  runtime.Pod
+	Addr string
+
+	stop func()
+}
+
+// Start creates a ready pod with IP o.IP and runs a runtime for it: the
+// Lease keeper, the host watching the pod's conversations, and the internal
+// WebSocket endpoint on o.IP:o.Port. It stops when the test ends.
+func Start(t testing.TB, env *testenv.Env, o Options) *Worker {
+	t.Helper()
+	if o.Config == nil {
+		o.Config, o.Direct = env.Config, env.Client
+	}
+	if o.Handler == nil {
+		o.Handler = agents.Approval
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name, Labels: map[string]string{tetherv1alpha1.AgentLabel: o.Agent}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime", Image: "tether-runtime:test"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: o.IP,
+		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	p := runtime.Pod{Namespace: o.Namespace, Name: o.Name, UID: pod.UID, IP: o.IP, Agent: o.Agent}
+
+	keeper := runtime.NewLeaseKeeper(o.Direct, p, 3*time.Second, nil)
+	mgr, err := ctrl.NewManager(o.Config, ctrl.Options{
+		Scheme: env.Scheme, Cache: runtime.CacheOptions(p),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		// Several runtimes share a test process; each has its own manager
+		// with a controller of the same name.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := &runtime.Host{
+		Client: mgr.GetClient(), Direct: o.Direct, Pod: p, Lease: keeper, Log: o.Log,
+		Handler: o.Handler, BusyPolicy: tetherv1alpha1.BusyPolicyEnqueue, MaxQueued: 16,
+	}
+	if err := host.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	listener, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf("%s:%d", o.IP, o.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &http.Server{Handler: &runtime.Server{Host: host, Token: []byte(Token)}, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{}, 3)
+	go func() { _ = keeper.Run(ctx); done <- struct{}{} }()
+	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
+	go func() { _ = server.Serve(listener); done <- struct{}{} }()
+	w := &Worker{Pod: p, Addr: listener.Addr().String()}
+	stopped := false
+	w.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		_ = server.Close()
+		for range 3 {
+			<-done
+		}
+	}
+	t.Cleanup(w.stop)
+	return w
+}
+
+// Stop stops the runtime: its Lease is released, its conversations dropped
+// and their sockets closed, and it stops listening. Its pod object stays.
+func (w *Worker) Stop() { w.stop() }
+
+// FreePort finds a port free on 127.0.0.1 for an Agent's runtimePort; every
+// worker listens on it at its own loopback address.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// CreateAgent creates the Agent name in ns whose pods the tests run (a
+// selector on the agent label), with the given runtime port and store.
+func CreateAgent(t testing.TB, c client.Client, ns, name string, port int, store tetherv1alpha1.StoreSpec) {
+	t.Helper()
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: tetherv1alpha1.AgentSpec{
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: name}},
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store,
+		},
+	}
+	if err := c.Create(context.Background(), agent); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WaitConversation polls the Conversation until cond holds, failing after
+// 15 s.
+func WaitConversation(t testing.TB, c client.Client, key client.ObjectKey, what string, cond func(*tetherv1alpha1.Conversation) bool) *tetherv1alpha1.Conversation {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conv := &tetherv1alpha1.Conversation{}
+		if err := c.Get(context.Background(), key, conv); err == nil && cond(conv) {
+			return conv
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %+v", what, conv.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
