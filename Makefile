@@ -32,6 +32,7 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC (manager and runtime role
 	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true paths="./api/..." output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./controllers/...;./cmd/manager/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=runtime-role paths="./runtime/...;./cmd/runtime/..." output:rbac:artifacts:config=config/runtime
+	$(CONTROLLER_GEN) rbac:roleName=gateway-role paths="./gateway/...;./cmd/gateway/..." output:rbac:artifacts:config=config/gateway
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.

@@ -1,13 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
-	"strconv"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/protocol"
 )
 
 func newScheme() *k8sruntime.Scheme {
@@ -18,100 +17,4 @@ func newScheme() *k8sruntime.Scheme {
 	return s
 }
 
-// frameHead is what the gateway reads of a frame it forwards: its type, the
-// sequence number of an event and the client id of an ack, error or
-// message. The rest passes through untouched.
-type frameHead struct {
-	Type string `json:"type"`
-	Seq  int64  `json:"seq"`
-	ID   string `json:"id"`
-}
-
-// peekFrame reads a frame's head. Frames from Tether's own encoders start
-// with their type and keep seq and id before the payload, so the head is
-// read without decoding the payload or allocating; anything else is decoded
-// in full. ok is false for a frame that is not a JSON object.
-func peekFrame(data []byte) (h frameHead, ok bool) {
-	if h, ok := scanHead(data); ok {
-		return h, true
-	}
-	if err := json.Unmarshal(data, &h); err != nil {
-		return frameHead{}, false
-	}
-	return h, true
-}
-
-// scanHead reads the leading "type", "seq", "event" and "id" members of a
-// compact JSON object; it gives up (ok false) on anything unusual, such as
-// whitespace or an escaped string, and peekFrame decodes in full.
-func scanHead(data []byte) (h frameHead, ok bool) {
-	rest, ok := bytes.CutPrefix(data, []byte(`{"type":"`))
-	if !ok {
-		return h, false
-	}
-	typ, rest, ok := scanString(rest)
-	if !ok {
-		return h, false
-	}
-	h.Type = typ
-	for {
-		if len(rest) == 1 && rest[0] == '}' {
-			return h, true
-		}
-		if len(rest) < 2 || rest[0] != ',' || rest[1] != '"' {
-			return h, false
-		}
-		var key string
-		key, rest, ok = scanString(rest[2:])
-		if !ok || len(rest) == 0 || rest[0] != ':' {
-			return h, false
-		}
-		rest = rest[1:]
-		switch key {
-		case "seq":
-			end := 0
-			for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
-				end++
-			}
-			n, err := strconv.ParseInt(string(rest[:end]), 10, 64)
-			if err != nil {
-				return h, false
-			}
-			h.Seq, rest = n, rest[end:]
-		case "id", "event":
-			if len(rest) == 0 || rest[0] != '"' {
-				return h, false
-			}
-			var v string
-			v, rest, ok = scanString(rest[1:])
-			if !ok {
-				return h, false
-			}
-			if key == "id" {
-				h.ID = v
-			}
-		default:
-			// The head is over: a member the gateway does not read. What
-			// follows is never seq or id in Tether's encoding, but the
-			// decode-in-full path is the arbiter when unsure.
-			if bytes.Contains(rest, []byte(`"seq":`)) || bytes.Contains(rest, []byte(`"id":`)) {
-				return h, false
-			}
-			return h, true
-		}
-	}
-}
-
-// scanString reads a JSON string's body up to its closing quote; it refuses
-// escapes and control characters, which the full decoder handles.
-func scanString(data []byte) (s string, rest []byte, ok bool) {
-	for i, b := range data {
-		switch {
-		case b == '"':
-			return string(data[:i]), data[i+1:], true
-		case b == '\\' || b < 0x20:
-			return "", nil, false
-		}
-	}
-	return "", nil, false
-}
+func marshalFrame(f protocol.ServerFrame) ([]byte, error) { return json.Marshal(f) }

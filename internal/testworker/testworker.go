@@ -149,7 +149,7 @@ func CreateAgent(t testing.TB, c client.Client, ns, name string, port int, store
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: tetherv1alpha1.AgentSpec{
 			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: name}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store,
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), Store: store, //nolint:gosec // a port from the kernel
 		},
 	}
 	if err := c.Create(context.Background(), agent); err != nil {

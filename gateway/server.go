@@ -1,0 +1,322 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/gorilla/websocket"
+	"k8s.io/apimachinery/pkg/types"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/gateway/auth"
+	"tether.dev/tether/protocol"
+)
+
+// Conversations is what the gateway needs to know of conversations; a
+// *Directory in production.
+type Conversations interface {
+	// Get returns the conversation, or nil if there is none.
+	Get(ctx context.Context, key types.NamespacedName) (*tetherv1alpha1.Conversation, error)
+	// Watch signals the channel whenever the conversation changes.
+	Watch(key types.NamespacedName) (<-chan struct{}, func())
+	// Wake asks for a Suspended conversation to be placed.
+	Wake(ctx context.Context, key types.NamespacedName) error
+}
+
+// Config configures a Server. Zero values take the defaults in brackets.
+type Config struct {
+	Auth          *auth.Authenticator
+	Conversations Conversations
+	// UpstreamToken authenticates the gateway to the runtimes' internal
+	// endpoint.
+	UpstreamToken []byte
+	// HoldTimeout bounds how long a socket is held without an owner [60s];
+	// then it is closed with 4012 and the client retries.
+	HoldTimeout time.Duration
+	// HoldFrames bounds the client frames held while there is no owner
+	// [16]; more are refused with a hold_full error frame.
+	HoldFrames int
+	// MaxUnacked bounds the client frames forwarded and not yet
+	// acknowledged, kept to re-send after the owner changes [64].
+	MaxUnacked int
+	// MaxConnsPerSubject bounds one subject's open sockets [32].
+	MaxConnsPerSubject int
+	// MessageRate and MessageBurst bound the frames a socket may send per
+	// second [10, burst 20]; a flood is closed with 4009.
+	MessageRate  float64
+	MessageBurst int
+	// DialTimeout bounds connecting to an owner [5s].
+	DialTimeout time.Duration
+	// PingPeriod is how often both sockets are pinged [25s], below the 60 s
+	// idle timeout common in ingress proxies; PongWait is how long a silent
+	// peer is kept [60s]; WriteWait bounds one write [10s].
+	PingPeriod, PongWait, WriteWait time.Duration
+	// ReadBufferSize is each socket's read buffer [512]: it is held for
+	// the socket's life, so it is small; larger frames are read through it.
+	ReadBufferSize int
+	Metrics        *Metrics
+	Log            logr.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.Auth == nil || c.Conversations == nil {
+		return errors.New("gateway: Auth and Conversations are required")
+	}
+	if len(c.UpstreamToken) == 0 {
+		return errors.New("gateway: an upstream token is required: the runtimes refuse the gateway without one")
+	}
+	setDefault(&c.HoldTimeout, 60*time.Second)
+	setDefault(&c.HoldFrames, 16)
+	setDefault(&c.MaxUnacked, 64)
+	setDefault(&c.MaxConnsPerSubject, 32)
+	setDefault(&c.MessageRate, 10)
+	setDefault(&c.MessageBurst, 20)
+	setDefault(&c.DialTimeout, 5*time.Second)
+	setDefault(&c.PingPeriod, 25*time.Second)
+	setDefault(&c.PongWait, 60*time.Second)
+	setDefault(&c.WriteWait, 10*time.Second)
+	setDefault(&c.ReadBufferSize, 512)
+	if c.PingPeriod >= c.PongWait {
+		return fmt.Errorf("gateway: the ping period (%s) must be shorter than the pong wait (%s)", c.PingPeriod, c.PongWait)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	return nil
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// Server is the gateway's WebSocket endpoint. Any replica serves any
+// conversation: it keeps no state beyond its open sockets.
+type Server struct {
+	cfg      Config
+	upgrader websocket.Upgrader
+	dialer   websocket.Dialer
+	subjects subjectCounter
+	sessions registry
+	draining atomic.Bool
+}
+
+// NewServer checks cfg and returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	// Write buffers are taken from a pool for each write, so an idle
+	// socket holds none.
+	pool := &sync.Pool{}
+	s := &Server{cfg: cfg, subjects: subjectCounter{counts: map[string]int{}}, sessions: registry{sessions: map[*session]struct{}{}}}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.WriteWait,
+		ReadBufferSize:   cfg.ReadBufferSize, WriteBufferSize: 4096, WriteBufferPool: pool,
+		Subprotocols: []string{protocol.Subprotocol},
+		// The Origin was checked against the allow-list by Authenticate.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	s.dialer = websocket.Dialer{
+		NetDialContext:   (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
+		HandshakeTimeout: cfg.DialTimeout,
+		ReadBufferSize:   cfg.ReadBufferSize, WriteBufferSize: 4096, WriteBufferPool: pool,
+		Subprotocols: []string{protocol.Subprotocol},
+	}
+	return s, nil
+}
+
+// ServeHTTP authenticates a client and binds its socket to the
+// conversation in its path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		w.Header().Set("Retry-After", "0")
+		http.Error(w, "this gateway is shutting down: connect again", http.StatusServiceUnavailable)
+		return
+	}
+	if r.Method != http.MethodGet {
+		http.Error(w, "a conversation is a WebSocket: GET with an upgrade", http.StatusMethodNotAllowed)
+		return
+	}
+	ns, name, after, err := protocol.ParseConversationURL(r.URL)
+	if err != nil {
+		s.cfg.Metrics.Refused.WithLabelValues(refusedBadRequest).Inc()
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) || !offers(r, protocol.Subprotocol) {
+		s.cfg.Metrics.Refused.WithLabelValues(refusedBadRequest).Inc()
+		http.Error(w, "a WebSocket upgrade with the subprotocol "+protocol.Subprotocol+" is required", http.StatusBadRequest)
+		return
+	}
+	id, err := s.cfg.Auth.Authenticate(r)
+	if err != nil {
+		var aerr *auth.Error
+		if !errors.As(err, &aerr) {
+			aerr = &auth.Error{Reason: auth.ReasonMalformed, Message: "the token was refused"}
+		}
+		s.cfg.Metrics.AuthFailures.WithLabelValues(string(aerr.Reason)).Inc()
+		if aerr.Reason == auth.ReasonForbiddenOrigin {
+			// Never upgrade a cross-site request.
+			http.Error(w, aerr.Message, http.StatusForbidden)
+			return
+		}
+		// Browsers see no HTTP status of a refused WebSocket: upgrade and
+		// close with the code that tells the client to get a new token.
+		s.refuse(w, r, protocol.CloseUnauthorized, aerr.Message)
+		return
+	}
+	release, ok := s.subjects.acquire(id.Subject, s.cfg.MaxConnsPerSubject)
+	if !ok {
+		s.cfg.Metrics.Refused.WithLabelValues(refusedTooManyConns).Inc()
+		s.refuse(w, r, protocol.CloseRateLimited, fmt.Sprintf("too many connections: at most %d per subject", s.cfg.MaxConnsPerSubject))
+		return
+	}
+	key := types.NamespacedName{Namespace: ns, Name: name}
+	conv, err := s.cfg.Conversations.Get(r.Context(), key)
+	if err != nil {
+		release()
+		s.cfg.Log.Error(err, "reading a Conversation from the cache", "conversation", key)
+		http.Error(w, "the gateway cannot read conversations now", http.StatusServiceUnavailable)
+		return
+	}
+	d := Decide(conv, id.Subject)
+	var up *websocket.Conn
+	switch d.Action {
+	case Refuse:
+		release()
+		s.cfg.Metrics.Refused.WithLabelValues(refusalFor(d.CloseCode)).Inc()
+		s.refuse(w, r, d.CloseCode, d.Reason)
+		return
+	case Route:
+		// Dial the owner before upgrading, so its refusal can be passed on.
+		var status int
+		up, status, err = s.dial(r.Context(), d.Upstream, key, after)
+		if err != nil && passThrough(status) {
+			release()
+			s.cfg.Metrics.Refused.WithLabelValues(refusedUpstreamError).Inc()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "the conversation's owner cannot serve it now", http.StatusServiceUnavailable)
+			return
+		}
+		// Otherwise the owner is gone or moving: hold.
+	}
+	client, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		release()
+		if up != nil {
+			closeConn(up, protocol.CloseNormal, "client gone", s.cfg.WriteWait)
+		}
+		return // the upgrader answered
+	}
+	sess := newSession(s, key, id.Subject, client, after, release)
+	go sess.readClient()
+	go sess.runUpstream(up)
+}
+
+// dial connects to a conversation's owner, resuming after after. status is
+// the owner's HTTP status when it refused.
+func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName, after int64) (*websocket.Conn, int, error) {
+	u := url.URL{Scheme: "ws", Host: addr, Path: protocol.ConversationPath(key.Namespace, key.Name),
+		RawQuery: protocol.AfterParam + "=" + strconv.FormatInt(after, 10)}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + string(s.cfg.UpstreamToken)}})
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+	}
+	if err != nil {
+		if status == http.StatusUnauthorized {
+			s.cfg.Log.Error(err, "the owner refused the gateway's upstream token: check that the gateway and the runtimes share one", "owner", addr)
+		}
+		return nil, status, fmt.Errorf("connecting to the owner at %s: %w", addr, err)
+	}
+	if conn.Subprotocol() != protocol.Subprotocol {
+		closeConn(conn, protocol.CloseBadRequest, "subprotocol "+protocol.Subprotocol+" required", s.cfg.WriteWait)
+		return nil, 0, fmt.Errorf("the owner at %s did not speak %s", addr, protocol.Subprotocol)
+	}
+	return conn, status, nil
+}
+
+// passThrough reports whether an owner's refusal goes to the client as it
+// is, rather than being held through: the owner is there but cannot serve
+// (its event log is unavailable).
+func passThrough(status int) bool { return status == http.StatusServiceUnavailable }
+
+// refuse upgrades and closes at once: browsers learn why only from a close
+// code.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, reason string) {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	closeConn(ws, code, reason, s.cfg.WriteWait)
+}
+
+// Drain closes every session with 1001 so its client reconnects to another
+// replica, refuses new ones, and waits for the sessions to end or ctx.
+func (s *Server) Drain(ctx context.Context) error {
+	s.draining.Store(true)
+	for _, sess := range s.sessions.all() {
+		sess.end(protocol.CloseGoingAway, "this gateway is shutting down: reconnect")
+	}
+	return s.sessions.wait(ctx)
+}
+
+// Sessions is the number of client sockets open.
+func (s *Server) Sessions() int { return s.sessions.len() }
+
+func offers(r *http.Request, subprotocol string) bool {
+	for _, p := range websocket.Subprotocols(r) {
+		if p == subprotocol {
+			return true
+		}
+	}
+	return false
+}
+
+func refusalFor(code int) string {
+	switch code {
+	case protocol.CloseForbidden:
+		return refusedForbidden
+	case protocol.CloseFinished:
+		return refusedFinished
+	}
+	return refusedNotFound
+}
+
+// closeConn sends a close frame (a reason is at most 123 bytes) and closes
+// the connection. Reserved codes are never sent.
+func closeConn(ws *websocket.Conn, code int, reason string, wait time.Duration) {
+	_ = ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(wait))
+	_ = ws.Close()
+}
+
+func closeMessage(code int, reason string) []byte {
+	switch code {
+	case websocket.CloseNoStatusReceived, websocket.CloseAbnormalClosure, websocket.CloseTLSHandshake:
+		code = protocol.CloseInternal
+	}
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	return websocket.FormatCloseMessage(code, reason)
+}

@@ -1,0 +1,468 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/types"
+
+	"tether.dev/tether/internal/textlimit"
+	"tether.dev/tether/protocol"
+)
+
+// maxServerFrameBytes bounds a frame from an owner: one event (64 KiB of
+// data) and its envelope, JSON-escaped.
+const maxServerFrameBytes = 512 << 10
+
+// session is one client socket and, while the conversation has an owner,
+// the socket to that owner. Two goroutines serve it: readClient forwards
+// the client's frames; runUpstream finds the owner, forwards its frames,
+// and finds it again when it is lost, so the client's socket stays open.
+type session struct {
+	srv     *Server
+	key     types.NamespacedName
+	subject string
+	client  *websocket.Conn
+	limiter *rate.Limiter
+	release func()
+	pinger  *time.Timer
+	opened  time.Time
+
+	// clientWrite serializes writes to the client.
+	clientWrite sync.Mutex
+
+	// upWrite serializes writes to the owner, and is held while the owner
+	// changes so frames keep their order; it is taken before mu.
+	upWrite sync.Mutex
+	// mu guards what follows.
+	mu sync.Mutex
+	up *websocket.Conn
+	// held are the client's frames while there is no owner; unacked are
+	// those forwarded and not yet acknowledged, sent again to the next
+	// owner (it applies a client id at most once).
+	held, unacked []clientFrame
+
+	// lastSeq is the last event sequence number the client has; only
+	// runUpstream touches it.
+	lastSeq int64
+
+	done    chan struct{}
+	endOnce sync.Once
+}
+
+type clientFrame struct {
+	kind int
+	data []byte
+	id   string
+}
+
+func newSession(srv *Server, key types.NamespacedName, subject string, client *websocket.Conn, after int64, release func()) *session {
+	s := &session{
+		srv: srv, key: key, subject: subject, client: client, release: release, lastSeq: after, opened: time.Now(),
+		limiter: rate.NewLimiter(rate.Limit(srv.cfg.MessageRate), srv.cfg.MessageBurst),
+		done:    make(chan struct{}),
+	}
+	srv.sessions.add(s)
+	srv.sessions.running.Add(2)
+	srv.cfg.Metrics.Connections.Inc()
+	s.pinger = time.AfterFunc(srv.cfg.PingPeriod, s.ping)
+	return s
+}
+
+// end closes the session once: the client gets code and reason, the owner
+// a normal close.
+func (s *session) end(code int, reason string) {
+	s.endOnce.Do(func() {
+		close(s.done)
+		s.pinger.Stop()
+		// WriteControl needs no lock: it may run beside another writer.
+		_ = s.client.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(s.srv.cfg.WriteWait))
+		// readClient completes the close handshake: it reads until the
+		// client's close frame, or this deadline.
+		_ = s.client.SetReadDeadline(time.Now().Add(2 * time.Second))
+		s.mu.Lock()
+		up := s.up
+		s.up = nil
+		s.mu.Unlock()
+		if up != nil {
+			closeConn(up, protocol.CloseNormal, "the client left", s.srv.cfg.WriteWait)
+		}
+		s.srv.sessions.remove(s)
+		s.release()
+		s.srv.cfg.Metrics.Connections.Dec()
+	})
+}
+
+func (s *session) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ping pings both sockets, from a timer rather than a goroutine per socket:
+// an idle session costs no stack for it. WriteControl may be called
+// concurrently with the other writers.
+func (s *session) ping() {
+	if s.ended() {
+		return
+	}
+	deadline := time.Now().Add(s.srv.cfg.WriteWait)
+	_ = s.client.WriteControl(websocket.PingMessage, nil, deadline)
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	if up != nil {
+		_ = up.WriteControl(websocket.PingMessage, nil, deadline)
+	}
+	s.pinger.Reset(s.srv.cfg.PingPeriod)
+}
+
+// readClient forwards the client's frames until its socket closes.
+func (s *session) readClient() {
+	defer s.srv.sessions.running.Done()
+	defer func() { _ = s.client.Close() }()
+	cfg := &s.srv.cfg
+	s.client.SetReadLimit(protocol.MaxClientFrameBytes)
+	_ = s.client.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	s.client.SetPongHandler(func(string) error {
+		if s.ended() {
+			return nil
+		}
+		return s.client.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	})
+	for {
+		kind, data, err := s.client.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				// The library already closed the socket with 1009.
+				cfg.Metrics.Refused.WithLabelValues(refusedTooLarge).Inc()
+			}
+			s.end(protocol.CloseNormal, "")
+			return
+		}
+		if s.ended() {
+			continue // reading until the client's close frame
+		}
+		_ = s.client.SetReadDeadline(time.Now().Add(cfg.PongWait))
+		if !s.limiter.Allow() {
+			cfg.Metrics.Refused.WithLabelValues(refusedFlood).Inc()
+			s.end(protocol.CloseRateLimited, fmt.Sprintf("message flood: at most %g frames a second", cfg.MessageRate))
+			continue
+		}
+		cfg.Metrics.Frames.WithLabelValues("in").Inc()
+		s.forward(clientFrame{kind: kind, data: data, id: clientID(kind, data)})
+	}
+}
+
+// clientID is the id of a message or an answer, whose ack the gateway
+// waits for; the owner validates the frame.
+func clientID(kind int, data []byte) string {
+	if kind != websocket.TextMessage {
+		return ""
+	}
+	h, ok := protocol.PeekHead(data)
+	if !ok || (h.Type != protocol.TypeMessage && h.Type != protocol.TypeAnswer) {
+		return ""
+	}
+	return h.ID
+}
+
+// forward sends a client frame to the owner, or holds it while there is
+// none.
+func (s *session) forward(f clientFrame) {
+	s.upWrite.Lock()
+	defer s.upWrite.Unlock()
+	s.mu.Lock()
+	up := s.up
+	switch {
+	case up == nil && len(s.held) >= s.srv.cfg.HoldFrames:
+		s.mu.Unlock()
+		s.sendClient(protocol.ErrorFrame(protocol.CodeHoldFull, f.id,
+			fmt.Sprintf("the conversation has no owner yet and %d frames are held: send this again after the next status frame", s.srv.cfg.HoldFrames)))
+		return
+	case up == nil:
+		s.held = append(s.held, f)
+		s.mu.Unlock()
+		return
+	case f.id != "" && len(s.unacked) >= s.srv.cfg.MaxUnacked:
+		s.mu.Unlock()
+		s.sendClient(protocol.ErrorFrame(protocol.CodeRateLimited, f.id,
+			fmt.Sprintf("%d frames await their acknowledgement: send this again after the next ack", s.srv.cfg.MaxUnacked)))
+		return
+	case f.id != "":
+		s.unacked = append(s.unacked, f)
+	}
+	s.mu.Unlock()
+	// A failed write is the owner's loss: runUpstream sees it too, and
+	// sends the unacknowledged frames to the next owner.
+	_ = s.writeUp(up, f)
+}
+
+func (s *session) writeUp(up *websocket.Conn, f clientFrame) error {
+	_ = up.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteWait))
+	return up.WriteMessage(f.kind, f.data)
+}
+
+// acked forgets a forwarded frame the owner acknowledged or refused.
+func (s *session) acked(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.unacked {
+		if f.id == id {
+			s.unacked = append(s.unacked[:i], s.unacked[i+1:]...)
+			if len(s.unacked) == 0 {
+				s.unacked = nil // an idle session holds no array
+			}
+			return
+		}
+	}
+}
+
+// sendClient writes a frame of the gateway's own to the client.
+func (s *session) sendClient(f protocol.ServerFrame) {
+	data, err := marshalFrame(f)
+	if err == nil {
+		_ = s.writeClient(websocket.TextMessage, data)
+	}
+}
+
+func (s *session) writeClient(kind int, data []byte) error {
+	s.clientWrite.Lock()
+	defer s.clientWrite.Unlock()
+	_ = s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteWait))
+	return s.client.WriteMessage(kind, data)
+}
+
+// runUpstream connects to the owner (holding while there is none), pipes
+// its frames to the client, and when the owner is lost finds the next one,
+// resuming after the last event the client has.
+func (s *session) runUpstream(up *websocket.Conn) {
+	defer s.srv.sessions.running.Done()
+	for {
+		if up == nil {
+			var err error
+			up, err = s.hold()
+			if err != nil {
+				var ce *closeError
+				if errors.As(err, &ce) {
+					s.end(ce.code, ce.reason)
+				}
+				return
+			}
+		}
+		if !s.attach(up) {
+			return
+		}
+		code, reason, clientGone := s.pipe(up)
+		s.detach(up)
+		if clientGone || s.ended() {
+			return
+		}
+		if endsSession(code) {
+			s.end(code, reason)
+			return
+		}
+		s.srv.cfg.Metrics.UpstreamReconnect.Inc()
+		s.srv.cfg.Log.V(1).Info("lost the owner's socket; finding the owner again", "conversation", s.key, "code", code)
+		up = nil
+	}
+}
+
+// endsSession reports whether an owner's close code is the client's own
+// business (passed on) rather than the owner going away (held through).
+func endsSession(code int) bool {
+	switch code {
+	case protocol.CloseBadRequest, protocol.CloseSlowConsumer, protocol.CloseRateLimited, protocol.CloseFinished,
+		protocol.CloseMessageTooBig, protocol.CloseForbidden, protocol.CloseNotFound:
+		return true
+	}
+	return false
+}
+
+// attach makes up the owner's socket and sends it what the client sent
+// that no owner has acknowledged, in order.
+func (s *session) attach(up *websocket.Conn) bool {
+	s.upWrite.Lock()
+	defer s.upWrite.Unlock()
+	s.mu.Lock()
+	if s.ended() {
+		s.mu.Unlock()
+		closeConn(up, protocol.CloseNormal, "the client left", s.srv.cfg.WriteWait)
+		return false
+	}
+	s.up = up
+	resend := make([]clientFrame, 0, len(s.unacked)+len(s.held))
+	resend = append(append(resend, s.unacked...), s.held...)
+	for _, f := range s.held {
+		if f.id != "" {
+			s.unacked = append(s.unacked, f)
+		}
+	}
+	s.held = nil
+	s.mu.Unlock()
+	for _, f := range resend {
+		if s.writeUp(up, f) != nil {
+			break // pipe sees the loss
+		}
+	}
+	return true
+}
+
+func (s *session) detach(up *websocket.Conn) {
+	s.upWrite.Lock()
+	s.mu.Lock()
+	if s.up == up {
+		s.up = nil
+	}
+	s.mu.Unlock()
+	s.upWrite.Unlock()
+	_ = up.Close()
+}
+
+// pipe forwards the owner's frames to the client until either socket
+// fails. Events the client already has are not sent again.
+func (s *session) pipe(up *websocket.Conn) (code int, reason string, clientGone bool) {
+	cfg := &s.srv.cfg
+	up.SetReadLimit(maxServerFrameBytes)
+	_ = up.SetReadDeadline(time.Now().Add(cfg.PongWait))
+	up.SetPongHandler(func(string) error { return up.SetReadDeadline(time.Now().Add(cfg.PongWait)) })
+	for {
+		kind, data, err := up.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code, ce.Text, false
+			}
+			return websocket.CloseAbnormalClosure, "", false
+		}
+		_ = up.SetReadDeadline(time.Now().Add(cfg.PongWait))
+		if kind == websocket.TextMessage {
+			if h, ok := protocol.PeekHead(data); ok {
+				switch h.Type {
+				case protocol.TypeEvent:
+					if h.Seq <= s.lastSeq {
+						continue
+					}
+					s.lastSeq = h.Seq
+				case protocol.TypeAck, protocol.TypeError:
+					if h.ID != "" {
+						s.acked(h.ID)
+					}
+				}
+			}
+		}
+		if err := s.writeClient(kind, data); err != nil {
+			if !s.ended() {
+				cfg.Metrics.Refused.WithLabelValues(refusedSlowConsumer).Inc()
+				s.end(protocol.CloseSlowConsumer, "too slow: reconnect and resume")
+			}
+			return 0, "", true
+		}
+		cfg.Metrics.Frames.WithLabelValues("out").Inc()
+	}
+}
+
+// closeError ends a session with a close code.
+type closeError struct {
+	code   int
+	reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.reason) }
+
+var errEnded = errors.New("the session ended")
+
+// hold keeps the client's socket open while the conversation has no
+// reachable owner: it tells the client the phase, wakes a Suspended
+// conversation, and connects as soon as the conversation's status names an
+// owner that answers.
+func (s *session) hold() (*websocket.Conn, error) {
+	cfg := &s.srv.cfg
+	start := time.Now()
+	cfg.Metrics.Holds.Inc()
+	defer func() {
+		cfg.Metrics.Holds.Dec()
+		cfg.Metrics.HoldSeconds.Observe(time.Since(start).Seconds())
+	}()
+	changed, stop := cfg.Conversations.Watch(s.key)
+	defer stop()
+	timeout := time.NewTimer(cfg.HoldTimeout)
+	defer timeout.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	var told string
+	woken := false
+	backoff := 50 * time.Millisecond
+	var retry <-chan time.Time
+	for {
+		conv, err := cfg.Conversations.Get(ctx, s.key)
+		if err != nil {
+			conv = nil
+		}
+		d := Decide(conv, s.subject)
+		if err != nil {
+			d = Decision{Action: Hold, Phase: "Unknown"}
+		}
+		message := "waiting for the conversation's owner"
+		switch d.Action {
+		case Refuse:
+			return nil, &closeError{d.CloseCode, d.Reason}
+		case Wake:
+			message = "the conversation is suspended; waking it"
+		case Route:
+			message = "connecting to the conversation's owner"
+		}
+		// The client hears of every hold, and of each change of phase.
+		if phase := string(d.Phase); phase != told {
+			told = phase
+			s.sendClient(protocol.StatusFrame(phase, "", message))
+		}
+		switch {
+		case d.Action == Wake && !woken:
+			if err := cfg.Conversations.Wake(ctx, s.key); err != nil {
+				cfg.Log.Error(err, "waking a conversation", "conversation", s.key)
+				retry = time.After(backoff)
+			} else {
+				woken = true
+			}
+		case d.Action == Route && retry == nil:
+			up, status, err := s.srv.dial(ctx, d.Upstream, s.key, s.lastSeq)
+			if err == nil {
+				return up, nil
+			}
+			if status == http.StatusUnauthorized {
+				return nil, &closeError{protocol.CloseInternal, "the gateway cannot reach conversations now"}
+			}
+			retry = time.After(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+		}
+		select {
+		case <-changed:
+			retry = nil // the status changed: try at once
+		case <-retry:
+			retry = nil
+		case <-timeout.C:
+			cfg.Metrics.Refused.WithLabelValues(refusedHoldTimeout).Inc()
+			return nil, &closeError{protocol.CloseHoldTimeout, textlimit.Truncate(fmt.Sprintf("no owner within %s: reconnect to try again", cfg.HoldTimeout), 123)}
+		case <-s.done:
+			return nil, errEnded
+		}
+	}
+}
