@@ -16,6 +16,9 @@ type Metrics struct {
 	Frames            *prometheus.CounterVec
 	AuthFailures      *prometheus.CounterVec
 	Refused           *prometheus.CounterVec
+
+	// framesIn and framesOut are Frames' two series, looked up once.
+	framesIn, framesOut prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (if not nil).
@@ -44,9 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tether_gateway_refused_total", Help: "Connections and sessions ended by the gateway for a client's fault or a limit, by reason.",
 		}, []string{"reason"}),
 	}
-	for _, d := range []string{"in", "out"} {
-		m.Frames.WithLabelValues(d)
-	}
+	m.framesIn, m.framesOut = m.Frames.WithLabelValues("in"), m.Frames.WithLabelValues("out")
 	for _, r := range []auth.Reason{auth.ReasonNoToken, auth.ReasonMalformed, auth.ReasonBadSignature, auth.ReasonExpired,
 		auth.ReasonNotYetValid, auth.ReasonWrongAudience, auth.ReasonWrongIssuer, auth.ReasonNoSubject, auth.ReasonForbiddenOrigin} {
 		m.AuthFailures.WithLabelValues(string(r))

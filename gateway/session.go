@@ -35,11 +35,13 @@ type session struct {
 	opened  time.Time
 
 	// clientWrite serializes writes to the client.
-	clientWrite sync.Mutex
+	clientWrite    sync.Mutex
+	clientDeadline writeDeadline
 
 	// upWrite serializes writes to the owner, and is held while the owner
 	// changes so frames keep their order; it is taken before mu.
-	upWrite sync.Mutex
+	upWrite    sync.Mutex
+	upDeadline writeDeadline
 	// mu guards what follows.
 	mu sync.Mutex
 	up *websocket.Conn
@@ -152,13 +154,12 @@ func (s *session) readClient() {
 		if s.ended() {
 			continue // reading until the client's close frame
 		}
-		_ = s.client.SetReadDeadline(time.Now().Add(cfg.PongWait))
 		if !s.limiter.Allow() {
 			cfg.Metrics.Refused.WithLabelValues(refusedFlood).Inc()
 			s.end(protocol.CloseRateLimited, fmt.Sprintf("message flood: at most %g frames a second", cfg.MessageRate))
 			continue
 		}
-		cfg.Metrics.Frames.WithLabelValues("in").Inc()
+		cfg.Metrics.framesIn.Inc()
 		s.forward(clientFrame{kind: kind, data: data, id: clientID(kind, data)})
 	}
 }
@@ -207,8 +208,9 @@ func (s *session) forward(f clientFrame) {
 	_ = s.writeUp(up, f)
 }
 
+// writeUp writes to the owner; the caller holds upWrite.
 func (s *session) writeUp(up *websocket.Conn, f clientFrame) error {
-	_ = up.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteWait))
+	s.upDeadline.extend(up, s.srv.cfg.WriteWait)
 	return up.WriteMessage(f.kind, f.data)
 }
 
@@ -238,7 +240,7 @@ func (s *session) sendClient(f protocol.ServerFrame) {
 func (s *session) writeClient(kind int, data []byte) error {
 	s.clientWrite.Lock()
 	defer s.clientWrite.Unlock()
-	_ = s.client.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteWait))
+	s.clientDeadline.extend(s.client, s.srv.cfg.WriteWait)
 	return s.client.WriteMessage(kind, data)
 }
 
@@ -300,6 +302,7 @@ func (s *session) attach(up *websocket.Conn) bool {
 		return false
 	}
 	s.up = up
+	s.upDeadline = writeDeadline{}
 	resend := make([]clientFrame, 0, len(s.unacked)+len(s.held))
 	resend = append(append(resend, s.unacked...), s.held...)
 	for _, f := range s.held {
@@ -344,7 +347,6 @@ func (s *session) pipe(up *websocket.Conn) (code int, reason string, clientGone 
 			}
 			return websocket.CloseAbnormalClosure, "", false
 		}
-		_ = up.SetReadDeadline(time.Now().Add(cfg.PongWait))
 		if kind == websocket.TextMessage {
 			if h, ok := protocol.PeekHead(data); ok {
 				switch h.Type {
@@ -367,8 +369,22 @@ func (s *session) pipe(up *websocket.Conn) (code int, reason string, clientGone 
 			}
 			return 0, "", true
 		}
-		cfg.Metrics.Frames.WithLabelValues("out").Inc()
+		cfg.Metrics.framesOut.Inc()
 	}
+}
+
+// writeDeadline bounds writes to a socket without resetting the deadline
+// timer on every frame: it is moved at most once a second, so a write
+// always has at least the write wait less a second.
+type writeDeadline struct{ set time.Time }
+
+func (d *writeDeadline) extend(ws *websocket.Conn, wait time.Duration) {
+	now := time.Now()
+	if now.Sub(d.set) < time.Second {
+		return
+	}
+	d.set = now
+	_ = ws.SetWriteDeadline(now.Add(wait))
 }
 
 // closeError ends a session with a close code.

@@ -3,7 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
-	"strconv"
+	"math"
 )
 
 // Head is what a proxy reads of a frame it forwards: its type, the sequence
@@ -41,7 +41,7 @@ func scanHead(data []byte) (h Head, ok bool) {
 	if !ok {
 		return h, false
 	}
-	h.Type = typ
+	h.Type = internType(typ)
 	for {
 		if len(rest) == 1 && rest[0] == '}' {
 			return h, true
@@ -49,20 +49,23 @@ func scanHead(data []byte) (h Head, ok bool) {
 		if len(rest) < 2 || rest[0] != ',' || rest[1] != '"' {
 			return h, false
 		}
-		var key string
+		var key []byte
 		key, rest, ok = scanString(rest[2:])
 		if !ok || len(rest) == 0 || rest[0] != ':' {
 			return h, false
 		}
 		rest = rest[1:]
-		switch key {
+		switch string(key) {
 		case "seq":
-			end := 0
-			for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
-				end++
+			n, end := int64(0), 0
+			for ; end < len(rest) && rest[end] >= '0' && rest[end] <= '9'; end++ {
+				d := int64(rest[end] - '0')
+				if n > (math.MaxInt64-d)/10 {
+					return h, false // out of range: the full decoder says so
+				}
+				n = n*10 + d
 			}
-			n, err := strconv.ParseInt(string(rest[:end]), 10, 64)
-			if err != nil {
+			if end == 0 || (end > 1 && rest[0] == '0') {
 				return h, false
 			}
 			h.Seq, rest = n, rest[end:]
@@ -70,13 +73,13 @@ func scanHead(data []byte) (h Head, ok bool) {
 			if len(rest) == 0 || rest[0] != '"' {
 				return h, false
 			}
-			var v string
+			var v []byte
 			v, rest, ok = scanString(rest[1:])
 			if !ok {
 				return h, false
 			}
-			if key == "id" {
-				h.ID = v
+			if string(key) == "id" {
+				h.ID = string(v)
 			}
 		default:
 			// The head is over: a member the gateway does not read. What
@@ -93,14 +96,28 @@ func scanHead(data []byte) (h Head, ok bool) {
 // scanString reads a JSON string's body up to its closing quote; it refuses
 // escapes, control characters and non-ASCII bytes, which the full decoder
 // handles (it replaces invalid UTF-8).
-func scanString(data []byte) (s string, rest []byte, ok bool) {
+func scanString(data []byte) (s, rest []byte, ok bool) {
 	for i, b := range data {
 		switch {
 		case b == '"':
-			return string(data[:i]), data[i+1:], true
+			return data[:i], data[i+1:], true
 		case b == '\\' || b < 0x20 || b >= 0x80:
-			return "", nil, false
+			return nil, nil, false
 		}
 	}
-	return "", nil, false
+	return nil, nil, false
 }
+
+// internType returns the protocol's own string for a known frame type, so
+// reading the head of a frame does not allocate one.
+func internType(t []byte) string {
+	for _, known := range knownTypes {
+		if string(t) == known {
+			return known
+		}
+	}
+	return string(t)
+}
+
+var knownTypes = []string{TypeEvent, TypeAck, TypeDelta, TypeStatus, TypeError, TypeReplayComplete,
+	TypePendingPrompt, TypeMessage, TypeAnswer, TypeResume}

@@ -82,3 +82,13 @@ func FuzzPeekHead(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkPeekHead(b *testing.B) {
+	frame := []byte(`{"type":"event","seq":4211,"event":"assistant_message","id":"c-17","time":"2026-11-22T10:00:00Z","data":{"text":"ping r1-3-155"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := protocol.PeekHead(frame); !ok {
+			b.Fatal("not read")
+		}
+	}
+}

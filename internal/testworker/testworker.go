@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/controllers"
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/runtime"
@@ -172,4 +173,24 @@ func WaitConversation(t testing.TB, c client.Client, key client.ObjectKey, what 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// RunControllers is a testenv.Main setup that runs Tether's controllers
+// in the test process, as the manager runs them.
+func RunControllers(e *testenv.Env) (stop func() error, err error) {
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Scheme: e.Scheme, Cache: controllers.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := controllers.Setup(ctx, mgr, controllers.Options{Concurrency: 4, NotReadyGrace: 2 * time.Second}); err != nil {
+		cancel()
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() error { cancel(); return <-done }, nil
 }
