@@ -180,6 +180,18 @@ func (r Result) Quantile(q float64) time.Duration {
 	return r.Latencies[min(max(i, 0), len(r.Latencies)-1)]
 }
 
+// Merge combines the round trips of several runs.
+func Merge(results ...Result) Result {
+	var m Result
+	for _, r := range results {
+		m.Messages += r.Messages
+		m.Elapsed += r.Elapsed
+		m.Latencies = append(m.Latencies, r.Latencies...)
+	}
+	slices.Sort(m.Latencies)
+	return m
+}
+
 // ClosedLoop sends messages round trips back to back, spread evenly over
 // the sockets.
 func ClosedLoop(conns []*Conn, messages int) (Result, error) {

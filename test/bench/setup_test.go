@@ -60,7 +60,8 @@ func setUp(tb testing.TB) *rig {
 	agent := &tetherv1alpha1.Agent{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "echo"},
 		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "echo"}},
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "echo"}},
+			// Room for 3 modes x 16 conversations and the idle one.
 			ConversationsPerPod: 100, LeaseDurationSeconds: 10, RuntimePort: int32(port), //nolint:gosec // a port from the kernel
 			Store: tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreMemory},
 		},
@@ -70,13 +71,17 @@ func setUp(tb testing.TB) *rig {
 	}
 	w := testworker.Start(tb, env, testworker.Options{Namespace: ns, Agent: "echo", Name: "echo-0", IP: runtimeIP, Port: port,
 		Log: memory.New(), Handler: agents.Echo})
-	// c0..c15 carry the traffic; idle holds the idle sockets, so their
+	// Each mode has conversations of its own (a conversation's events go
+	// to every socket bound to it, so sharing would make one mode's run
+	// load the others' proxies); idle holds the idle sockets, so their
 	// replay is empty, as a reconnecting client's is.
-	for i := range conversations + 1 {
-		name := fmt.Sprintf("c%d", i)
-		if i == conversations {
-			name = idleConversation
+	var names []string
+	for _, mode := range modes {
+		for i := range conversations {
+			names = append(names, conversationName(mode, i))
 		}
+	}
+	for _, name := range append(names, idleConversation) {
 		conv := &tetherv1alpha1.Conversation{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec:       tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "echo"}, Subjects: []string{"bench"}},
@@ -129,22 +134,26 @@ func setUp(tb testing.TB) *rig {
 func (r *rig) target(mode string) load.Target {
 	switch mode {
 	case "direct":
-		return load.Target{URL: r.url(r.runtimeAddr), Header: http.Header{"Authorization": {"Bearer " + testworker.Token}}}
+		return load.Target{URL: r.url(r.runtimeAddr, mode), Header: http.Header{"Authorization": {"Bearer " + testworker.Token}}}
 	case "minproxy":
-		return load.Target{URL: r.url(r.minproxy.addr)}
+		return load.Target{URL: r.url(r.minproxy.addr, mode)}
 	}
-	return load.Target{URL: r.url(r.gateway.addr), Header: http.Header{"Authorization": {"Bearer " + r.token}}}
+	return load.Target{URL: r.url(r.gateway.addr, mode), Header: http.Header{"Authorization": {"Bearer " + r.token}}}
 }
 
-func (r *rig) url(addr string) func(int) string {
+// url is the socket URL of a mode's i-th conversation; i < 0 is the idle
+// conversation.
+func (r *rig) url(addr, mode string) func(int) string {
 	return func(i int) string {
 		name := idleConversation
 		if i >= 0 {
-			name = fmt.Sprintf("c%d", i%conversations)
+			name = conversationName(mode, i%conversations)
 		}
 		return "ws://" + addr + protocol.ConversationPath(ns, name)
 	}
 }
+
+func conversationName(mode string, i int) string { return fmt.Sprintf("%s-%d", mode, i) }
 
 func build(tb testing.TB, dir, pkg string) string {
 	tb.Helper()
