@@ -28,11 +28,15 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC (manager and runtime roles) into config/.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC (manager, runtime and gateway roles) into config/ and the chart.
 	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true paths="./api/..." output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./controllers/...;./cmd/manager/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=runtime-role paths="./runtime/...;./cmd/runtime/..." output:rbac:artifacts:config=config/runtime
 	$(CONTROLLER_GEN) rbac:roleName=gateway-role paths="./gateway/...;./cmd/gateway/..." output:rbac:artifacts:config=config/gateway
+	cp config/crd/bases/*.yaml charts/tether/crds/
+	cp config/rbac/role.yaml charts/tether/files/manager-role.yaml
+	cp config/runtime/role.yaml charts/tether/files/runtime-role.yaml
+	cp config/gateway/role.yaml charts/tether/files/gateway-role.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
