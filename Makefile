@@ -68,6 +68,13 @@ tools: ## Build every pinned tool into the cache (idempotent).
 build: ## Build the binaries into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN_DIR)/ ./cmd/...
 
+VERSION ?= $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/tether/Chart.yaml)
+IMAGES_DIR ?= _output/images
+
+.PHONY: images
+images: ## Build the images (manager, gateway, runtime, pause) FROM scratch as tarballs into _output/images.
+	go run ./hack/images --tag $(VERSION) --out $(IMAGES_DIR)
+
 .PHONY: run
 run: manifests ## Run the controller manager against the current kubeconfig's cluster.
 	go run ./cmd/manager
