@@ -6,6 +6,14 @@ set -euo pipefail
 # One package per line, each with the reason it is needed.
 packages=(
 	redis-server # the Redis event-log backend's tests start their own server on loopback
+	# The local cluster (hack/cluster), all run inside its own network namespace:
+	containerd                  # the container runtime the kubelet drives
+	runc                        # the OCI runtime containerd starts containers with
+	containernetworking-plugins # bridge, host-local and loopback CNI plugins for pod networking
+	iptables                    # kube-proxy's Service rules and CNI's masquerading
+	conntrack                   # kube-proxy clears stale flows with it
+	nginx-light                 # the Ingress in front of the gateway Service in the end-to-end tests
+	openssl                     # the cluster's certificates
 )
 
 missing=()

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes cluster for Tether's demo and end-to-end
+# tests: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubelet and kube-proxy from hack/tools, containerd and runc from Debian,
+# all inside a network namespace of its own with no link to the host's
+# network.
+#
+#   hack/cluster/cluster.sh up       bring it up (idempotent), import the images
+#   hack/cluster/cluster.sh down     tear it down; safe to run twice
+#   hack/cluster/cluster.sh status   what runs
+#   hack/cluster/cluster.sh kubectl ARGS...   kubectl inside the namespace
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/lib.sh"
+source "$HERE/pki.sh"
+source "$HERE/configs.sh"
+IMAGE_TAG=${IMAGE_TAG:-$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' "$ROOT/charts/tether/Chart.yaml")}
+IMAGES_DIR=${IMAGES_DIR:-$ROOT/_output/images}
+
+make_netns() {
+	if [[ ! -e "/run/netns/$NETNS" ]]; then
+		ip netns add "$NETNS"
+	fi
+	in_ns ip link set lo up
+	if ! in_ns ip link show k8s0 >/dev/null 2>&1; then
+		# A bridge with no ports: the node's address and the default route,
+		# and nothing that leads out of the namespace.
+		in_ns ip link add k8s0 type bridge
+		in_ns ip addr add "$NODE_IP/24" dev k8s0
+		in_ns ip link set k8s0 up
+		in_ns ip route add default dev k8s0
+	fi
+	in_ns sysctl -qw net.ipv4.ip_forward=1
+	# Bridged pod traffic must go through iptables for Services to work.
+	modprobe br_netfilter 2>/dev/null || true
+	in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+}
+
+up() {
+	[[ $EUID -eq 0 ]] || { echo "the local cluster needs root" >&2; exit 1; }
+	for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+		[[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: run make tools" >&2; exit 1; }
+	done
+	"$ROOT/hack/install-packages.sh"
+	mkdir -p "$STATE" "$LOGS" "$PIDS" "$RUN"
+	step "network namespace $NETNS (node $NODE_IP, no link to the host)"
+	make_netns
+	step "certificates and kubeconfigs"
+	make_pki
+	write_configs
+
+	step "etcd"
+	start etcd "$BIN/etcd" --data-dir "$STATE/etcd" --listen-client-urls http://127.0.0.1:2379 \
+		--advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
+		--unsafe-no-fsync=false --quota-backend-bytes=2147483648
+	wait_for etcd 30 in_ns curl -sf http://127.0.0.1:2379/health
+
+	step "kube-apiserver"
+	start kube-apiserver "$BIN/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
+		--bind-address 0.0.0.0 --advertise-address "$NODE_IP" --secure-port 6443 \
+		--service-cluster-ip-range "$SERVICE_CIDR" --client-ca-file "$PKI/ca.crt" \
+		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority "$PKI/ca.crt" \
+		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+		--service-account-issuer https://kubernetes.default.svc.cluster.local \
+		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true
+	wait_for "the API server" 60 kubectl_ns get --raw /readyz
+
+	step "kube-controller-manager and kube-scheduler"
+	start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig "$STATE/controller-manager.kubeconfig" \
+		--authentication-kubeconfig "$STATE/controller-manager.kubeconfig" --authorization-kubeconfig "$STATE/controller-manager.kubeconfig" \
+		--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" --use-service-account-credentials \
+		--cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+		--leader-elect=false --bind-address 127.0.0.1
+	start kube-scheduler "$BIN/kube-scheduler" --kubeconfig "$STATE/scheduler.kubeconfig" \
+		--authentication-kubeconfig "$STATE/scheduler.kubeconfig" --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
+		--leader-elect=false --bind-address 127.0.0.1
+
+	step "containerd"
+	start containerd containerd --config "$STATE/containerd/config.toml"
+	wait_for containerd 30 ctr --address "$CONTAINERD_SOCK" version
+
+	step "images (FROM scratch, imported into containerd)"
+	if [[ ! -f "$IMAGES_DIR/pause.tar" ]]; then
+		(cd "$ROOT" && go run ./hack/images --tag "$IMAGE_TAG" --out "$IMAGES_DIR")
+	fi
+	for tar in "$IMAGES_DIR"/*.tar; do
+		ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
+		echo "    imported $(basename "$tar" .tar)"
+	done
+
+	step "kubelet and kube-proxy"
+	start kubelet "$BIN/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
+		--root-dir "$STATE/kubelet/root" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
+	start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
+	wait_for "the node to be Ready" 90 kubectl_ns wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
+	wait_for "the default ServiceAccount" 60 kubectl_ns -n default get serviceaccount default
+	step "cluster up: hack/cluster/cluster.sh kubectl get nodes"
+}
+
+down() {
+	[[ $EUID -eq 0 ]] || { echo "the local cluster needs root" >&2; exit 1; }
+	step "tearing the local cluster down"
+	# Pods first, through containerd, so their shims exit with them.
+	stop kubelet
+	if running containerd; then
+		for task in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
+			ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true
+		done
+		sleep 1
+		for task in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
+			ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks delete -f "$task" >/dev/null 2>&1 || true
+		done
+	fi
+	stop kube-proxy
+	stop kube-scheduler
+	stop kube-controller-manager
+	stop kube-apiserver 70 # it takes about a minute with clients connected
+	stop etcd
+	stop containerd 20
+	step "mounts, namespaces and state"
+	# Everything mounted under the cluster's directories, deepest first.
+	grep -E " ($STATE|$RUN|/run/netns/cni-)" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null || true
+	done
+	for ns in /run/netns/cni-*; do
+		[[ -e "$ns" ]] && ip netns delete "$(basename "$ns")" 2>/dev/null || true
+	done
+	# Deleting the namespace deletes its bridge, veths and iptables rules.
+	[[ -e "/run/netns/$NETNS" ]] && ip netns delete "$NETNS"
+	rm -rf "$RUN" "$STATE" /var/lib/cni/networks/tether /var/lib/cni/results /var/log/pods /var/log/containers
+	step "down"
+}
+
+status() {
+	for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+		if running "$c"; then echo "$c: running (pid $(cat "$PIDS/$c.pid"))"; else echo "$c: not running"; fi
+	done
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+kubectl) shift; kubectl_ns "$@" ;;
+*) echo "usage: $0 up|down|status|kubectl ARGS..." >&2; exit 2 ;;
+esac
