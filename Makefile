@@ -75,6 +75,14 @@ IMAGES_DIR ?= _output/images
 images: ## Build the images (manager, gateway, runtime, pause) FROM scratch as tarballs into _output/images.
 	go run ./hack/images --tag $(VERSION) --out $(IMAGES_DIR)
 
+.PHONY: demo
+demo: ## Bring up a local cluster with Tether installed and narrate a conversation surviving the loss of its pod.
+	hack/demo/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Tear the local cluster down (safe to run twice).
+	hack/cluster/cluster.sh down
+
 .PHONY: run
 run: manifests ## Run the controller manager against the current kubeconfig's cluster.
 	go run ./cmd/manager

@@ -14,6 +14,7 @@ packages=(
 	conntrack                   # kube-proxy clears stale flows with it
 	nginx-light                 # the Ingress in front of the gateway Service in the end-to-end tests
 	openssl                     # the cluster's certificates
+	jq                          # reading objects in the cluster scripts
 )
 
 missing=()

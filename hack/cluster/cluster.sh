@@ -8,12 +8,14 @@
 #   hack/cluster/cluster.sh up       bring it up (idempotent), import the images
 #   hack/cluster/cluster.sh down     tear it down; safe to run twice
 #   hack/cluster/cluster.sh status   what runs
+#   hack/cluster/cluster.sh ingress NAMESPACE NAME   nginx in front of an Ingress's Service
 #   hack/cluster/cluster.sh kubectl ARGS...   kubectl inside the namespace
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lib.sh"
 source "$HERE/pki.sh"
 source "$HERE/configs.sh"
+source "$HERE/ingress.sh"
 IMAGE_TAG=${IMAGE_TAG:-$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' "$ROOT/charts/tether/Chart.yaml")}
 IMAGES_DIR=${IMAGES_DIR:-$ROOT/_output/images}
 
@@ -103,6 +105,7 @@ down() {
 	[[ $EUID -eq 0 ]] || { echo "the local cluster needs root" >&2; exit 1; }
 	step "tearing the local cluster down"
 	# Pods first, through containerd, so their shims exit with them.
+	stop nginx
 	stop kubelet
 	if running containerd; then
 		for task in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
@@ -121,20 +124,28 @@ down() {
 	stop containerd 20
 	step "mounts, namespaces and state"
 	# Everything mounted under the cluster's directories, deepest first.
-	grep -E " ($STATE|$RUN|/run/netns/cni-)" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do
+	local mounts
+	mounts=$(awk -v a="$STATE" -v b="$RUN" 'index($2, a) == 1 || index($2, b) == 1 || index($2, "/run/netns/cni-") == 1 {print $2}' /proc/self/mounts | sort -r)
+	for m in $mounts; do
 		umount -l "$m" 2>/dev/null || true
 	done
 	for ns in /run/netns/cni-*; do
-		[[ -e "$ns" ]] && ip netns delete "$(basename "$ns")" 2>/dev/null || true
+		if [[ -e "$ns" ]]; then ip netns delete "$(basename "$ns")" 2>/dev/null || true; fi
 	done
 	# Deleting the namespace deletes its bridge, veths and iptables rules.
-	[[ -e "/run/netns/$NETNS" ]] && ip netns delete "$NETNS"
-	rm -rf "$RUN" "$STATE" /var/lib/cni/networks/tether /var/lib/cni/results /var/log/pods /var/log/containers
+	if [[ -e "/run/netns/$NETNS" ]]; then ip netns delete "$NETNS"; fi
+	# What containerd, the CNI plugins and the kubelet leave outside the
+	# cluster's own directories.
+	rm -rf "$RUN" "$STATE" /run/containerd /var/lib/cni /var/log/pods /var/log/containers
+	# ip netns add mounts /run/netns on itself; undo it once it is empty.
+	if [[ -d /run/netns && -z "$(ls -A /run/netns)" ]] && grep -q " /run/netns " /proc/self/mounts; then
+		umount /run/netns 2>/dev/null || true
+	fi
 	step "down"
 }
 
 status() {
-	for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
+	for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy nginx; do
 		if running "$c"; then echo "$c: running (pid $(cat "$PIDS/$c.pid"))"; else echo "$c: not running"; fi
 	done
 }
@@ -144,5 +155,6 @@ up) up ;;
 down) down ;;
 status) status ;;
 kubectl) shift; kubectl_ns "$@" ;;
+ingress) ingress "$2" "$3" ;;
 *) echo "usage: $0 up|down|status|kubectl ARGS..." >&2; exit 2 ;;
 esac
