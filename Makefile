@@ -55,7 +55,10 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (config in .golangci.yml).
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
-test: $(ENVTEST_TOOLS) ## Run unit and envtest integration tests with -race.
+test: unit e2e ## Run every test: unit and envtest integration tests, then the end-to-end tests on a local cluster.
+
+.PHONY: unit
+unit: $(ENVTEST_TOOLS) ## Run unit and envtest integration tests with -race.
 	KUBEBUILDER_ASSETS=$(TOOLS_BIN) go test -race -count=1 $(GOTEST_FLAGS) ./...
 
 .PHONY: tools
@@ -78,6 +81,10 @@ images: ## Build the images (manager, gateway, runtime, pause) FROM scratch as t
 .PHONY: demo
 demo: ## Bring up a local cluster with Tether installed and narrate a conversation surviving the loss of its pod.
 	hack/demo/demo.sh
+
+.PHONY: e2e
+e2e: ## Run the end-to-end tests on a local cluster (brought up and torn down; KEEP_CLUSTER=1 keeps it).
+	hack/e2e.sh
 
 .PHONY: demo-down
 demo-down: ## Tear the local cluster down (safe to run twice).

@@ -1,12 +1,22 @@
 # Configuration files of the local cluster's node (sourced by cluster.sh).
 
+# put FILE: writes standard input to FILE only if it differs, so a running
+# component that watches its configuration (kube-proxy exits when it
+# changes) is left alone by a second "up".
+put() {
+	local tmp
+	tmp=$(mktemp)
+	cat >"$tmp"
+	if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 write_configs() {
 	mkdir -p "$STATE/containerd" "$RUN/containerd" "$STATE/cni/net.d" "$STATE/kubelet" "$STATE/etcd"
 
 	# containerd: its own root, state and socket; runc may not lower
 	# oom_score_adj here (no CAP_SYS_RESOURCE), hence restrict_oom_score_adj;
 	# the sandbox image is the locally built pause image.
-	cat >"$STATE/containerd/config.toml" <<CFG
+	put "$STATE/containerd/config.toml" <<CFG
 version = 2
 root = "$STATE/containerd/root"
 state = "$RUN/containerd/state"
@@ -29,7 +39,7 @@ state = "$RUN/containerd/state"
 CFG
 
 	# Pods: a bridge inside the namespace, addresses from host-local.
-	cat >"$STATE/cni/net.d/10-tether.conflist" <<CFG
+	put "$STATE/cni/net.d/10-tether.conflist" <<CFG
 {
   "cniVersion": "0.4.0",
   "name": "tether",
@@ -41,7 +51,7 @@ CFG
 }
 CFG
 
-	cat >"$STATE/kubelet/config.yaml" <<CFG
+	put "$STATE/kubelet/config.yaml" <<CFG
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -65,7 +75,7 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.availa
 imageGCHighThresholdPercent: 100
 CFG
 
-	cat >"$STATE/kube-proxy.yaml" <<CFG
+	put "$STATE/kube-proxy.yaml" <<CFG
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# make e2e: Tether on the real local cluster. Brings the cluster up, installs
+# the chart with helm, runs test/e2e inside the cluster's network namespace,
+# checks that helm uninstall leaves nothing behind but what is kept on
+# purpose, and tears the cluster down (KEEP_CLUSTER=1 keeps it).
+# E2E_RUNS sets the measured runs of the failover scenarios (1; docs use 20).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source hack/cluster/lib.sh
+TAG=$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/tether/Chart.yaml)
+if [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
+	trap 'hack/cluster/cluster.sh down' EXIT
+fi
+
+step "images, FROM scratch"
+go run ./hack/images --tag "$TAG" --out _output/images
+step "end-to-end tests: building them"
+mkdir -p "$STATE"
+go test -c -o "$STATE/e2e.test" ./test/e2e
+hack/cluster/cluster.sh up
+export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
+step "helm install tether charts/tether"
+in_ns "$BIN/helm" upgrade --install tether charts/tether -n tether-system --create-namespace \
+	--set image.pullPolicy=Never --wait --timeout 180s >/dev/null
+hack/cluster/cluster.sh ingress tether-system tether-gateway
+kubectl_ns apply --server-side -f hack/demo/approvals.yaml >/dev/null
+kubectl_ns wait --for=jsonpath='{.status.readyReplicas}'=2 agent/approvals --timeout=120s >/dev/null
+
+step "end-to-end tests (inside the namespace)"
+set +e
+in_ns env TETHER_E2E_KUBECONFIG="$KUBECONFIG_ADMIN" TETHER_E2E_BIN="$BIN" TETHER_E2E_ROOT="$ROOT" \
+	TETHER_E2E_CONTAINERD="$CONTAINERD_SOCK" TETHER_E2E_REPORT="${TETHER_E2E_REPORT:-}" \
+	"$STATE/e2e.test" -test.v -test.timeout 40m -e2e.runs "${E2E_RUNS:-1}" 2>&1 | tee "$LOGS/e2e.log"
+status=${PIPESTATUS[0]}
+set -e
+[[ $status -eq 0 ]] || { echo "end-to-end tests failed (log: $LOGS/e2e.log; the cluster's logs are beside it)" >&2; exit 1; }
+
+step "helm uninstall leaves nothing but the kept Secret and the CRDs"
+in_ns "$BIN/helm" uninstall tether -n tether-system --wait >/dev/null
+left=$(kubectl_ns get deployments,services,ingresses,poddisruptionbudgets,networkpolicies,serviceaccounts,secrets,roles,rolebindings,clusterroles,clusterrolebindings \
+	-A -l app.kubernetes.io/instance=tether -o name)
+if [[ "$left" != "secret/tether-gateway-auth" ]]; then
+	printf 'left behind after helm uninstall:\n%s\n' "$left" >&2
+	exit 1
+fi
+kubectl_ns get crd conversations.tether.dev agents.tether.dev -o name
+echo "    kept: secret/tether-gateway-auth (helm.sh/resource-policy: keep) and the CRDs (helm never deletes crds/)"
+step "end-to-end tests passed"

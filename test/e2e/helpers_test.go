@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	tetherclient "tether.dev/tether/client"
+	"tether.dev/tether/protocol"
+)
+
+var (
+	runs    = flag.Int("e2e.runs", 1, "measured runs of the failover scenarios (docs/benchmarks.md uses 20)")
+	ingress = flag.String("e2e.ingress", "http://10.200.0.1", "the Ingress's address")
+	host    = flag.String("e2e.host", "tether.local", "the Ingress's host")
+)
+
+// cluster is how the tests reach the local cluster; they run inside its
+// network namespace (make e2e).
+type cluster struct {
+	bin, kubeconfig, root string
+}
+
+func need(t *testing.T) *cluster {
+	t.Helper()
+	kc := os.Getenv("TETHER_E2E_KUBECONFIG")
+	if kc == "" {
+		t.Skip("not on the local cluster: make e2e runs these tests inside its network namespace")
+	}
+	return &cluster{bin: os.Getenv("TETHER_E2E_BIN"), kubeconfig: kc, root: os.Getenv("TETHER_E2E_ROOT")}
+}
+
+func (c *cluster) containerd() string { return os.Getenv("TETHER_E2E_CONTAINERD") }
+
+func (c *cluster) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run("kubectl", args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *cluster) run(tool string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(c.bin, tool), args...) //nolint:gosec,noctx // the pinned tools
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// apply applies YAML.
+func (c *cluster) apply(t *testing.T, yaml string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(c.bin, "kubectl"), "apply", "--server-side", "-f", "-") //nolint:gosec,noctx // the pinned kubectl
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+	cmd.Stdin = strings.NewReader(yaml)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s\n%s", err, out, yaml)
+	}
+}
+
+// eventually polls cond every 50 ms until it holds or timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var seq int
+
+// conversation creates a conversation of the approvals Agent for alice and
+// waits for its question.
+func (c *cluster) conversation(t *testing.T, prefix string) string {
+	t.Helper()
+	seq++
+	name := fmt.Sprintf("%s-%d-%d", prefix, time.Now().Unix()%100000, seq)
+	c.apply(t, fmt.Sprintf(`apiVersion: tether.dev/v1alpha1
+kind: Conversation
+metadata: {name: %s, namespace: default}
+spec:
+  agentRef: {name: approvals}
+  subjects: [alice]
+  initialInput: refund order %s
+`, name, name))
+	eventually(t, 60*time.Second, name+" AwaitingInput", func() bool {
+		out, _ := c.run("kubectl", "get", "conversation", name, "-o", "jsonpath={.status.phase}")
+		return out == "AwaitingInput"
+	})
+	return name
+}
+
+func (c *cluster) field(t *testing.T, name, path string) string {
+	t.Helper()
+	return c.kubectl(t, "get", "conversation", name, "-o", "jsonpath={"+path+"}")
+}
+
+// token signs a token for alice with the gateway's HMAC secret.
+func (c *cluster) token(t *testing.T) string {
+	t.Helper()
+	secret := c.kubectl(t, "-n", "tether-system", "get", "secret", "tether-gateway-auth", "-o", "jsonpath={.data.hmac-secret}")
+	key, err := base64.StdEncoding.DecodeString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject: "alice", Audience: jwt.ClaimStrings{"tether"}, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// recorder keeps what a client delivered.
+type recorder struct {
+	c      *tetherclient.Client
+	mu     sync.Mutex
+	frames []protocol.ServerFrame
+	times  []time.Time
+	added  chan struct{}
+}
+
+// connect connects a client through the Ingress.
+func (c *cluster) connect(t *testing.T, name string) *recorder {
+	t.Helper()
+	cl := tetherclient.Connect(context.Background(), tetherclient.Config{
+		URL:   strings.Replace(*ingress, "http", "ws", 1) + protocol.ConversationPath("default", name),
+		Token: tetherclient.StaticToken(c.token(t)), Header: http.Header{"Host": {*host}},
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+	})
+	t.Cleanup(func() { _ = cl.Close() })
+	r := &recorder{c: cl, added: make(chan struct{}, 1)}
+	go func() {
+		for f := range cl.Frames() {
+			r.mu.Lock()
+			r.frames, r.times = append(r.frames, f), append(r.times, time.Now())
+			r.mu.Unlock()
+			select {
+			case r.added <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return r
+}
+
+// wait waits for the n-th frame satisfying want and returns it and when it
+// arrived.
+func (r *recorder) wait(t *testing.T, what string, n int, want func(protocol.ServerFrame) bool) (protocol.ServerFrame, time.Time) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		r.mu.Lock()
+		k := 0
+		for i, f := range r.frames {
+			if want(f) {
+				if k++; k == n {
+					r.mu.Unlock()
+					return f, r.times[i]
+				}
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.added:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s; the client: %d binds, stopped with %v; frames: %s", what, r.c.Binds(), r.c.Err(), r.describe())
+		}
+	}
+}
+
+func isPrompt(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt }
+
+func isFinished(f protocol.ServerFrame) bool {
+	return f.Type == protocol.TypeEvent && f.Event == protocol.EventFinished
+}
+
+// finish answers the prompt and checks the conversation's events arrived
+// once each, in order.
+func (r *recorder) finish(t *testing.T, promptID string) {
+	t.Helper()
+	if _, err := r.c.Answer(promptID, "approve"); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "the end", 1, isFinished)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var got []string
+	for _, f := range r.frames {
+		if f.Type == protocol.TypeEvent {
+			got = append(got, fmt.Sprintf("%d:%s", f.Seq, f.Event))
+		}
+	}
+	want := []string{"1:user_message", "2:assistant_message", "3:prompt", "4:answer", "5:assistant_message", "6:finished"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events %v, want %v: each once, in order", got, want)
+	}
+}
+
+func (r *recorder) describe() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	for _, f := range r.frames {
+		fmt.Fprintf(&b, "\n  %s seq=%d event=%s phase=%s code=%s %s", f.Type, f.Seq, f.Event, f.Phase, f.Code, f.Message)
+	}
+	return b.String()
+}
+
+// quantile of sorted durations.
+func quantile(d []time.Duration, q float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func report(t *testing.T, what string, d []time.Duration) {
+	t.Helper()
+	line := fmt.Sprintf("%s: %d runs, p50 %s, p99 %s, max %s", what, len(d),
+		quantile(d, 0.5).Round(time.Millisecond), quantile(d, 0.99).Round(time.Millisecond), quantile(d, 1).Round(time.Millisecond))
+	t.Log(line)
+	if path := os.Getenv("TETHER_E2E_REPORT"); path != "" {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600) //nolint:gosec // the test's report
+		if err == nil {
+			_, _ = fmt.Fprintln(f, line)
+			_ = f.Close()
+		}
+	}
+}
