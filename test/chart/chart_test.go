@@ -230,3 +230,23 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisPassword: with a Redis password, each agent namespace gets the
+// Secret an Agent's store names; without one, none.
+func TestRedisPassword(t *testing.T) {
+	count := func(args ...string) int {
+		n := 0
+		for _, o := range render(t, args...) {
+			if o.Kind == "Secret" && o.Metadata.Name == "tether-redis" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d Redis Secrets without a password", n)
+	}
+	if n := count("--set", "redis.password=s3cret", "--set", "runtime.agentNamespaces={team-a,team-b}"); n != 2 {
+		t.Fatalf("%d Redis Secrets for two agent namespaces", n)
+	}
+}
