@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,13 +21,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/gateway/auth"
-	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/internal/testworker"
 	"tether.dev/tether/protocol"
 )
@@ -307,22 +303,7 @@ func waitLong(t *testing.T, key client.ObjectKey, what string, cond func(*tether
 func gatewayUser(t testing.TB) *rest.Config {
 	t.Helper()
 	ctx := context.Background()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "gateway", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(data, role); err != nil {
-		t.Fatal(err)
-	}
-	role.Name = "tether-gateway-test"
-	if err := env.Client.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	role := env.GeneratedRole(t, "config/gateway/role.yaml", "tether-gateway-test")
 	const user = "gateway-under-its-role"
 	binding := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "tether-gateway-test"},

@@ -1,12 +1,7 @@
 package runtime_test
 
 import (
-	"os"
 	"testing"
-
-	"go.uber.org/zap/zapcore"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/internal/testworker"
@@ -19,6 +14,5 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	testenv.Main(m, &env, testworker.RunControllers)
+	testworker.Main(m, &env)
 }

@@ -2,19 +2,15 @@ package runtime_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/kubelog"
-	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/internal/testworker"
 )
 
@@ -24,22 +20,7 @@ import (
 // conversation, writes its log and its status.
 func TestRuntimeNeedsNoMoreThanItsRole(t *testing.T) {
 	ctx := context.Background()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "runtime", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(data, role); err != nil {
-		t.Fatal(err)
-	}
-	role.Name = "tether-runtime-test"
-	if err := env.Client.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	role := env.GeneratedRole(t, "config/runtime/role.yaml", "tether-runtime-test")
 	ns := newPod(t, "unused").Namespace
 	const user = "runtime-under-its-role"
 	binding := &rbacv1.RoleBinding{

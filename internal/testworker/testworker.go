@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -19,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -193,4 +196,11 @@ func RunControllers(e *testenv.Env) (stop func() error, err error) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	return func() error { cancel(); return <-done }, nil
+}
+
+// Main runs a package's tests against one control plane with Tether's
+// controllers running in the test process, logging only errors.
+func Main(m *testing.M, env **testenv.Env) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	testenv.Main(m, env, RunControllers)
 }
