@@ -31,6 +31,8 @@ import (
 type AgentReconciler struct {
 	client.Client
 	Clock clock.PassiveClock
+	// Wiring is added to every templated Agent's pods.
+	Wiring RuntimeWiring
 }
 
 // +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get;list;watch
@@ -103,7 +105,7 @@ func (r *AgentReconciler) syncDeployment(ctx context.Context, agent *tetherv1alp
 	if agent.Spec.Template == nil {
 		return nil
 	}
-	desired := desiredDeployment(agent)
+	desired := desiredDeployment(agent, r.Wiring)
 	if err := controllerutil.SetControllerReference(agent, desired, r.Scheme()); err != nil {
 		return err
 	}

@@ -42,8 +42,9 @@ func workerLabels(agent *tetherv1alpha1.Agent) map[string]string {
 }
 
 // desiredDeployment renders the Deployment that runs an Agent's worker pods.
-func desiredDeployment(agent *tetherv1alpha1.Agent) *appsv1.Deployment {
+func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) *appsv1.Deployment {
 	template := agent.Spec.Template.DeepCopy()
+	wiring.wire(&template.Spec)
 	if template.Labels == nil {
 		template.Labels = map[string]string{}
 	}

@@ -158,7 +158,7 @@ func TestDesiredDeploymentInjectsEnvOnce(t *testing.T) {
 			}},
 		}},
 	}
-	d := desiredDeployment(agent)
+	d := desiredDeployment(agent, RuntimeWiring{})
 	if *d.Spec.Replicas != 1 {
 		t.Errorf("replicas %d, want the default 1", *d.Spec.Replicas)
 	}
@@ -177,14 +177,45 @@ func TestDesiredDeploymentInjectsEnvOnce(t *testing.T) {
 		t.Errorf("the user's own %s was replaced: %+v", EnvAgent, got)
 	}
 	// The same Agent renders the same hash; a changed template another.
-	if h := desiredDeployment(agent).Annotations[templateHashAnnotation]; h != d.Annotations[templateHashAnnotation] || h == "" {
+	if h := desiredDeployment(agent, RuntimeWiring{}).Annotations[templateHashAnnotation]; h != d.Annotations[templateHashAnnotation] || h == "" {
 		t.Errorf("hash not stable: %q vs %q", h, d.Annotations[templateHashAnnotation])
 	}
 	agent.Spec.Template.Spec.Containers[1].Image = "sidecar:v2"
-	if desiredDeployment(agent).Annotations[templateHashAnnotation] == d.Annotations[templateHashAnnotation] {
+	if desiredDeployment(agent, RuntimeWiring{}).Annotations[templateHashAnnotation] == d.Annotations[templateHashAnnotation] {
 		t.Error("a changed template kept its hash")
 	}
 	if diff := cmp.Diff(workerLabels(agent), d.Spec.Template.Labels, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("pod labels (-want +got):\n%s", diff)
+	}
+}
+
+func TestRuntimeWiring(t *testing.T) {
+	wiring := RuntimeWiring{TokenSecret: "tether-runtime-token", ServiceAccount: "tether-runtime"}
+	tokenMount := corev1.VolumeMount{Name: runtimeTokenVolume, MountPath: RuntimeTokenDir, ReadOnly: true}
+	tokenVolume := corev1.Volume{Name: runtimeTokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tether-runtime-token"}}}
+	own := corev1.VolumeMount{Name: "mine", MountPath: RuntimeTokenDir}
+	tests := []struct {
+		name   string
+		wiring RuntimeWiring
+		spec   corev1.PodSpec
+		want   corev1.PodSpec
+	}{
+		{"nothing to add", RuntimeWiring{}, corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime"}}},
+			corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime"}}}},
+		{"a bare template", wiring, corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime"}, {Name: "sidecar"}}},
+			corev1.PodSpec{ServiceAccountName: "tether-runtime", Volumes: []corev1.Volume{tokenVolume},
+				Containers: []corev1.Container{{Name: "runtime", VolumeMounts: []corev1.VolumeMount{tokenMount}}, {Name: "sidecar", VolumeMounts: []corev1.VolumeMount{tokenMount}}}}},
+		{"the template's own account and mount are kept", wiring,
+			corev1.PodSpec{ServiceAccountName: "custom", Containers: []corev1.Container{{Name: "runtime", VolumeMounts: []corev1.VolumeMount{own}}}},
+			corev1.PodSpec{ServiceAccountName: "custom", Containers: []corev1.Container{{Name: "runtime", VolumeMounts: []corev1.VolumeMount{own}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := tt.spec.DeepCopy()
+			tt.wiring.wire(spec)
+			if diff := cmp.Diff(tt.want, *spec); diff != "" {
+				t.Errorf("pod spec (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -22,6 +22,8 @@ type Options struct {
 	NotReadyGrace time.Duration
 	// Clock is the time source; the real clock when nil.
 	Clock clock.PassiveClock
+	// Runtime is added to every templated Agent's pods.
+	Runtime RuntimeWiring
 }
 
 // Setup registers the Agent and Conversation controllers with mgr.
@@ -49,6 +51,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := conv.SetupWithManager(ctx, mgr, opts.Concurrency); err != nil {
 		return err
 	}
-	agent := &AgentReconciler{Client: mgr.GetClient(), Clock: opts.Clock}
+	agent := &AgentReconciler{Client: mgr.GetClient(), Clock: opts.Clock, Wiring: opts.Runtime}
 	return agent.SetupWithManager(mgr, opts.Concurrency)
 }
