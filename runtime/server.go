@@ -108,7 +108,7 @@ func (s *session) run(r *http.Request) {
 				closeWith(s.ws, s.sub.Code, s.sub.Reason)
 				return
 			}
-			if err := s.write(f); err != nil {
+			if err := s.write(*f); err != nil {
 				_ = s.ws.Close()
 				return
 			}

@@ -117,8 +117,11 @@ type Subscription struct {
 	// Replay holds the events after the client's cursor, the
 	// replay_complete marker and the pending prompt, in order.
 	Replay []protocol.ServerFrame
-	// C carries live frames; it is closed when the subscription ends.
-	C      chan protocol.ServerFrame
+	// C carries live frames; it is closed when the subscription ends. A
+	// frame is shared by every subscriber: read it, never change it. (The
+	// channel holds pointers so that its buffer costs 8 bytes a slot, not
+	// a whole frame (216 bytes): an idle socket's queue is 2 KiB, not 54.)
+	C      chan *protocol.ServerFrame
 	Code   int
 	Reason string
 
@@ -143,7 +146,7 @@ func (c *Conversation) Subscribe(ctx context.Context, after int64) (*Subscriptio
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{C: make(chan protocol.ServerFrame, c.cfg.SubscriberBuffer), c: c}
+	s := &Subscription{C: make(chan *protocol.ServerFrame, c.cfg.SubscriberBuffer), c: c}
 	for _, e := range events {
 		s.Replay = append(s.Replay, protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
 	}
@@ -173,7 +176,11 @@ func (s *Subscription) closeLocked(code int, reason string) {
 
 // broadcastLocked queues a frame for every bound socket; one that cannot
 // keep up is closed as a slow consumer and resumes after reconnecting.
-func (c *Conversation) broadcastLocked(f protocol.ServerFrame) {
+func (c *Conversation) broadcastLocked(frame protocol.ServerFrame) {
+	if len(c.subs) == 0 {
+		return
+	}
+	f := &frame
 	for s := range c.subs {
 		select {
 		case s.C <- f:
