@@ -160,3 +160,28 @@ func TestRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionEndsWithItsToken: a socket does not outlive its token: it is
+// closed with 4001 when the token expires (the client then gets a new one).
+func TestSessionEndsWithItsToken(t *testing.T) {
+	ns := namespace(t)
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.27.1", Port: port, Log: kubeLog()})
+	key := createConversation(t, ns, "short")
+	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	g := startGateway(t)
+	expires := time.Now().Add(2 * time.Second)
+	ws, _, err := dialRaw(t, g.url(ns, "short"), bearer(token(t, "alice", func(c *jwt.RegisteredClaims) {
+		c.ExpiresAt = jwt.NewNumericDate(expires)
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(t, ws); code != protocol.CloseUnauthorized {
+		t.Fatalf("close %d, want %d", code, protocol.CloseUnauthorized)
+	}
+	if early := time.Until(expires.Truncate(time.Second)); early > 0 {
+		t.Fatalf("closed %s before the token expired", early)
+	}
+}

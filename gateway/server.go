@@ -224,6 +224,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered
 	}
 	sess := newSession(s, key, id.Subject, client, after, release)
+	sess.expireAt(id.Expiry)
 	go sess.readClient()
 	go sess.runUpstream(up)
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/types"
 
+	"tether.dev/tether/gateway/auth"
 	"tether.dev/tether/internal/textlimit"
 	"tether.dev/tether/protocol"
 )
@@ -45,6 +46,8 @@ type session struct {
 	// mu guards what follows.
 	mu sync.Mutex
 	up *websocket.Conn
+	// expiry ends the session when its token expires.
+	expiry *time.Timer
 	// held are the client's frames while there is no owner; unacked are
 	// those forwarded and not yet acknowledged, sent again to the next
 	// owner (it applies a client id at most once).
@@ -77,6 +80,21 @@ func newSession(srv *Server, key types.NamespacedName, subject string, client *w
 	return s
 }
 
+// expireAt ends the session with 4001 when its token expires: a socket
+// does not outlive the credential it was opened with. The client gets a new
+// token and reconnects, resuming where it was.
+func (s *session) expireAt(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expiry = time.AfterFunc(time.Until(t), func() {
+		s.srv.cfg.Metrics.AuthFailures.WithLabelValues(string(auth.ReasonExpired)).Inc()
+		s.end(protocol.CloseUnauthorized, "the token expired: reconnect with a new one")
+	})
+}
+
 // end closes the session once: the client gets code and reason, the owner
 // a normal close.
 func (s *session) end(code int, reason string) {
@@ -91,6 +109,9 @@ func (s *session) end(code int, reason string) {
 		s.mu.Lock()
 		up := s.up
 		s.up = nil
+		if s.expiry != nil {
+			s.expiry.Stop()
+		}
 		s.mu.Unlock()
 		if up != nil {
 			closeConn(up, protocol.CloseNormal, "the client left", s.srv.cfg.WriteWait)
