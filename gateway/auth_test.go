@@ -10,22 +10,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/gateway/auth"
-	"tether.dev/tether/internal/testworker"
 	"tether.dev/tether/protocol"
 )
 
 // TestRefusals: every way in that must fail is refused with the HTTP status
 // or close code that tells the client what to do; a valid token is let in.
 func TestRefusals(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
-	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.26.1", Port: port, Log: kubeLog()})
-	key := createConversation(t, ns, "guarded")
-	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	ns := awaitingOnOneRuntime(t, "127.0.26.1", "guarded")
 	g := startGateway(t, func(c *gateway.Config) { c.MessageRate, c.MessageBurst, c.MaxConnsPerSubject = 5, 5, 3 })
 	url := g.url(ns, "guarded")
 
@@ -164,12 +157,7 @@ func TestRefusals(t *testing.T) {
 // TestSessionEndsWithItsToken: a socket does not outlive its token: it is
 // closed with 4001 when the token expires (the client then gets a new one).
 func TestSessionEndsWithItsToken(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
-	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.27.1", Port: port, Log: kubeLog()})
-	key := createConversation(t, ns, "short")
-	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	ns := awaitingOnOneRuntime(t, "127.0.27.1", "short")
 	g := startGateway(t)
 	expires := time.Now().Add(2 * time.Second)
 	ws, _, err := dialRaw(t, g.url(ns, "short"), bearer(token(t, "alice", func(c *jwt.RegisteredClaims) {

@@ -319,3 +319,17 @@ func gatewayUser(t testing.TB) *rest.Config {
 	}
 	return cfg
 }
+
+// awaitingOnOneRuntime sets up a namespace with the approvals Agent on the
+// kubernetes store, one runtime listening on ip, and conversation name
+// awaiting alice's answer on it; it returns the namespace.
+func awaitingOnOneRuntime(t *testing.T, ip, name string) string {
+	t.Helper()
+	ns := namespace(t)
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: ip, Port: port, Log: kubeLog()})
+	key := createConversation(t, ns, name)
+	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	return ns
+}

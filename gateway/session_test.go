@@ -124,12 +124,7 @@ func connect(t *testing.T, url string) (*tetherclient.Client, *recorder) {
 // last event it saw, gets the prompt again, answers, and the conversation
 // completes with every event delivered once.
 func TestClientReconnectsAndResumes(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
-	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.20.1", Port: port, Log: kubeLog()})
-	key := createConversation(t, ns, "blip")
-	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	ns := awaitingOnOneRuntime(t, "127.0.20.1", "blip")
 
 	g := startGateway(t)
 	lb := newBalancer(t, g.addr)
@@ -217,12 +212,7 @@ func TestOwnerKilledMidConversation(t *testing.T) {
 // holding the client's socket dies; the client reconnects to the other and
 // resumes.
 func TestGatewayReplicaKilled(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
-	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.22.1", Port: port, Log: kubeLog()})
-	key := createConversation(t, ns, "replicas")
-	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	ns := awaitingOnOneRuntime(t, "127.0.22.1", "replicas")
 
 	g1, g2 := startGateway(t), startGateway(t)
 	lb := newBalancer(t, g1.addr, g2.addr)
@@ -249,12 +239,7 @@ func TestGatewayReplicaKilled(t *testing.T) {
 // TestGatewayDrain: a draining replica closes its sockets with 1001 and
 // refuses new ones; the client reconnects to the other replica at once.
 func TestGatewayDrain(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
-	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.23.1", Port: port, Log: kubeLog()})
-	key := createConversation(t, ns, "drain")
-	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	ns := awaitingOnOneRuntime(t, "127.0.23.1", "drain")
 
 	g := startGateway(t)
 	ws, _, err := dialRaw(t, g.url(ns, "drain"), bearer(token(t, "alice")))
