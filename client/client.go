@@ -37,8 +37,11 @@ type Config struct {
 	// Header is sent with every connection (an Origin, say).
 	Header http.Header
 	// After is the last sequence number the caller already has [0: all
-	// retained history].
+	// retained history], and Log the history it belongs to (the Log of the
+	// last replay_complete or reset frame the caller saw; empty if it
+	// does not know).
 	After int64
+	Log   string
 	// QueueSize bounds the messages awaiting acknowledgement [64].
 	QueueSize int
 	// MinBackoff and MaxBackoff bound the jittered delay between
@@ -67,6 +70,8 @@ type Client struct {
 	queue   []protocol.ClientFrame // sent or to send, not yet acknowledged
 	nextID  uint64
 	lastSeq int64
+	logID   string
+	resets  int
 	prompt  *protocol.Prompt
 	err     error
 	binds   int
@@ -93,7 +98,7 @@ func Connect(ctx context.Context, cfg Config) *Client {
 	ctx, cancel := context.WithCancel(ctx)
 	c := &Client{
 		cfg: cfg, ctx: ctx, cancel: cancel, frames: make(chan protocol.ServerFrame, 256),
-		done: make(chan struct{}), idBase: "c" + hex.EncodeToString(b[:]) + "-", lastSeq: cfg.After,
+		done: make(chan struct{}), idBase: "c" + hex.EncodeToString(b[:]) + "-", lastSeq: cfg.After, logID: cfg.Log,
 	}
 	go c.run()
 	return c
@@ -103,6 +108,13 @@ func Connect(ctx context.Context, cfg Config) *Client {
 // order, deltas, acks, status and replay markers, pending prompts and error
 // frames. It is closed when the client stops. Read it promptly: the client
 // stops reading the socket while it is full.
+//
+// A reset frame means the server could not honour the client's cursor (the
+// conversation was deleted and created again, its store lost history, or
+// the cursor was ahead of the log): the client has already forgotten its
+// cursor and prompt, and the events that follow are the conversation's
+// history from its first retained event. A caller that shows a transcript
+// clears it when it sees one.
 func (c *Client) Frames() <-chan protocol.ServerFrame { return c.frames }
 
 // Send queues a message and returns its client id.
@@ -150,6 +162,21 @@ func (c *Client) LastSeq() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastSeq
+}
+
+// Log is the identity of the history LastSeq belongs to, as the server
+// last named it.
+func (c *Client) Log() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.logID
+}
+
+// Resets is how many times the server reset the client's cursor.
+func (c *Client) Resets() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resets
 }
 
 // Pending is the number of messages awaiting acknowledgement.
@@ -306,7 +333,14 @@ func (c *Client) dial() (*websocket.Conn, error) {
 		return nil, &CloseError{Code: protocol.CloseBadRequest, Reason: err.Error()}
 	}
 	q := u.Query()
-	q.Set(protocol.AfterParam, strconv.FormatInt(c.LastSeq(), 10))
+	c.mu.Lock()
+	for k, v := range (protocol.Cursor{After: c.lastSeq, Log: c.logID}).Query() {
+		q[k] = v
+	}
+	if c.logID == "" {
+		q.Del(protocol.LogParam)
+	}
+	c.mu.Unlock()
 	u.RawQuery = q.Encode()
 	header := http.Header{}
 	for k, v := range c.cfg.Header {
@@ -370,6 +404,13 @@ func (c *Client) observe(f protocol.ServerFrame) bool {
 			c.prompt = nil
 		}
 		c.forget(f.ID)
+	case protocol.TypeReset:
+		// The cursor named another history, or one past its end: start
+		// over with the history that follows.
+		c.lastSeq, c.logID, c.prompt = 0, f.Log, nil
+		c.resets++
+	case protocol.TypeReplayComplete:
+		c.logID = f.Log
 	case protocol.TypePendingPrompt:
 		c.prompt = f.Prompt
 	case protocol.TypeAck:

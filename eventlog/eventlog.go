@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,10 @@ var (
 	// ErrInvalid means the request was malformed (an event over the size
 	// limit, an empty batch, a bad bound). Nothing was written.
 	ErrInvalid = errors.New("eventlog: invalid request")
+	// ErrHole means the store holds less than its own index says: an event
+	// it acknowledged is missing, or a chunk disagrees with the index. The
+	// history is incomplete and is never served as if it were whole.
+	ErrHole = errors.New("eventlog: the history has a hole")
 )
 
 // Key names a conversation's log.
@@ -71,6 +76,11 @@ type Bounds struct {
 	FirstSeq, LastSeq int64
 	// Epoch is the newest epoch that claimed or appended to the log.
 	Epoch int64
+	// LogID names this history: it is made when the log is created and
+	// changes when the log is deleted and created again (a Conversation of
+	// the same name, a flushed store), so a reader's cursor can say which
+	// history its sequence number belongs to.
+	LogID string
 }
 
 // Complete reports whether a reader that has seen everything up to and
@@ -98,8 +108,9 @@ type Log interface {
 	// Bounds returns what the log holds.
 	Bounds(ctx context.Context, key Key) (Bounds, error)
 
-	// Trim drops the oldest events so that at most keep remain.
-	Trim(ctx context.Context, key Key, keep int) error
+	// Trim drops the oldest events so that at most keep remain, under
+	// epoch: a fenced owner trims nothing (ErrFenced).
+	Trim(ctx context.Context, key Key, epoch int64, keep int) error
 
 	// Delete removes every trace of the conversation. Deleting a log that
 	// does not exist is not an error.
@@ -154,6 +165,35 @@ func ValidateRead(after int64, limit int) (int, error) {
 	return limit, nil
 }
 
+// CheckRead verifies that events are exactly what a log with bounds b must
+// return for a read after after with limit: consecutive sequence numbers
+// from the first retained one past after, as many as the log holds up to
+// limit. Anything else is a hole (ErrHole), never a shorter history.
+func CheckRead(k Key, b Bounds, after int64, limit int, events []Event) error {
+	from := max(after+1, b.FirstSeq)
+	want := max(min(int64(limit), b.LastSeq-from+1), 0)
+	for i, e := range events {
+		if e.Seq != from+int64(i) {
+			return fmt.Errorf("%w: %s: expected seq %d after %d, found %d", ErrHole, k, from+int64(i), after, e.Seq)
+		}
+	}
+	if int64(len(events)) != want {
+		return fmt.Errorf("%w: %s: holds events %d..%d, a read after %d found %d of them", ErrHole, k, b.FirstSeq, b.LastSeq, after, len(events))
+	}
+	return nil
+}
+
+// ValidateTrim checks a trim's epoch and count.
+func ValidateTrim(epoch int64, keep int) error {
+	if epoch < 1 {
+		return fmt.Errorf("%w: epoch %d, want 1 or more", ErrInvalid, epoch)
+	}
+	if keep < 0 {
+		return fmt.Errorf("%w: keep %d", ErrInvalid, keep)
+	}
+	return nil
+}
+
 // ValidateClaim checks a claim's epoch.
 func ValidateClaim(epoch int64) error {
 	if epoch < 1 {
@@ -161,3 +201,6 @@ func ValidateClaim(epoch int64) error {
 	}
 	return nil
 }
+
+// NewLogID returns a fresh log identity for a backend that makes its own.
+func NewLogID() string { return rand.Text()[:20] }

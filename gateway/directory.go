@@ -29,8 +29,11 @@ type Directory struct {
 	client client.Client
 
 	mu      sync.Mutex
-	waiters map[types.NamespacedName]map[chan struct{}]struct{}
+	waiters map[types.NamespacedName]map[*waiter]struct{}
 }
+
+// waiter is one OnChange registration.
+type waiter struct{ fn func() }
 
 // DirectoryOptions configure a Directory.
 type DirectoryOptions struct {
@@ -61,7 +64,7 @@ func NewDirectory(cfg *rest.Config, o DirectoryOptions) (*Directory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the API client: %w", err)
 	}
-	return &Directory{cache: c, client: cl, waiters: map[types.NamespacedName]map[chan struct{}]struct{}{}}, nil
+	return &Directory{cache: c, client: cl, waiters: map[types.NamespacedName]map[*waiter]struct{}{}}, nil
 }
 
 // Start runs the cache until ctx ends; it returns once the cache has
@@ -112,22 +115,23 @@ func (d *Directory) Get(ctx context.Context, key types.NamespacedName) (*tetherv
 	return conv, nil
 }
 
-// Watch returns a channel that receives a value whenever the conversation
-// changes, and a function that stops the notifications.
-func (d *Directory) Watch(key types.NamespacedName) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// OnChange calls fn whenever the conversation changes (after the cache
+// holds the change), until stop is called. fn runs on the informer's
+// goroutine: it must not block.
+func (d *Directory) OnChange(key types.NamespacedName, fn func()) (stop func()) {
+	w := &waiter{fn: fn}
 	d.mu.Lock()
 	set := d.waiters[key]
 	if set == nil {
-		set = map[chan struct{}]struct{}{}
+		set = map[*waiter]struct{}{}
 		d.waiters[key] = set
 	}
-	set[ch] = struct{}{}
+	set[w] = struct{}{}
 	d.mu.Unlock()
-	return ch, func() {
+	return func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		delete(d.waiters[key], ch)
+		delete(d.waiters[key], w)
 		if len(d.waiters[key]) == 0 {
 			delete(d.waiters, key)
 		}
@@ -136,12 +140,13 @@ func (d *Directory) Watch(key types.NamespacedName) (<-chan struct{}, func()) {
 
 func (d *Directory) notify(key types.NamespacedName) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for ch := range d.waiters[key] {
-		select {
-		case ch <- struct{}{}:
-		default: // a notification is already pending; one is enough
-		}
+	fns := make([]func(), 0, len(d.waiters[key]))
+	for w := range d.waiters[key] {
+		fns = append(fns, w.fn)
+	}
+	d.mu.Unlock()
+	for _, fn := range fns {
+		fn()
 	}
 }
 

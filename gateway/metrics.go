@@ -13,6 +13,7 @@ type Metrics struct {
 	Holds             prometheus.Gauge
 	HoldSeconds       prometheus.Histogram
 	UpstreamReconnect prometheus.Counter
+	OwnerChanged      prometheus.Counter
 	Frames            *prometheus.CounterVec
 	AuthFailures      *prometheus.CounterVec
 	Refused           *prometheus.CounterVec
@@ -37,6 +38,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		UpstreamReconnect: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tether_gateway_upstream_reconnects_total", Help: "Times an owner's socket was lost mid-session and the gateway connected again.",
 		}),
+		OwnerChanged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tether_gateway_owner_changes_total", Help: "Owner sockets dropped because the Conversation named a new owner or epoch while they were open.",
+		}),
 		Frames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tether_gateway_frames_total", Help: "Frames forwarded, by direction: in (client to owner) and out (owner to client).",
 		}, []string{"direction"}),
@@ -56,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Refused.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.Holds, m.HoldSeconds, m.UpstreamReconnect, m.Frames, m.AuthFailures, m.Refused)
+		reg.MustRegister(m.Connections, m.Holds, m.HoldSeconds, m.UpstreamReconnect, m.OwnerChanged, m.Frames, m.AuthFailures, m.Refused)
 	}
 	return m
 }

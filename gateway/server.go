@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,8 +25,10 @@ import (
 type Conversations interface {
 	// Get returns the conversation, or nil if there is none.
 	Get(ctx context.Context, key types.NamespacedName) (*tetherv1alpha1.Conversation, error)
-	// Watch signals the channel whenever the conversation changes.
-	Watch(key types.NamespacedName) (<-chan struct{}, func())
+	// OnChange calls fn whenever the conversation changes, until the
+	// returned function is called. fn runs on the notifier's goroutine and
+	// must not block.
+	OnChange(key types.NamespacedName, fn func()) (stop func())
 	// Wake asks for a Suspended conversation to be placed.
 	Wake(ctx context.Context, key types.NamespacedName) error
 }
@@ -152,7 +153,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "a conversation is a WebSocket: GET with an upgrade", http.StatusMethodNotAllowed)
 		return
 	}
-	ns, name, after, err := protocol.ParseConversationURL(r.URL)
+	ns, name, cursor, err := protocol.ParseConversationURL(r.URL)
 	if err != nil {
 		s.cfg.Metrics.Refused.WithLabelValues(refusedBadRequest).Inc()
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -205,7 +206,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case Route:
 		// Dial the owner before upgrading, so its refusal can be passed on.
 		var status int
-		up, status, err = s.dial(r.Context(), d.Upstream, key, after)
+		up, status, err = s.dial(r.Context(), d.Upstream, key, cursor)
 		if err != nil && passThrough(status) {
 			release()
 			s.cfg.Metrics.Refused.WithLabelValues(refusedUpstreamError).Inc()
@@ -223,17 +224,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return // the upgrader answered
 	}
-	sess := newSession(s, key, id.Subject, client, after, release)
+	sess := newSession(s, key, id.Subject, client, cursor, d, release)
 	sess.expireAt(id.Expiry)
 	go sess.readClient()
 	go sess.runUpstream(up)
 }
 
-// dial connects to a conversation's owner, resuming after after. status is
+// dial connects to a conversation's owner, resuming at cursor. status is
 // the owner's HTTP status when it refused.
-func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName, after int64) (*websocket.Conn, int, error) {
+func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName, cursor protocol.Cursor) (*websocket.Conn, int, error) {
 	u := url.URL{Scheme: "ws", Host: addr, Path: protocol.ConversationPath(key.Namespace, key.Name),
-		RawQuery: protocol.AfterParam + "=" + strconv.FormatInt(after, 10)}
+		RawQuery: cursor.Query().Encode()}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
 	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + string(s.cfg.UpstreamToken)}})

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -53,9 +54,14 @@ type session struct {
 	// owner (it applies a client id at most once).
 	held, unacked []clientFrame
 
-	// lastSeq is the last event sequence number the client has; only
-	// runUpstream touches it.
-	lastSeq int64
+	// routed is the owner the current upstream was dialed for; when the
+	// Conversation names another (a new epoch), the upstream is dropped
+	// and the next owner found, even if the old one never closes.
+	routed Decision
+
+	// cursor is where the client is: the last event sequence number it
+	// has, of which history; only runUpstream touches it.
+	cursor protocol.Cursor
 
 	done    chan struct{}
 	endOnce sync.Once
@@ -67,9 +73,9 @@ type clientFrame struct {
 	id   string
 }
 
-func newSession(srv *Server, key types.NamespacedName, subject string, client *websocket.Conn, after int64, release func()) *session {
+func newSession(srv *Server, key types.NamespacedName, subject string, client *websocket.Conn, cursor protocol.Cursor, routed Decision, release func()) *session {
 	s := &session{
-		srv: srv, key: key, subject: subject, client: client, release: release, lastSeq: after, opened: time.Now(),
+		srv: srv, key: key, subject: subject, client: client, release: release, cursor: cursor, routed: routed, opened: time.Now(),
 		limiter: rate.NewLimiter(rate.Limit(srv.cfg.MessageRate), srv.cfg.MessageBurst),
 		done:    make(chan struct{}),
 	}
@@ -266,14 +272,15 @@ func (s *session) writeClient(kind int, data []byte) error {
 }
 
 // runUpstream connects to the owner (holding while there is none), pipes
-// its frames to the client, and when the owner is lost finds the next one,
-// resuming after the last event the client has.
+// its frames to the client, and when the owner is lost or replaced finds the
+// next one, resuming after the last event the client has.
 func (s *session) runUpstream(up *websocket.Conn) {
 	defer s.srv.sessions.running.Done()
 	for {
 		if up == nil {
+			var routed Decision
 			var err error
-			up, err = s.hold()
+			up, routed, err = s.hold()
 			if err != nil {
 				var ce *closeError
 				if errors.As(err, &ce) {
@@ -281,11 +288,17 @@ func (s *session) runUpstream(up *websocket.Conn) {
 				}
 				return
 			}
+			s.mu.Lock()
+			s.routed = routed
+			s.mu.Unlock()
 		}
 		if !s.attach(up) {
 			return
 		}
+		stopFollowing := s.srv.cfg.Conversations.OnChange(s.key, s.followOwner)
+		s.followOwner() // a change between the dial and now
 		code, reason, clientGone := s.pipe(up)
+		stopFollowing()
 		s.detach(up)
 		if clientGone || s.ended() {
 			return
@@ -298,6 +311,29 @@ func (s *session) runUpstream(up *websocket.Conn) {
 		s.srv.cfg.Log.V(1).Info("lost the owner's socket; finding the owner again", "conversation", s.key, "code", code)
 		up = nil
 	}
+}
+
+// followOwner drops the upstream when the Conversation no longer names the
+// owner it was dialed for: the controller moved it (a new epoch), or the
+// client may no longer use it. The owner may be frozen or cut off and never
+// close its socket; the client must not wait for that. runUpstream then
+// holds, tells the client, and connects to the new owner. It runs on the
+// Directory's notification goroutine, so it only reads the cache and closes
+// a socket.
+func (s *session) followOwner() {
+	conv, err := s.srv.cfg.Conversations.Get(context.Background(), s.key)
+	if err != nil {
+		return
+	}
+	d := Decide(conv, s.subject)
+	s.mu.Lock()
+	up, routed := s.up, s.routed
+	s.mu.Unlock()
+	if up == nil || (d.Action == Route && d.Upstream == routed.Upstream && d.Epoch == routed.Epoch) {
+		return
+	}
+	s.srv.cfg.Metrics.OwnerChanged.Inc()
+	_ = up.Close() // pipe's read fails at once
 }
 
 // endsSession reports whether an owner's close code is the client's own
@@ -372,14 +408,20 @@ func (s *session) pipe(up *websocket.Conn) (code int, reason string, clientGone 
 			if h, ok := protocol.PeekHead(data); ok {
 				switch h.Type {
 				case protocol.TypeEvent:
-					if h.Seq <= s.lastSeq {
+					if h.Seq <= s.cursor.After {
 						continue
 					}
-					s.lastSeq = h.Seq
+					s.cursor.After = h.Seq
 				case protocol.TypeAck, protocol.TypeError:
 					if h.ID != "" {
 						s.acked(h.ID)
 					}
+				case protocol.TypeReset:
+					// The owner did not honour the cursor: what follows is
+					// the history from its start, all of it for the client.
+					s.cursor = protocol.Cursor{Log: logOf(data)}
+				case protocol.TypeReplayComplete:
+					s.cursor.Log = logOf(data)
 				}
 			}
 		}
@@ -392,6 +434,15 @@ func (s *session) pipe(up *websocket.Conn) (code int, reason string, clientGone 
 		}
 		cfg.Metrics.framesOut.Inc()
 	}
+}
+
+// logOf reads the log identity of a reset or replay_complete frame.
+func logOf(data []byte) string {
+	var f struct {
+		Log string `json:"log"`
+	}
+	_ = json.Unmarshal(data, &f)
+	return f.Log
 }
 
 // writeDeadline bounds writes to a socket without resetting the deadline
@@ -422,7 +473,7 @@ var errEnded = errors.New("the session ended")
 // reachable owner: it tells the client the phase, wakes a Suspended
 // conversation, and connects as soon as the conversation's status names an
 // owner that answers.
-func (s *session) hold() (*websocket.Conn, error) {
+func (s *session) hold() (*websocket.Conn, Decision, error) {
 	cfg := &s.srv.cfg
 	start := time.Now()
 	cfg.Metrics.Holds.Inc()
@@ -430,7 +481,13 @@ func (s *session) hold() (*websocket.Conn, error) {
 		cfg.Metrics.Holds.Dec()
 		cfg.Metrics.HoldSeconds.Observe(time.Since(start).Seconds())
 	}()
-	changed, stop := cfg.Conversations.Watch(s.key)
+	changed := make(chan struct{}, 1)
+	stop := cfg.Conversations.OnChange(s.key, func() {
+		select {
+		case changed <- struct{}{}:
+		default: // a notification is already pending; one is enough
+		}
+	})
 	defer stop()
 	timeout := time.NewTimer(cfg.HoldTimeout)
 	defer timeout.Stop()
@@ -460,7 +517,7 @@ func (s *session) hold() (*websocket.Conn, error) {
 		message := "waiting for the conversation's owner"
 		switch d.Action {
 		case Refuse:
-			return nil, &closeError{d.CloseCode, d.Reason}
+			return nil, Decision{}, &closeError{d.CloseCode, d.Reason}
 		case Wake:
 			message = "the conversation is suspended; waking it"
 		case Route:
@@ -480,12 +537,12 @@ func (s *session) hold() (*websocket.Conn, error) {
 				woken = true
 			}
 		case d.Action == Route && retry == nil:
-			up, status, err := s.srv.dial(ctx, d.Upstream, s.key, s.lastSeq)
+			up, status, err := s.srv.dial(ctx, d.Upstream, s.key, s.cursor)
 			if err == nil {
-				return up, nil
+				return up, d, nil
 			}
 			if status == http.StatusUnauthorized {
-				return nil, &closeError{protocol.CloseInternal, "the gateway cannot reach conversations now"}
+				return nil, Decision{}, &closeError{protocol.CloseInternal, "the gateway cannot reach conversations now"}
 			}
 			retry = time.After(backoff)
 			backoff = min(2*backoff, 2*time.Second)
@@ -497,9 +554,9 @@ func (s *session) hold() (*websocket.Conn, error) {
 			retry = nil
 		case <-timeout.C:
 			cfg.Metrics.Refused.WithLabelValues(refusedHoldTimeout).Inc()
-			return nil, &closeError{protocol.CloseHoldTimeout, textlimit.Truncate(fmt.Sprintf("no owner within %s: reconnect to try again", cfg.HoldTimeout), 123)}
+			return nil, Decision{}, &closeError{protocol.CloseHoldTimeout, textlimit.Truncate(fmt.Sprintf("no owner within %s: reconnect to try again", cfg.HoldTimeout), 123)}
 		case <-s.done:
-			return nil, errEnded
+			return nil, Decision{}, errEnded
 		}
 	}
 }

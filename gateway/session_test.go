@@ -97,8 +97,8 @@ func isType(typ string) func(protocol.ServerFrame) bool {
 	return func(f protocol.ServerFrame) bool { return f.Type == typ }
 }
 
-func isEvent(event string) func(protocol.ServerFrame) bool {
-	return func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeEvent && f.Event == event }
+func isFinished(f protocol.ServerFrame) bool {
+	return f.Type == protocol.TypeEvent && f.Event == protocol.EventFinished
 }
 
 // wantEvents checks the whole conversation was delivered once, in order.
@@ -147,7 +147,7 @@ func TestClientReconnectsAndResumes(t *testing.T) {
 	if _, err := c.Answer(first.Prompt.ID, "approve"); err != nil {
 		t.Fatal(err)
 	}
-	r.wait(t, "finished", 1, isEvent(protocol.EventFinished))
+	r.wait(t, "finished", 1, isFinished)
 	wantEvents(t, r)
 	if c.Pending() != 0 || c.Prompt() != nil {
 		t.Fatalf("pending %d, prompt %+v after the end", c.Pending(), c.Prompt())
@@ -200,7 +200,7 @@ func TestOwnerKilledMidConversation(t *testing.T) {
 	if _, err := c.Answer(again.Prompt.ID, "approve"); err != nil {
 		t.Fatal(err)
 	}
-	r.wait(t, "finished", 1, isEvent(protocol.EventFinished))
+	r.wait(t, "finished", 1, isFinished)
 	wantEvents(t, r)
 	if c.Binds() != 1 {
 		t.Fatalf("the client connected %d times; the gateway should have held its socket", c.Binds())
@@ -232,7 +232,7 @@ func TestGatewayReplicaKilled(t *testing.T) {
 	if _, err := c.Answer(again.Prompt.ID, "approve"); err != nil {
 		t.Fatal(err)
 	}
-	r.wait(t, "finished", 1, isEvent(protocol.EventFinished))
+	r.wait(t, "finished", 1, isFinished)
 	wantEvents(t, r)
 }
 

@@ -88,7 +88,8 @@ func TestServerFramesOnTheWire(t *testing.T) {
 		{AckFrame("c-1", 7, false), `{"type":"ack","seq":7,"id":"c-1"}`},
 		{AckFrame("c-1", 7, true), `{"type":"ack","seq":7,"id":"c-1","duplicate":true}`},
 		{StatusFrame("Rescheduling", "", "owner pod lost; moving"), `{"type":"status","phase":"Rescheduling","message":"owner pod lost; moving"}`},
-		{ReplayCompleteFrame(false, 21, 30), `{"type":"replay_complete","complete":false,"firstSeq":21,"lastSeq":30}`},
+		{ReplayCompleteFrame(false, 21, 30, "L1"), `{"type":"replay_complete","complete":false,"firstSeq":21,"lastSeq":30,"log":"L1"}`},
+		{ResetFrame(ResetCursorAhead, "L1", "m"), `{"type":"reset","log":"L1","code":"cursor_ahead","message":"m"}`},
 		{ErrorFrame(CodePromptMismatch, "c-9", "prompt p1 is not pending"), `{"type":"error","id":"c-9","code":"prompt_mismatch","message":"prompt p1 is not pending"}`},
 	}
 	for _, tc := range cases {

@@ -46,11 +46,28 @@ const (
 	TypeStatus = "status"
 	// TypeReplayComplete ends a replay and says whether it was complete.
 	TypeReplayComplete = "replay_complete"
+	// TypeReset comes first in a bind whose cursor did not name the
+	// conversation's history: Code says why (ResetCursorAhead,
+	// ResetLogChanged), Log names the history that follows. The client
+	// forgets its cursor and what it showed; the replay that follows starts
+	// at the first retained event of that history.
+	TypeReset = "reset"
 	// TypePendingPrompt re-sends the question the agent is waiting on; it
 	// follows every replay, even if the client saw the prompt before.
 	TypePendingPrompt = "pending_prompt"
 	// TypeError reports a refused frame; the connection stays open.
 	TypeError = "error"
+)
+
+// Why a bind reset the client's cursor (the code of a reset frame).
+const (
+	// ResetCursorAhead: the cursor is past the end of the log: the log lost
+	// history it had (a store restored from an older copy, a memory store
+	// that lost its pod), or the cursor is wrong.
+	ResetCursorAhead = "cursor_ahead"
+	// ResetLogChanged: the cursor belongs to another history of this
+	// conversation name (deleted and created again, or a store emptied).
+	ResetLogChanged = "log_changed"
 )
 
 // Durable event types (the "event" field of an event frame).
@@ -113,6 +130,9 @@ type ServerFrame struct {
 	Complete *bool `json:"complete,omitempty"`
 	FirstSeq int64 `json:"firstSeq,omitempty"`
 	LastSeq  int64 `json:"lastSeq,omitempty"`
+	// Log names the history of a replay_complete or reset frame: a client
+	// sends it back as the cursor's "log" parameter when it reconnects.
+	Log string `json:"log,omitempty"`
 
 	// Prompt is the pending prompt.
 	Prompt *Prompt `json:"prompt,omitempty"`
@@ -169,9 +189,15 @@ func StatusFrame(phase, owner, message string) ServerFrame {
 	return ServerFrame{Type: TypeStatus, Phase: phase, Owner: owner, Message: message}
 }
 
-// ReplayCompleteFrame ends a replay.
-func ReplayCompleteFrame(complete bool, firstSeq, lastSeq int64) ServerFrame {
-	return ServerFrame{Type: TypeReplayComplete, Complete: boolPtr(complete), FirstSeq: firstSeq, LastSeq: lastSeq}
+// ReplayCompleteFrame ends a replay of history log.
+func ReplayCompleteFrame(complete bool, firstSeq, lastSeq int64, log string) ServerFrame {
+	return ServerFrame{Type: TypeReplayComplete, Complete: boolPtr(complete), FirstSeq: firstSeq, LastSeq: lastSeq, Log: log}
+}
+
+// ResetFrame starts a bind whose cursor did not name history log; code is
+// ResetCursorAhead or ResetLogChanged.
+func ResetFrame(code, log, message string) ServerFrame {
+	return ServerFrame{Type: TypeReset, Code: code, Log: log, Message: message}
 }
 
 // PendingPromptFrame re-sends the pending prompt, recorded as event seq.

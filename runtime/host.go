@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -42,6 +43,9 @@ type Host struct {
 	MaxQueued  int
 	// Retention is the Agent's store.retention.maxEvents.
 	Retention int
+	// Recorder, if set, records Warning events on Conversations (a hole
+	// found in an event log).
+	Recorder events.EventRecorder
 
 	mu      sync.Mutex
 	running map[types.NamespacedName]*hosted
@@ -110,6 +114,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
 		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued, Retention: h.Retention,
 		Status: func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
+		Hole:   func(err error) { h.reportHole(conv, err) },
 		// Serve sockets before the status says this pod owns it.
 		Ready: func(c *conversation.Conversation) { h.register(key, c, epoch) },
 	})

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"tether.dev/tether/eventlog"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 )
@@ -47,7 +48,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	ns, name, after, err := protocol.ParseConversationURL(r.URL)
+	ns, name, cursor, err := protocol.ParseConversationURL(r.URL)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -57,13 +58,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this pod does not own the conversation", http.StatusConflict)
 		return
 	}
-	sub, err := conv.Subscribe(r.Context(), after)
+	sub, err := conv.Subscribe(r.Context(), cursor)
 	if err != nil {
-		if errors.Is(err, conversation.ErrNotOwner) {
+		switch {
+		case errors.Is(err, conversation.ErrNotOwner):
 			http.Error(w, "this pod does not own the conversation", http.StatusConflict)
-			return
+		case errors.Is(err, eventlog.ErrHole):
+			ctrl.LoggerFrom(r.Context()).Error(err, "refused a replay: the event log has a hole", "conversation", types.NamespacedName{Namespace: ns, Name: name})
+			http.Error(w, "the conversation's history has a hole: an operator must look at its event log", http.StatusServiceUnavailable)
+		default:
+			http.Error(w, "the event log is unavailable", http.StatusServiceUnavailable)
 		}
-		http.Error(w, "the event log is unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	ws, err := upgrader.Upgrade(w, r, nil)

@@ -40,6 +40,9 @@ const (
 	ReasonCompleted = "Completed"
 	// ReasonAgentFailed means the agent failed the conversation.
 	ReasonAgentFailed = "AgentFailed"
+	// ReasonEventLogHole means a read of the conversation's event log found
+	// an event its index names missing: the history is incomplete.
+	ReasonEventLogHole = "EventLogHole"
 	// ReasonPodsReady means an Agent has ready pods with free capacity.
 	ReasonPodsReady = "PodsReady"
 	// ReasonNoReadyPods means an Agent has no ready pod with a live Lease.

@@ -39,11 +39,12 @@ import (
 )
 
 func main() {
-	var agentName, agentCommand, tokenFile, probeAddr string
+	var agentName, agentCommand, tokenFile, probeAddr, metricsAddr string
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
 	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
 	flag.StringVar(&tokenFile, "token-file", "/var/run/tether/token", "File holding the token the gateway presents (mounted from a Secret).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of /metrics (plain HTTP), or 0 for none. tether_runtime_event_log_holes_total is there.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -53,7 +54,7 @@ func main() {
 		ctrl.Log.Error(err, "choosing the agent")
 		os.Exit(2)
 	}
-	if err := run(handler, tokenFile, probeAddr); err != nil {
+	if err := run(handler, tokenFile, probeAddr, metricsAddr); err != nil {
 		ctrl.Log.Error(err, "runtime stopped")
 		os.Exit(1)
 	}
@@ -74,7 +75,7 @@ func chooseAgent(name, command string, args []string) (conversation.Handler, err
 	return handler, nil
 }
 
-func run(handler conversation.Handler, tokenFile, probeAddr string) error {
+func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string) error {
 	pod, leaseDuration, port, err := podFromEnv()
 	if err != nil {
 		return err
@@ -116,7 +117,7 @@ func run(handler conversation.Handler, tokenFile, probeAddr string) error {
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Cache: tetherruntime.CacheOptions(pod),
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: probeAddr,
+		Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr,
 	})
 	if err != nil {
 		return err
@@ -126,6 +127,7 @@ func run(handler conversation.Handler, tokenFile, probeAddr string) error {
 		Client: mgr.GetClient(), Direct: direct, Pod: pod, Lease: keeper, Log: log, Handler: handler,
 		BusyPolicy: agent.Spec.BusyPolicy, MaxQueued: int(agent.Spec.MaxQueuedMessages),
 		Retention: int(agent.Spec.Store.Retention.MaxEvents),
+		Recorder:  mgr.GetEventRecorder("tether-runtime"),
 	}
 	if err := host.SetupWithManager(mgr); err != nil {
 		return err

@@ -27,6 +27,19 @@ type Options struct {
 	// process would have) that the fencing race claims through; the same
 	// log otherwise.
 	NewOwner eventlog.Log
+	// Gated returns another client of the same store whose every request
+	// to the store first passes gate, so the suite can freeze an owner
+	// between any two of its requests. Nil: the log is gated between whole
+	// operations (right for a store whose operations are atomic in
+	// process, like memory).
+	Gated func(gate *Gate) eventlog.Log
+	// Layouts are event counts at which the backend changes how it stores
+	// a log (kubelog: its seal threshold); the stale-owner test freezes an
+	// owner around each.
+	Layouts []int
+	// DropEvent removes one event from the store behind the log's back, as
+	// damage would; nil where the store cannot be damaged that way.
+	DropEvent func(key eventlog.Key, seq int64) error
 }
 
 var keySeq atomic.Int64
@@ -57,6 +70,9 @@ func Run(t *testing.T, log eventlog.Log, opts Options) {
 	if opts.NewOwner == nil {
 		opts.NewOwner = log
 	}
+	if opts.Gated == nil {
+		opts.Gated = func(g *Gate) eventlog.Log { return &gatedLog{Log: log, gate: g} }
+	}
 	t.Run("AppendAndReadBack", func(t *testing.T) { appendAndReadBack(t, log) })
 	t.Run("ReadAfterN", func(t *testing.T) { readAfterN(t, log) })
 	t.Run("BoundedReads", func(t *testing.T) { boundedReads(t, log) })
@@ -65,6 +81,10 @@ func Run(t *testing.T, log eventlog.Log, opts Options) {
 	t.Run("Delete", func(t *testing.T) { deleteLog(t, log) })
 	t.Run("Fencing", func(t *testing.T) { fencing(t, log) })
 	t.Run("FencingUnderConcurrency", func(t *testing.T) { fencingUnderConcurrency(t, log, opts) })
+	t.Run("StaleOwnerFrozenAtEveryStep", func(t *testing.T) { staleOwnerFrozenAtEveryStep(t, log, opts) })
+	t.Run("StaleOwnerTrimIsFenced", func(t *testing.T) { staleOwnerTrim(t, log, opts) })
+	t.Run("HoleIsReported", func(t *testing.T) { holeIsReported(t, log, opts) })
+	t.Run("IdentityNamesOneHistory", func(t *testing.T) { identityNamesOneHistory(t, log) })
 	t.Run("BadInput", func(t *testing.T) { badInput(t, log) })
 	t.Run("NamespacesAreSeparate", func(t *testing.T) { namespacesAreSeparate(t, log) })
 }
@@ -124,7 +144,11 @@ func checkSeqs(t *testing.T, events []eventlog.Event, from int64) {
 
 func appendAndReadBack(t *testing.T, log eventlog.Log) {
 	key := NewKey("append")
-	if b := claim(t, log, key, 1); b != (eventlog.Bounds{FirstSeq: 1, LastSeq: 0, Epoch: 1}) {
+	b := claim(t, log, key, 1)
+	if b.LogID == "" {
+		t.Fatalf("a new log has no identity: %+v", b)
+	}
+	if b != (eventlog.Bounds{FirstSeq: 1, LastSeq: 0, Epoch: 1, LogID: b.LogID}) {
 		t.Fatalf("a new log's bounds: %+v", b)
 	}
 	before := time.Now().Add(-time.Second)
@@ -272,7 +296,7 @@ func retention(t *testing.T, log eventlog.Log) {
 	key := NewKey("retention")
 	claim(t, log, key, 1)
 	mustAppend(t, log, key, 1, Events(30, "old"))
-	if err := log.Trim(ctx, key, 10); err != nil {
+	if err := log.Trim(ctx, key, 1, 10); err != nil {
 		t.Fatal(err)
 	}
 	b := bounds(t, log, key)
@@ -293,14 +317,14 @@ func retention(t *testing.T, log eventlog.Log) {
 		t.Fatalf("next seq after a trim: %d, want 31", last)
 	}
 	// Keeping more than there is changes nothing.
-	if err := log.Trim(ctx, key, 1000); err != nil {
+	if err := log.Trim(ctx, key, 1, 1000); err != nil {
 		t.Fatal(err)
 	}
 	if b := bounds(t, log, key); b.FirstSeq != 21 || b.LastSeq != 31 {
 		t.Fatalf("bounds after a no-op trim: %+v", b)
 	}
 	// Keeping nothing empties the log but not its numbering.
-	if err := log.Trim(ctx, key, 0); err != nil {
+	if err := log.Trim(ctx, key, 1, 0); err != nil {
 		t.Fatal(err)
 	}
 	if b := bounds(t, log, key); b.FirstSeq != 32 || b.LastSeq != 31 {
@@ -481,7 +505,7 @@ func badInput(t *testing.T, log eventlog.Log) {
 	if _, err := log.Read(ctx, unknown, 0, 10); !errors.Is(err, eventlog.ErrUnknownConversation) {
 		t.Errorf("read of an unknown conversation: %v", err)
 	}
-	if err := log.Trim(ctx, unknown, 10); !errors.Is(err, eventlog.ErrUnknownConversation) {
+	if err := log.Trim(ctx, unknown, 1, 10); !errors.Is(err, eventlog.ErrUnknownConversation) {
 		t.Errorf("trim of an unknown conversation: %v", err)
 	}
 	if _, err := log.Read(ctx, key, -1, 10); !errors.Is(err, eventlog.ErrInvalid) {

@@ -6,9 +6,21 @@
 // objects holding sealed events. An append is one update of the head with the
 // resourceVersion it read: the epoch check and the append are atomic, and the
 // head is the only commit point. When the tail passes SealEvents or
-// SealBytes, its events are copied into a new, immutable chunk and the head
-// is updated to point at it; a chunk whose head update failed is an orphan
-// that holds only committed events and is removed with the log.
+// SealBytes, its events are copied into a new chunk and the head is updated
+// to point at it.
+//
+// Chunks are immutable: they are created, never updated (the runtime's role
+// has no update on them), and named after the log's identity and the exact
+// range they hold, so two writers can only ever race to create the same
+// events. An owner that lost the conversation (frozen past its lease, then
+// thawed) can at most leave an orphan chunk of committed events, whose head
+// update then fails; it cannot change a chunk the current owner wrote. A
+// chunk whose head update failed is left for the log's deletion to remove,
+// since another writer may have found it and pointed the head at it.
+//
+// Readers check what they read against the head: a missing chunk, a chunk
+// whose events are not exactly the range the head names, or a tail with a
+// gap is reported as eventlog.ErrHole, never served as a complete history.
 //
 // Limits: every append is a write of the head (up to SealBytes of tail
 // plus the batch; the owner remembers the head it wrote, so it need not read
@@ -17,7 +29,8 @@
 // would); move to the redis store for long or busy conversations.
 //
 // The runtime needs get, create, update, delete and deletecollection on
-// conversationlogs and conversationlogchunks in its namespace.
+// conversationlogs, and get, create, delete and deletecollection (no update)
+// on conversationlogchunks, in its namespace.
 package kubelog
 
 import (
@@ -132,10 +145,15 @@ func nameHash(name string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// chunkName names the chunk starting at firstSeq: readable when it fits in
-// an object name, hashed otherwise.
-func chunkName(conv string, firstSeq int64) string {
-	suffix := "." + strconv.FormatInt(firstSeq, 10)
+// chunkName names the chunk of the log with identity logID that holds
+// events firstSeq..lastSeq: readable when it fits in an object name, hashed
+// otherwise. One name is only ever given to one range of one history.
+func chunkName(conv string, logID types.UID, firstSeq, lastSeq int64) string {
+	id := string(logID)
+	if len(id) > 8 {
+		id = id[:8]
+	}
+	suffix := "." + strconv.FormatInt(firstSeq, 10) + "-" + strconv.FormatInt(lastSeq, 10) + "." + id
 	if len(conv)+len(suffix) <= 253 {
 		return conv + suffix
 	}
@@ -152,6 +170,16 @@ func ownerRefs(k eventlog.Key) []metav1.OwnerReference {
 	}}
 }
 
+// ownerUID is the UID of the Conversation a log object belongs to.
+func ownerUID(obj metav1.Object) types.UID {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.Kind == "Conversation" {
+			return ref.UID
+		}
+	}
+	return ""
+}
+
 func (l *Log) getHead(ctx context.Context, k eventlog.Key) (*tetherv1alpha1.ConversationLog, error) {
 	head := &tetherv1alpha1.ConversationLog{}
 	if err := l.c.Get(ctx, headKey(k), head); err != nil {
@@ -164,7 +192,7 @@ func (l *Log) getHead(ctx context.Context, k eventlog.Key) (*tetherv1alpha1.Conv
 }
 
 func bounds(head *tetherv1alpha1.ConversationLog) eventlog.Bounds {
-	return eventlog.Bounds{FirstSeq: head.Spec.FirstSeq, LastSeq: head.Spec.LastSeq, Epoch: head.Spec.Epoch}
+	return eventlog.Bounds{FirstSeq: head.Spec.FirstSeq, LastSeq: head.Spec.LastSeq, Epoch: head.Spec.Epoch, LogID: string(head.UID)}
 }
 
 // Claim implements eventlog.Log.
@@ -197,6 +225,12 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 			}
 			l.remember(head)
 			return bounds(head), nil
+		}
+		if prev := ownerUID(head); k.UID != "" && prev != "" && prev != types.UID(k.UID) {
+			// Never adopt another conversation's history, nor delete it
+			// (it may be a stale claim that is wrong): the garbage
+			// collector removes it with its deleted Conversation.
+			return eventlog.Bounds{}, fmt.Errorf("kubelog: the log %s belongs to an earlier Conversation of that name (uid %s), which was deleted: waiting for the garbage collector to remove it", k, prev)
 		}
 		if epoch < head.Spec.Epoch {
 			return eventlog.Bounds{}, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, head.Spec.Epoch, epoch)
@@ -284,22 +318,23 @@ func needsSeal(head *tetherv1alpha1.ConversationLog) bool {
 // appender's epoch. Over MaxChunks, the oldest chunks are dropped.
 func (l *Log) seal(ctx context.Context, k eventlog.Key, epoch int64, head *tetherv1alpha1.ConversationLog) error {
 	tail := head.Spec.Tail
-	ref := tetherv1alpha1.LogChunkRef{Name: chunkName(k.Name, tail[0].Seq), FirstSeq: tail[0].Seq, LastSeq: tail[len(tail)-1].Seq}
+	first, last := tail[0].Seq, tail[len(tail)-1].Seq
+	ref := tetherv1alpha1.LogChunkRef{Name: chunkName(k.Name, head.UID, first, last), FirstSeq: first, LastSeq: last}
 	chunk := &tetherv1alpha1.ConversationLogChunk{
 		ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: ref.Name, OwnerReferences: ownerRefs(k),
 			Labels: map[string]string{tetherv1alpha1.LogConversationLabel: nameHash(k.Name)}},
 		Events: tail,
 	}
-	// A chunk of this name left by an earlier attempt holds the same
-	// committed events, unless retention moved on since: replace it then.
 	if err := l.c.Create(ctx, chunk); apierrors.IsAlreadyExists(err) {
+		// Another attempt, or another owner, sealed the same range of the
+		// same history first: it holds the same committed events, or the
+		// store is damaged. Never overwrite it.
 		existing := &tetherv1alpha1.ConversationLogChunk{}
 		if err := l.c.Get(ctx, client.ObjectKeyFromObject(chunk), existing); err != nil {
 			return err
 		}
-		existing.Events = tail
-		if err := l.c.Update(ctx, existing); err != nil {
-			return err
+		if !sameEvents(existing.Events, tail) {
+			return fmt.Errorf("%w: chunk %s of %s holds other events than the ones it is named for", eventlog.ErrHole, ref.Name, k)
 		}
 	} else if err != nil {
 		return err
@@ -322,6 +357,14 @@ func (l *Log) seal(ctx context.Context, k eventlog.Key, epoch int64, head *tethe
 	return nil
 }
 
+// sameEvents reports whether a and b are the same events, field by field.
+func sameEvents(a, b []tetherv1alpha1.LogEvent) bool {
+	return slices.EqualFunc(a, b, func(x, y tetherv1alpha1.LogEvent) bool {
+		return x.Seq == y.Seq && x.Epoch == y.Epoch && x.Type == y.Type && x.ClientID == y.ClientID &&
+			x.Data == y.Data && x.Time.Equal(&y.Time)
+	})
+}
+
 func (l *Log) deleteChunks(ctx context.Context, k eventlog.Key, refs []tetherv1alpha1.LogChunkRef) {
 	for _, ref := range refs {
 		chunk := &tetherv1alpha1.ConversationLogChunk{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: ref.Name}}
@@ -331,16 +374,43 @@ func (l *Log) deleteChunks(ctx context.Context, k eventlog.Key, refs []tetherv1a
 	}
 }
 
-// Read implements eventlog.Log.
+// Read implements eventlog.Log. A chunk that vanished between reading the
+// head and reading it was trimmed if the head moved past it; the read is
+// then done again from the new head. Anything else the head names and the
+// store lacks is a hole.
 func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) ([]eventlog.Event, error) {
 	limit, err := eventlog.ValidateRead(after, limit)
 	if err != nil {
 		return nil, err
 	}
-	head, err := l.getHead(ctx, k)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		head, err := l.getHead(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out, err := l.readFrom(ctx, k, head, after, limit)
+		if errors.Is(err, errChunkGone) && attempt < 3 {
+			continue
+		}
+		if errors.Is(err, errChunkGone) {
+			return nil, fmt.Errorf("%w: %w", eventlog.ErrHole, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := eventlog.CheckRead(k, bounds(head), after, limit, out); err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
+}
+
+// errChunkGone is a chunk the head names that is not in the store.
+var errChunkGone = errors.New("a chunk the log's head names is missing")
+
+// readFrom reads through head's chunks and tail, checking that every chunk
+// holds exactly the range the head says it does.
+func (l *Log) readFrom(ctx context.Context, k eventlog.Key, head *tetherv1alpha1.ConversationLog, after int64, limit int) ([]eventlog.Event, error) {
 	from := max(after+1, head.Spec.FirstSeq)
 	var out []eventlog.Event
 	take := func(events []tetherv1alpha1.LogEvent) {
@@ -360,16 +430,31 @@ func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) 
 		chunk := &tetherv1alpha1.ConversationLogChunk{}
 		if err := l.c.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, chunk); err != nil {
 			if apierrors.IsNotFound(err) {
-				// Trimmed between reading the head and the chunk: the
-				// caller reads the new bounds and sees the gap reported.
-				return out, nil
+				return nil, fmt.Errorf("%w: %s of %s (events %d..%d)", errChunkGone, ref.Name, k, ref.FirstSeq, ref.LastSeq)
 			}
 			return nil, fmt.Errorf("kubelog: reading chunk %s of %s: %w", ref.Name, k, err)
+		}
+		if err := checkChunk(ref, chunk.Events); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", eventlog.ErrHole, k, err)
 		}
 		take(chunk.Events)
 	}
 	take(head.Spec.Tail)
 	return out, nil
+}
+
+// checkChunk verifies that a chunk holds exactly the events its reference
+// names, in order.
+func checkChunk(ref tetherv1alpha1.LogChunkRef, events []tetherv1alpha1.LogEvent) error {
+	if int64(len(events)) != ref.LastSeq-ref.FirstSeq+1 {
+		return fmt.Errorf("chunk %s holds %d events, its index says %d..%d", ref.Name, len(events), ref.FirstSeq, ref.LastSeq)
+	}
+	for i := range events {
+		if want := ref.FirstSeq + int64(i); events[i].Seq != want {
+			return fmt.Errorf("chunk %s holds seq %d where %d belongs", ref.Name, events[i].Seq, want)
+		}
+	}
+	return nil
 }
 
 func toEvent(e *tetherv1alpha1.LogEvent) eventlog.Event {
@@ -390,14 +475,17 @@ func (l *Log) Bounds(ctx context.Context, k eventlog.Key) (eventlog.Bounds, erro
 }
 
 // Trim implements eventlog.Log.
-func (l *Log) Trim(ctx context.Context, k eventlog.Key, keep int) error {
-	if keep < 0 {
-		return fmt.Errorf("%w: keep %d", eventlog.ErrInvalid, keep)
+func (l *Log) Trim(ctx context.Context, k eventlog.Key, epoch int64, keep int) error {
+	if err := eventlog.ValidateTrim(epoch, keep); err != nil {
+		return err
 	}
 	for range maxAttempts {
 		head, err := l.getHead(ctx, k)
 		if err != nil {
 			return err
+		}
+		if epoch < head.Spec.Epoch {
+			return fmt.Errorf("%w: %s claimed at epoch %d, trim at %d", eventlog.ErrFenced, k, head.Spec.Epoch, epoch)
 		}
 		keepFrom := head.Spec.LastSeq - int64(keep) + 1
 		if keepFrom <= head.Spec.FirstSeq {

@@ -3,6 +3,7 @@ package kubelog_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
@@ -42,7 +44,78 @@ func (n *namespaced) Claim(ctx context.Context, k eventlog.Key, epoch int64) (ev
 func TestConformance(t *testing.T) {
 	eventlogtest.Run(t, &namespaced{Log: kubelog.New(env.Client)}, eventlogtest.Options{
 		FencingRounds: 8, Appenders: 4, NewOwner: &namespaced{Log: kubelog.New(env.Client)},
+		Gated: func(gate *eventlogtest.Gate) eventlog.Log {
+			c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &namespaced{Log: kubelog.New(gatedClient(c, gate))}
+		},
+		Layouts:   []int{kubelog.SealEvents},
+		DropEvent: dropEvent,
 	})
+}
+
+// gatedClient passes every request to the API server through gate, so the
+// suite can freeze an owner between any two of them.
+func gatedClient(c client.WithWatch, gate *eventlogtest.Gate) client.Client {
+	return interceptor.NewClient(c, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			gate.Enter()
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			gate.Enter()
+			return c.List(ctx, list, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			gate.Enter()
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			gate.Enter()
+			return c.Update(ctx, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			gate.Enter()
+			return c.Delete(ctx, obj, opts...)
+		},
+		DeleteAllOf: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteAllOfOption) error {
+			gate.Enter()
+			return c.DeleteAllOf(ctx, obj, opts...)
+		},
+	})
+}
+
+// dropEvent removes one event from the chunk or the tail that holds it,
+// with the test's own (admin) client, as damage to the store would.
+func dropEvent(key eventlog.Key, seq int64) error {
+	ctx := context.Background()
+	var head tetherv1alpha1.ConversationLog
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, &head); err != nil {
+		return err
+	}
+	drop := func(events []tetherv1alpha1.LogEvent) ([]tetherv1alpha1.LogEvent, bool) {
+		n := len(events)
+		events = slices.DeleteFunc(events, func(e tetherv1alpha1.LogEvent) bool { return e.Seq == seq })
+		return events, len(events) != n
+	}
+	for _, ref := range head.Spec.Chunks {
+		if seq < ref.FirstSeq || seq > ref.LastSeq {
+			continue
+		}
+		var chunk tetherv1alpha1.ConversationLogChunk
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: ref.Name}, &chunk); err != nil {
+			return err
+		}
+		chunk.Events, _ = drop(chunk.Events)
+		return env.Client.Update(ctx, &chunk)
+	}
+	var found bool
+	if head.Spec.Tail, found = drop(head.Spec.Tail); !found {
+		return fmt.Errorf("seq %d is in no chunk and not in the tail", seq)
+	}
+	return env.Client.Update(ctx, &head)
 }
 
 // TestSealsChunksAndBoundsThem appends past several seals and checks that the
@@ -87,7 +160,7 @@ func TestSealsChunksAndBoundsThem(t *testing.T) {
 		t.Errorf("%d chunk objects for %d chunk refs", len(chunks.Items), len(head.Spec.Chunks))
 	}
 	// Trimming drops whole chunks; deleting removes every object.
-	if err := log.Trim(ctx, key, 20); err != nil {
+	if err := log.Trim(ctx, key, 1, 20); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.Client.List(ctx, &chunks, client.InNamespace(key.Namespace)); err != nil {
@@ -114,4 +187,44 @@ func BenchmarkAppendParallel(b *testing.B) {
 
 func BenchmarkReadAfterN(b *testing.B) {
 	eventlogtest.BenchmarkReadAfterN(b, &namespaced{Log: kubelog.New(env.Client)})
+}
+
+// TestNeverAdoptsAnEarlierConversationsLog: a Conversation deleted and
+// created again under the same name must not inherit the old history (nor
+// its epoch, which would fence the new owner): until the garbage collector
+// removes the old log, a claim for the new UID is refused and changes
+// nothing; then it starts a new history.
+func TestNeverAdoptsAnEarlierConversationsLog(t *testing.T) {
+	ctx := context.Background()
+	log := &namespaced{Log: kubelog.New(env.Client)}
+	old := eventlogtest.NewKey("adopt")
+	if _, err := log.Claim(ctx, old, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.Append(ctx, old, 5, eventlogtest.Events(3, "old")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := log.Bounds(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed := old
+	renewed.UID = old.UID + "-again"
+	if _, err := log.Claim(ctx, renewed, 1); err == nil {
+		t.Fatal("a new Conversation claimed the log of an earlier one of the same name")
+	}
+	if after, err := log.Bounds(ctx, old); err != nil || after != before {
+		t.Fatalf("a refused claim changed the log: %+v, then %+v (%v)", before, after, err)
+	}
+	// The garbage collector removes the old log with its Conversation.
+	if err := log.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	b, err := log.Claim(ctx, renewed, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.LastSeq != 0 || b.LogID == before.LogID {
+		t.Fatalf("the new Conversation's log %+v, the old one's %+v", b, before)
+	}
 }

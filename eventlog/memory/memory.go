@@ -25,6 +25,7 @@ type Log struct {
 }
 
 type conversation struct {
+	id     string
 	epoch  int64
 	first  int64 // seq of events[0]
 	last   int64
@@ -49,7 +50,7 @@ func (l *Log) Claim(_ context.Context, k eventlog.Key, epoch int64) (eventlog.Bo
 	defer l.mu.Unlock()
 	c, ok := l.convs[key(k)]
 	if !ok {
-		c = &conversation{first: 1}
+		c = &conversation{id: eventlog.NewLogID(), first: 1}
 		l.convs[key(k)] = c
 	}
 	if epoch < c.epoch {
@@ -121,15 +122,18 @@ func (l *Log) Bounds(_ context.Context, k eventlog.Key) (eventlog.Bounds, error)
 }
 
 // Trim implements eventlog.Log.
-func (l *Log) Trim(_ context.Context, k eventlog.Key, keep int) error {
-	if keep < 0 {
-		return fmt.Errorf("%w: keep %d", eventlog.ErrInvalid, keep)
+func (l *Log) Trim(_ context.Context, k eventlog.Key, epoch int64, keep int) error {
+	if err := eventlog.ValidateTrim(epoch, keep); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c, ok := l.convs[key(k)]
 	if !ok {
 		return fmt.Errorf("%w: %s", eventlog.ErrUnknownConversation, k)
+	}
+	if epoch < c.epoch {
+		return fmt.Errorf("%w: %s claimed at epoch %d, trim at %d", eventlog.ErrFenced, k, c.epoch, epoch)
 	}
 	if drop := len(c.events) - keep; drop > 0 {
 		c.events = append([]eventlog.Event(nil), c.events[drop:]...)
@@ -150,5 +154,5 @@ func (l *Log) Delete(_ context.Context, k eventlog.Key) error {
 func (l *Log) Close() error { return nil }
 
 func (c *conversation) bounds() eventlog.Bounds {
-	return eventlog.Bounds{FirstSeq: c.first, LastSeq: c.last, Epoch: c.epoch}
+	return eventlog.Bounds{FirstSeq: c.first, LastSeq: c.last, Epoch: c.epoch, LogID: c.id}
 }

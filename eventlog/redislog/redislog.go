@@ -99,14 +99,17 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 	}
 	ctx, cancel := l.ctx(ctx)
 	defer cancel()
-	reply, err := claimScript.Run(ctx, l.client, l.keys(k), epoch).StringSlice()
+	reply, err := claimScript.Run(ctx, l.client, l.keys(k), epoch, eventlog.NewLogID()).StringSlice()
 	if err != nil {
 		return eventlog.Bounds{}, fmt.Errorf("redislog: claiming %s: %w", k, err)
 	}
 	if err := replyError(k, reply, epoch); err != nil {
 		return eventlog.Bounds{}, err
 	}
-	return parseBounds(reply[1], reply[2], reply[3])
+	if len(reply) < 5 {
+		return eventlog.Bounds{}, fmt.Errorf("redislog: unexpected reply %q for %s", reply, k)
+	}
+	return parseBounds(reply[1], reply[2], reply[3], reply[4])
 }
 
 // Append implements eventlog.Log.
@@ -131,7 +134,8 @@ func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []
 	return strconv.ParseInt(reply[1], 10, 64)
 }
 
-// Read implements eventlog.Log.
+// Read implements eventlog.Log. The bounds and the entries are read in one
+// transaction, so what the stream lacks is a hole, not a race with a trim.
 func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) ([]eventlog.Event, error) {
 	limit, err := eventlog.ValidateRead(after, limit)
 	if err != nil {
@@ -140,17 +144,18 @@ func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) 
 	keys := l.keys(k)
 	ctx, cancel := l.ctx(ctx)
 	defer cancel()
-	var exists *redis.IntCmd
+	var meta *redis.SliceCmd
 	var entries *redis.XMessageSliceCmd
-	if _, err := l.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		exists = p.Exists(ctx, keys[0])
+	if _, err := l.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		meta = p.HMGet(ctx, keys[0], "first", "last", "epoch", "id")
 		entries = p.XRangeN(ctx, keys[1], strconv.FormatInt(after+1, 10)+"-0", "+", int64(limit))
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("redislog: reading %s: %w", k, err)
 	}
-	if exists.Val() == 0 {
-		return nil, fmt.Errorf("%w: %s", eventlog.ErrUnknownConversation, k)
+	b, err := boundsOf(k, meta.Val())
+	if err != nil {
+		return nil, err
 	}
 	out := make([]eventlog.Event, 0, len(entries.Val()))
 	for _, m := range entries.Val() {
@@ -158,7 +163,13 @@ func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) 
 		if err != nil {
 			return nil, fmt.Errorf("redislog: %s: %w", k, err)
 		}
+		if e.Seq > b.LastSeq {
+			break // not committed by the meta hash: never served
+		}
 		out = append(out, e)
+	}
+	if err := eventlog.CheckRead(k, b, after, limit, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -167,31 +178,34 @@ func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) 
 func (l *Log) Bounds(ctx context.Context, k eventlog.Key) (eventlog.Bounds, error) {
 	ctx, cancel := l.ctx(ctx)
 	defer cancel()
-	v, err := l.client.HMGet(ctx, l.keys(k)[0], "first", "last", "epoch").Result()
+	v, err := l.client.HMGet(ctx, l.keys(k)[0], "first", "last", "epoch", "id").Result()
 	if err != nil {
 		return eventlog.Bounds{}, fmt.Errorf("redislog: reading the bounds of %s: %w", k, err)
 	}
-	if v[0] == nil {
+	return boundsOf(k, v)
+}
+
+// boundsOf parses the meta hash's first, last, epoch and id.
+func boundsOf(k eventlog.Key, v []any) (eventlog.Bounds, error) {
+	if len(v) < 4 || v[0] == nil {
 		return eventlog.Bounds{}, fmt.Errorf("%w: %s", eventlog.ErrUnknownConversation, k)
 	}
-	first, _ := v[0].(string)
-	last, _ := v[1].(string)
-	epoch, _ := v[2].(string)
-	return parseBounds(first, last, epoch)
+	field := func(i int) string { s, _ := v[i].(string); return s }
+	return parseBounds(field(0), field(1), field(2), field(3))
 }
 
 // Trim implements eventlog.Log.
-func (l *Log) Trim(ctx context.Context, k eventlog.Key, keep int) error {
-	if keep < 0 {
-		return fmt.Errorf("%w: keep %d", eventlog.ErrInvalid, keep)
+func (l *Log) Trim(ctx context.Context, k eventlog.Key, epoch int64, keep int) error {
+	if err := eventlog.ValidateTrim(epoch, keep); err != nil {
+		return err
 	}
 	ctx, cancel := l.ctx(ctx)
 	defer cancel()
-	reply, err := trimScript.Run(ctx, l.client, l.keys(k), keep).StringSlice()
+	reply, err := trimScript.Run(ctx, l.client, l.keys(k), epoch, keep).StringSlice()
 	if err != nil {
 		return fmt.Errorf("redislog: trimming %s: %w", k, err)
 	}
-	return replyError(k, reply, 0)
+	return replyError(k, reply, epoch)
 }
 
 // Delete implements eventlog.Log.
@@ -206,6 +220,10 @@ func (l *Log) Delete(ctx context.Context, k eventlog.Key) error {
 
 // Close implements eventlog.Log.
 func (l *Log) Close() error { return l.client.Close() }
+
+// AddHook adds a go-redis hook to every command the log sends (tracing,
+// metrics, or a test's fault injection).
+func (l *Log) AddHook(h redis.Hook) { l.client.AddHook(h) }
 
 // Ping checks that Redis answers.
 func (l *Log) Ping(ctx context.Context) error {
@@ -229,8 +247,8 @@ func replyError(k eventlog.Key, reply []string, epoch int64) error {
 	return fmt.Errorf("redislog: unexpected reply %q for %s", reply, k)
 }
 
-func parseBounds(first, last, epoch string) (eventlog.Bounds, error) {
-	var b eventlog.Bounds
+func parseBounds(first, last, epoch, id string) (eventlog.Bounds, error) {
+	b := eventlog.Bounds{LogID: id}
 	var err1, err2, err3 error
 	b.FirstSeq, err1 = strconv.ParseInt(first, 10, 64)
 	b.LastSeq, err2 = strconv.ParseInt(last, 10, 64)

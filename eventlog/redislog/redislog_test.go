@@ -3,9 +3,12 @@ package redislog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
@@ -25,7 +28,44 @@ func newLog(t testing.TB, addr string) *redislog.Log {
 
 func TestConformance(t *testing.T) {
 	server := testredis.Start(t)
-	eventlogtest.Run(t, newLog(t, server.Addr), eventlogtest.Options{FencingRounds: 30, NewOwner: newLog(t, server.Addr)})
+	eventlogtest.Run(t, newLog(t, server.Addr), eventlogtest.Options{
+		FencingRounds: 30, NewOwner: newLog(t, server.Addr),
+		Gated: func(gate *eventlogtest.Gate) eventlog.Log {
+			log := newLog(t, server.Addr)
+			log.AddHook(gateHook{gate})
+			return log
+		},
+		DropEvent: func(key eventlog.Key, seq int64) error {
+			admin := redis.NewClient(&redis.Options{Addr: server.Addr})
+			defer func() { _ = admin.Close() }()
+			stream := "tether:{" + key.Namespace + "/" + key.Name + "}:events"
+			n, err := admin.XDel(context.Background(), stream, fmt.Sprintf("%d-0", seq)).Result()
+			if err == nil && n != 1 {
+				err = fmt.Errorf("no entry %d in %s", seq, stream)
+			}
+			return err
+		},
+	})
+}
+
+// gateHook passes every command to Redis through a gate, so the suite can
+// freeze an owner between any two of them.
+type gateHook struct{ gate *eventlogtest.Gate }
+
+func (gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.gate.Enter()
+		return next(ctx, cmd)
+	}
+}
+
+func (h gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.gate.Enter()
+		return next(ctx, cmds)
+	}
 }
 
 // TestStoreDownMidTest stops Redis while appenders are writing: appends fail

@@ -27,6 +27,7 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/controllers"
 	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/internal/testenv"
 	"tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
@@ -42,7 +43,9 @@ type Options struct {
 	// IP is the loopback address the runtime listens on and the pod's IP.
 	IP   string
 	Port int
-	Log  eventlog.Log
+	// Log is the event log (the kubernetes store through the runtime's own
+	// API access by default).
+	Log eventlog.Log
 	// Config and Direct are the runtime's API access (the administrator's
 	// by default).
 	Config *rest.Config
@@ -56,16 +59,34 @@ type Worker struct {
 	Pod  runtime.Pod
 	Addr string
 
-	stop func()
+	stop   func()
+	frozen freezer
 }
+
+// Freeze stops the runtime as SIGSTOP would: it renews no Lease, writes and
+// reads nothing, and its sockets neither answer nor close, until Thaw.
+func (w *Worker) Freeze() { w.frozen.freeze() }
+
+// Thaw lets a frozen runtime go on where it stopped.
+func (w *Worker) Thaw() { w.frozen.thaw() }
 
 // Start creates a ready pod with IP o.IP and runs a runtime for it: the
 // Lease keeper, the host watching the pod's conversations, and the internal
 // WebSocket endpoint on o.IP:o.Port. It stops when the test ends.
 func Start(t testing.TB, env *testenv.Env, o Options) *Worker {
 	t.Helper()
+	w := &Worker{}
 	if o.Config == nil {
-		o.Config, o.Direct = env.Config, env.Client
+		o.Config = env.Config
+		direct, err := client.New(w.frozen.config(o.Config), client.Options{Scheme: env.Scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Direct = direct
+	}
+	o.Config = w.frozen.config(o.Config)
+	if o.Log == nil {
+		o.Log = kubelog.New(o.Direct)
 	}
 	if o.Handler == nil {
 		o.Handler = agents.Approval
@@ -107,18 +128,20 @@ func Start(t testing.TB, env *testenv.Env, o Options) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	listener = w.frozen.listener(listener)
 	server := &http.Server{Handler: &runtime.Server{Host: host, Token: []byte(Token)}, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{}, 3)
 	go func() { _ = keeper.Run(ctx); done <- struct{}{} }()
 	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()
 	go func() { _ = server.Serve(listener); done <- struct{}{} }()
-	w := &Worker{Pod: p, Addr: listener.Addr().String()}
+	w.Pod, w.Addr = p, listener.Addr().String()
 	stopped := false
 	w.stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
+		w.frozen.thaw()
 		cancel()
 		_ = server.Close()
 		for range 3 {

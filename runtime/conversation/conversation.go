@@ -49,6 +49,10 @@ type Config struct {
 	Retention int
 	// SubscriberBuffer bounds each bound socket's queue (256 by default).
 	SubscriberBuffer int
+	// Hole, if set, is told when the event log was found to have a hole:
+	// the history is incomplete and an operator must look (a Warning event,
+	// a metric). Reads that find one fail; nothing is served as complete.
+	Hole func(error)
 	// Ready, if set, is given the conversation once it can serve sockets
 	// and before its status is first published: whoever sees the status
 	// name this owner can connect at once.
@@ -112,6 +116,9 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	}
 	events, err := readRange(ctx, cfg.Log, cfg.Key, bounds.FirstSeq-1, bounds.LastSeq)
 	if err != nil {
+		if errors.Is(err, eventlog.ErrHole) && cfg.Hole != nil {
+			cfg.Hole(err)
+		}
 		return nil, err
 	}
 	st, err := restore(events)
@@ -166,6 +173,13 @@ func readRange(ctx context.Context, log eventlog.Log, key eventlog.Key, after, l
 		after = batch[len(batch)-1].Seq
 	}
 	return out, nil
+}
+
+// reportHole tells Config.Hole of a hole that err reports.
+func (c *Conversation) reportHole(err error) {
+	if errors.Is(err, eventlog.ErrHole) && c.cfg.Hole != nil {
+		c.cfg.Hole(err)
+	}
 }
 
 // Done is closed when the conversation stopped; Err says why.
@@ -266,8 +280,11 @@ func (c *Conversation) trimLocked(ctx context.Context) {
 	if keep <= 0 || c.st.last-c.first+1 <= keep+max(keep/10, 1) {
 		return
 	}
-	if err := c.cfg.Log.Trim(ctx, c.cfg.Key, int(keep)); err == nil {
+	switch err := c.cfg.Log.Trim(ctx, c.cfg.Key, c.cfg.Epoch, int(keep)); {
+	case err == nil:
 		c.first = c.st.last - keep + 1
+	case errors.Is(err, eventlog.ErrFenced):
+		c.stopLocked(ErrNotOwner, protocol.CloseNotOwner)
 	}
 }
 
@@ -283,6 +300,7 @@ func (c *Conversation) resyncLocked(ctx context.Context) error {
 	}
 	events, err := readRange(ctx, c.cfg.Log, c.cfg.Key, c.st.last, bounds.LastSeq)
 	if err != nil {
+		c.reportHole(err)
 		return err
 	}
 	for _, e := range events {

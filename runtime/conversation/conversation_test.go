@@ -126,7 +126,7 @@ func TestHumanInTheLoop(t *testing.T) {
 		t.Fatalf("status %+v", s)
 	}
 
-	sub, err := c.Subscribe(context.Background(), 0)
+	sub, err := c.Subscribe(context.Background(), protocol.Cursor{After: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestSameMessageThreeTimesIsAppliedOnce(t *testing.T) {
 	first := submit(t, c, message("m-1", "refund 1234"))
 	waitFor(t, "AwaitingInput", awaiting(st))
 	// The client reconnects (a new subscription) and sends it again, twice.
-	if _, err := c.Subscribe(context.Background(), 0); err != nil {
+	if _, err := c.Subscribe(context.Background(), protocol.Cursor{After: 0}); err != nil {
 		t.Fatal(err)
 	}
 	second := submit(t, c, message("m-1", "refund 1234"))
@@ -245,7 +245,7 @@ func TestTakeover(t *testing.T) {
 	if p := stB.last().Prompt; p == nil || p.ID != "approve-1" {
 		t.Fatalf("B presents %+v", p)
 	}
-	sub, err := b.Subscribe(context.Background(), 3)
+	sub, err := b.Subscribe(context.Background(), protocol.Cursor{After: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,10 +342,10 @@ func TestReplayAfterRetentionSaysIncomplete(t *testing.T) {
 	c, st := start(t, log, key, 1, approval)
 	submit(t, c, message("m-1", "refund 1234"))
 	waitFor(t, "AwaitingInput", awaiting(st))
-	if err := log.Trim(context.Background(), key, 1); err != nil {
+	if err := log.Trim(context.Background(), key, 1, 1); err != nil {
 		t.Fatal(err)
 	}
-	sub, err := c.Subscribe(context.Background(), 0)
+	sub, err := c.Subscribe(context.Background(), protocol.Cursor{After: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func TestReplayAfterRetentionSaysIncomplete(t *testing.T) {
 		t.Fatalf("replay_complete %+v, want complete=false from seq 3", marker)
 	}
 	// A client that has seen up to 2 misses nothing.
-	sub2, err := c.Subscribe(context.Background(), 2)
+	sub2, err := c.Subscribe(context.Background(), protocol.Cursor{After: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +367,72 @@ func TestReplayAfterRetentionSaysIncomplete(t *testing.T) {
 		if f.Type == protocol.TypeReplayComplete && !*f.Complete {
 			t.Fatalf("resume after 2 reported incomplete: %+v", f)
 		}
+	}
+}
+
+// TestCursorThatDoesNotNameTheHistoryIsReset: a cursor past the end of the
+// log, or from another history of the same name, is never honoured: the
+// bind starts with a reset frame saying which, then replays the history
+// from its start; a cursor that names the history is honoured.
+func TestCursorThatDoesNotNameTheHistoryIsReset(t *testing.T) {
+	log := memory.New()
+	key := eventlogtest.NewKey("cursor")
+	c, st := start(t, log, key, 1, approval)
+	submit(t, c, message("m-1", "refund 1234"))
+	waitFor(t, "AwaitingInput", awaiting(st))
+	b, err := log.Bounds(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		cursor    protocol.Cursor
+		reset     string
+		firstSeq  int64
+		replayLen int // events replayed
+	}{
+		{"ahead of the log", protocol.Cursor{After: 100000}, protocol.ResetCursorAhead, 1, int(b.LastSeq)},
+		{"ahead, with the right log", protocol.Cursor{After: b.LastSeq + 1, Log: b.LogID}, protocol.ResetCursorAhead, 1, int(b.LastSeq)},
+		{"another history", protocol.Cursor{After: 2, Log: "another-history-0123"}, protocol.ResetLogChanged, 1, int(b.LastSeq)},
+		{"this history", protocol.Cursor{After: 2, Log: b.LogID}, "", 3, int(b.LastSeq) - 2},
+		{"at the end, no log given", protocol.Cursor{After: b.LastSeq}, "", 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sub, err := c.Subscribe(context.Background(), tc.cursor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			var events []int64
+			var marker *protocol.ServerFrame
+			for i, f := range sub.Replay {
+				switch f.Type {
+				case protocol.TypeReset:
+					if i != 0 {
+						t.Fatalf("reset is frame %d of the bind, want the first", i)
+					}
+					if f.Code != tc.reset || f.Log != b.LogID {
+						t.Fatalf("reset %+v, want code %q and log %q", f, tc.reset, b.LogID)
+					}
+				case protocol.TypeEvent:
+					events = append(events, f.Seq)
+				case protocol.TypeReplayComplete:
+					marker = &f
+				}
+			}
+			if tc.reset != "" && sub.Replay[0].Type != protocol.TypeReset {
+				t.Fatalf("no reset frame for cursor %+v: %+v", tc.cursor, sub.Replay[0])
+			}
+			if tc.reset == "" && sub.Replay[0].Type == protocol.TypeReset {
+				t.Fatalf("cursor %+v names the history but was reset", tc.cursor)
+			}
+			if len(events) != tc.replayLen || (len(events) > 0 && events[0] != tc.firstSeq) {
+				t.Fatalf("replayed %v, want %d events from %d", events, tc.replayLen, tc.firstSeq)
+			}
+			if marker == nil || marker.Log != b.LogID || !*marker.Complete || marker.LastSeq != b.LastSeq {
+				t.Fatalf("replay_complete %+v, want complete, last %d, log %q", marker, b.LastSeq, b.LogID)
+			}
+		})
 	}
 }
 

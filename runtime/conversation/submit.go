@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -129,10 +130,13 @@ type Subscription struct {
 	closed bool
 }
 
-// Subscribe binds a socket that has seen every event up to after. Nothing
-// is appended between its replay and its first live frame, so it sees every
-// event once, in order.
-func (c *Conversation) Subscribe(ctx context.Context, after int64) (*Subscription, error) {
+// Subscribe binds a socket that has seen every event up to cursor.After of
+// history cursor.Log. Nothing is appended between its replay and its first
+// live frame, so it sees every event once, in order. A cursor that does not
+// name this history, or that is past its end, is never honoured: the
+// replay starts with a reset frame saying so and then replays the history
+// from its first retained event.
+func (c *Conversation) Subscribe(ctx context.Context, cursor protocol.Cursor) (*Subscription, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isStopped() {
@@ -142,20 +146,38 @@ func (c *Conversation) Subscribe(ctx context.Context, after int64) (*Subscriptio
 	if err != nil {
 		return nil, err
 	}
+	s := &Subscription{C: make(chan *protocol.ServerFrame, c.cfg.SubscriberBuffer), c: c}
+	after := cursor.After
+	if code, message := checkCursor(cursor, bounds.LogID, c.st.last); code != "" {
+		s.Replay = append(s.Replay, protocol.ResetFrame(code, bounds.LogID, message))
+		after = 0
+	}
 	events, err := readRange(ctx, c.cfg.Log, c.cfg.Key, after, c.st.last)
 	if err != nil {
+		c.reportHole(err)
 		return nil, err
 	}
-	s := &Subscription{C: make(chan *protocol.ServerFrame, c.cfg.SubscriberBuffer), c: c}
 	for _, e := range events {
 		s.Replay = append(s.Replay, protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
 	}
-	s.Replay = append(s.Replay, protocol.ReplayCompleteFrame(bounds.Complete(after), bounds.FirstSeq, c.st.last))
+	s.Replay = append(s.Replay, protocol.ReplayCompleteFrame(bounds.Complete(after), bounds.FirstSeq, c.st.last, bounds.LogID))
 	if p := c.st.prompt; p != nil {
 		s.Replay = append(s.Replay, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, AskedAt: c.promptTime()}, c.st.promptSeq))
 	}
 	c.subs[s] = struct{}{}
 	return s, nil
+}
+
+// checkCursor says why a cursor cannot be honoured against the history
+// logID that ends at last, or returns no code if it can.
+func checkCursor(cursor protocol.Cursor, logID string, last int64) (code, message string) {
+	switch {
+	case cursor.Log != "" && logID != "" && cursor.Log != logID:
+		return protocol.ResetLogChanged, "your cursor belongs to another history of this conversation (it was deleted and created again, or its store was emptied): replaying from the start"
+	case cursor.After > last:
+		return protocol.ResetCursorAhead, fmt.Sprintf("your cursor %d is past the end of the history (%d): replaying from the start", cursor.After, last)
+	}
+	return "", ""
 }
 
 // Close unbinds the subscription.

@@ -1,0 +1,113 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"tether.dev/tether/client"
+	"tether.dev/tether/protocol"
+)
+
+// script is what a fake server does with each connection in turn: it
+// answers with frames, then closes with 1001 (reconnect at once); the
+// cursor each connection asked for is passed to the test.
+type script struct {
+	frames []protocol.ServerFrame
+}
+
+func serve(t *testing.T, steps []script) (string, <-chan protocol.Cursor) {
+	t.Helper()
+	cursors := make(chan protocol.Cursor, len(steps)+8)
+	upgrader := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}}
+	n := 0
+	srv := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _, cursor, err := protocol.ParseConversationURL(r.URL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		cursors <- cursor
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer func() { _ = ws.Close() }()
+		if n >= len(steps) {
+			time.Sleep(time.Minute) // the test ends before
+			return
+		}
+		step := steps[n]
+		n++
+		for _, f := range step.frames {
+			if err := ws.WriteJSON(f); err != nil {
+				return
+			}
+		}
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, ""), time.Now().Add(time.Second))
+	})}
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return (&url.URL{Scheme: "ws", Host: l.Addr().String(), Path: protocol.ConversationPath("ns", "c")}).String(), cursors
+}
+
+func event(seq int64) protocol.ServerFrame {
+	return protocol.EventFrame(seq, protocol.EventAssistantMessage, "", time.Now(), []byte(`{"text":"x"}`))
+}
+
+// TestResetStartsOver: a server that cannot honour the cursor sends a reset
+// frame; the client delivers it, forgets its cursor, delivers the new
+// history's events although their sequence numbers are below the old
+// cursor, and resumes within the new history on its next connection.
+func TestResetStartsOver(t *testing.T) {
+	u, cursors := serve(t, []script{
+		{frames: []protocol.ServerFrame{
+			protocol.ResetFrame(protocol.ResetLogChanged, "log-2", "another history"),
+			event(1), event(2),
+			protocol.ReplayCompleteFrame(true, 1, 2, "log-2"),
+		}},
+		{frames: []protocol.ServerFrame{event(3), protocol.ReplayCompleteFrame(true, 1, 3, "log-2")}},
+	})
+	c := client.Connect(context.Background(), client.Config{URL: u, Token: client.StaticToken("t"), After: 7, Log: "log-1", MinBackoff: 10 * time.Millisecond})
+	defer func() { _ = c.Close() }()
+
+	want := []string{"reset", "event", "event", "replay_complete", "event", "replay_complete"}
+	var got []string
+	timeout := time.After(10 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case f := <-c.Frames():
+			switch f.Type {
+			case protocol.TypeEvent:
+				got = append(got, "event")
+			default:
+				got = append(got, f.Type)
+			}
+		case <-timeout:
+			t.Fatalf("frames so far: %v", got)
+		}
+	}
+	for i, w := range want {
+		if got[i] != w {
+			t.Fatalf("frames %v, want %v", got, want)
+		}
+	}
+	if first := <-cursors; first != (protocol.Cursor{After: 7, Log: "log-1"}) {
+		t.Fatalf("first connection's cursor %+v, want the caller's", first)
+	}
+	if second := <-cursors; second != (protocol.Cursor{After: 2, Log: "log-2"}) {
+		t.Fatalf("second connection's cursor %+v, want after 2 of the new history", second)
+	}
+	if c.LastSeq() != 3 || c.Log() != "log-2" || c.Resets() != 1 {
+		t.Fatalf("client at %d of %q after %d resets", c.LastSeq(), c.Log(), c.Resets())
+	}
+}
