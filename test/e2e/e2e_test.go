@@ -6,6 +6,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -81,18 +82,21 @@ func TestOwnerPodDeleted(t *testing.T) {
 		waitPods(t, c, 2)
 	}
 	report(t, "owner pod deleted -> client holds the prompt again", took)
-	if p99 := quantile(took, 0.99); p99 > 2*time.Second {
-		t.Errorf("p99 %s over the 2 s target", p99)
+	if p99 := quantile(took, 0.99); p99 > time.Second {
+		t.Errorf("p99 %s over the 1 s target", p99)
 	}
 }
 
-// TestOwnerFrozen: the owner's runtime process is stopped (SIGSTOP); the
-// conversation is owned again after its Lease expires; the thawed runtime
-// writes nothing: the conversation stays with the new owner and its events
-// stay exactly once each.
+// TestOwnerFrozen: the owner's runtime process is stopped (SIGSTOP) while
+// its client waits on the prompt; once the Lease expires the conversation
+// is owned again, and the gateway moves the client's socket to the new
+// owner without waiting for the frozen one's socket to fail. Measures what
+// the person sees: from the freeze to the client holding the prompt again.
+// The thawed runtime writes nothing: the conversation stays with the new
+// owner and its events stay exactly once each.
 func TestOwnerFrozen(t *testing.T) {
 	c := need(t)
-	lease := 10 * time.Second // the Agent's leaseDurationSeconds
+	lease := 4 * time.Second // the Agent's leaseDurationSeconds (hack/e2e.sh)
 	var took []time.Duration
 	for range *runs {
 		name := c.conversation(t, "freeze")
@@ -113,16 +117,15 @@ func TestOwnerFrozen(t *testing.T) {
 			}
 		}
 		t.Cleanup(thaw)
-		eventually(t, lease+30*time.Second, "another owner", func() bool {
-			o, _ := c.run("kubectl", "get", "conversation", name, "-o", "jsonpath={.status.owner.name}/{.status.phase}")
-			return !strings.HasPrefix(o, owner+"/") && strings.HasSuffix(o, "/AwaitingInput")
-		})
-		took = append(took, time.Since(frozen))
-		thaw()
-		again, _ := r.wait(t, "the prompt from the new owner", 2, isPrompt)
-		if again.Prompt.ID != first.Prompt.ID {
+		again, at := r.wait(t, "the prompt from the new owner", 2, isPrompt)
+		took = append(took, at.Sub(frozen))
+		if again.Prompt.ID != first.Prompt.ID || again.Seq != first.Seq {
 			t.Fatalf("prompt %+v after the move, %+v before", again.Prompt, first.Prompt)
 		}
+		if o := c.field(t, name, ".status.owner.name"); o == owner {
+			t.Fatalf("the prompt came again while the frozen pod %s still owns the conversation", owner)
+		}
+		thaw()
 		// The thawed runtime finds its Lease lost and its epoch stale.
 		time.Sleep(3 * time.Second)
 		if o := c.field(t, name, ".status.owner.name"); o == owner {
@@ -132,8 +135,12 @@ func TestOwnerFrozen(t *testing.T) {
 			t.Fatalf("epoch still %s", e)
 		}
 		r.finish(t, again.Prompt.ID)
+		if r.c.Binds() != 1 {
+			t.Errorf("the client connected %d times; the gateway should have held its socket", r.c.Binds())
+		}
+		waitPods(t, c, 2)
 	}
-	report(t, "owner frozen -> conversation owned again (lease 10 s)", took)
+	report(t, "owner frozen -> client holds the prompt again (lease 4 s)", took)
 	if p99 := quantile(took, 0.99); p99 > lease+time.Second {
 		t.Errorf("p99 %s over the lease duration + 1 s", p99)
 	}
@@ -199,21 +206,28 @@ func waitPods(t *testing.T, c *cluster, n int) {
 // runtimePID is the host PID of the runtime process in pod.
 func runtimePID(t *testing.T, c *cluster, pod string) int {
 	t.Helper()
-	id := strings.TrimPrefix(c.kubectl(t, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"), "containerd://")
-	out, err := exec.Command("ctr", "--address", c.containerd(), "-n", "k8s.io", "tasks", "ls").Output() //nolint:noctx // the cluster's ctr
+	pid, err := c.runtimePID(pod)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return pid
+}
+
+func (c *cluster) runtimePID(pod string) (int, error) {
+	id, err := c.run("kubectl", "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}")
+	if err != nil {
+		return 0, fmt.Errorf("the container of pod %s: %w: %s", pod, err, id)
+	}
+	id = strings.TrimPrefix(id, "containerd://")
+	out, err := exec.Command("ctr", "--address", c.containerd(), "-n", "k8s.io", "tasks", "ls").Output() //nolint:noctx // the cluster's ctr
+	if err != nil {
+		return 0, err
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && f[0] == id {
-			pid, err := strconv.Atoi(f[1])
-			if err != nil {
-				t.Fatal(err)
-			}
-			return pid
+			return strconv.Atoi(f[1])
 		}
 	}
-	t.Fatalf("no task for container %s of pod %s", id, pod)
-	return 0
+	return 0, fmt.Errorf("no task for container %s of pod %s", id, pod)
 }
