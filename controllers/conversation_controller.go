@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,6 +37,7 @@ type ConversationReconciler struct {
 	OpenStore StoreOpener
 
 	reservations *reservations
+	ownership    ownershipHistory
 }
 
 // outcome is what a reconcile did, reported as events and metrics once the
@@ -46,6 +48,10 @@ type outcome struct {
 	suspended, woken                  bool
 	placedOn                          string
 	waitingSince                      time.Time
+	// flapping holds off suspension; flapWarning, once a window, lists the
+	// phases of its recent ownership changes.
+	flapping    bool
+	flapWarning string
 }
 
 // +kubebuilder:rbac:groups=tether.dev,resources=conversations,verbs=get;list;watch;update;patch;delete
@@ -59,6 +65,9 @@ type outcome struct {
 func (r *ConversationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	conv := &tetherv1alpha1.Conversation{}
 	if err := r.Get(ctx, req.NamespacedName, conv); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.ownership.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !conv.DeletionTimestamp.IsZero() {
@@ -89,6 +98,7 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 	var out outcome
 	var result ctrl.Result
 	_, wake := conv.Annotations[tetherv1alpha1.WakeAnnotation]
+	out.flapping, out.flapWarning = r.ownership.observe(conv, now)
 
 	switch {
 	case conv.Status.Phase == tetherv1alpha1.PhaseSuspended:
@@ -96,10 +106,15 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 			return ctrl.Result{}, nil
 		}
 		conv.Status.Phase = tetherv1alpha1.PhasePending
+		// Someone asked for it: the idle clock starts again.
+		conv.Status.LastActiveTime = ptr.To(metav1.NewTime(now))
 		setCondition(conv, tetherv1alpha1.ConditionScheduled, metav1.ConditionFalse, tetherv1alpha1.ReasonWakeRequested, "woken on request; waiting for a pod", now)
 		out.woken = true
 	case conv.Status.Owner != nil:
 		result = r.checkOwner(ctx, conv, agent, now, &out)
+		if out.flapping && result.RequeueAfter == 0 {
+			result.RequeueAfter = flapWindow // to suspend it once it settled
+		}
 	}
 
 	if needsPlacement(conv) {
@@ -108,6 +123,12 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 		}
 	}
 
+	if out.flapWarning != "" {
+		flapsTotal.Inc()
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, tetherv1alpha1.ReasonFlapping, "HoldSuspension",
+			"changed owner more than %d times in %s (%s); not suspended until it settles: look for a client waking it or a pod that keeps failing",
+			maxOwnershipChanges, flapWindow, out.flapWarning)
+	}
 	if !equality.Semantic.DeepEqual(old.Status, conv.Status) {
 		conv.Status.ObservedGeneration = conv.Generation
 		if err := r.Status().Update(ctx, conv); err != nil {
@@ -149,10 +170,10 @@ func (r *ConversationReconciler) checkOwner(ctx context.Context, conv *tetherv1a
 		return ctrl.Result{}
 	}
 	result := ctrl.Result{RequeueAfter: verdict.recheckAfter}
-	if at, ok := idleSuspendAt(conv, agent); ok {
+	if at, ok := idleSuspendAt(conv, agent); ok && !out.flapping {
 		if !now.Before(at) {
 			revoke(conv, tetherv1alpha1.PhaseSuspended, tetherv1alpha1.ReasonIdle,
-				fmt.Sprintf("awaiting input since %s; suspended to free its slot", conv.Status.Prompt.AskedAt.UTC().Format(time.RFC3339)), now)
+				fmt.Sprintf("awaiting input, no client since %s; suspended to free its slot", idleSince(conv).UTC().Format(time.RFC3339)), now)
 			out.suspended = true
 			return ctrl.Result{}
 		}

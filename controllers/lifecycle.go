@@ -9,10 +9,12 @@ import (
 )
 
 // idleSuspendAt returns when a conversation awaiting input is to be suspended:
-// its own idleSuspendSeconds, else its Agent's, counted from when the prompt
-// was asked. False when it is not awaiting input or no policy applies.
+// its own idleSuspendSeconds, else its Agent's, counted from its last
+// activity: the later of when the prompt was asked and status.lastActiveTime
+// (the last client leaving, a wake). False when it is not awaiting input, a
+// client is attached, or no policy applies.
 func idleSuspendAt(conv *tetherv1alpha1.Conversation, agent *tetherv1alpha1.Agent) (time.Time, bool) {
-	if conv.Status.Phase != tetherv1alpha1.PhaseAwaitingInput || conv.Status.Prompt == nil {
+	if conv.Status.Phase != tetherv1alpha1.PhaseAwaitingInput || conv.Status.Prompt == nil || conv.Status.Attached {
 		return time.Time{}, false
 	}
 	seconds := conv.Spec.IdleSuspendSeconds
@@ -22,7 +24,19 @@ func idleSuspendAt(conv *tetherv1alpha1.Conversation, agent *tetherv1alpha1.Agen
 	if seconds == nil {
 		return time.Time{}, false
 	}
-	return conv.Status.Prompt.AskedAt.Add(time.Duration(*seconds) * time.Second), true
+	return idleSince(conv).Add(time.Duration(*seconds) * time.Second), true
+}
+
+// idleSince is the last activity of a conversation awaiting input.
+func idleSince(conv *tetherv1alpha1.Conversation) time.Time {
+	var since time.Time
+	if conv.Status.Prompt != nil {
+		since = conv.Status.Prompt.AskedAt.Time
+	}
+	if last := conv.Status.LastActiveTime; last != nil && last.After(since) {
+		since = last.Time
+	}
+	return since
 }
 
 // deleteAt returns when a finished conversation is to be deleted. The TTL

@@ -28,6 +28,13 @@ func TestIdleSuspendAt(t *testing.T) {
 	noPolicy := &tetherv1alpha1.Agent{}
 	running := awaitingSince(t0, nil)
 	running.Status.Phase = tetherv1alpha1.PhaseRunning
+	attached := awaitingSince(t0, nil)
+	attached.Status.Attached = true
+	withActivity := func(at time.Time) *tetherv1alpha1.Conversation {
+		c := awaitingSince(t0, nil)
+		c.Status.LastActiveTime = ptr.To(metav1.NewTime(at))
+		return c
+	}
 	cases := []struct {
 		name   string
 		conv   *tetherv1alpha1.Conversation
@@ -40,6 +47,9 @@ func TestIdleSuspendAt(t *testing.T) {
 		{"no policy", awaitingSince(t0, nil), noPolicy, time.Time{}, false},
 		{"Agent gone, own policy", awaitingSince(t0, ptr.To[int32](30)), nil, t0.Add(30 * time.Second), true},
 		{"not awaiting input", running, agentIdle, time.Time{}, false},
+		{"a client attached is never idle", attached, agentIdle, time.Time{}, false},
+		{"woken or left after the prompt: from then", withActivity(t0.Add(5 * time.Minute)), agentIdle, t0.Add(6 * time.Minute), true},
+		{"activity before the prompt: from the prompt", withActivity(t0.Add(-5 * time.Minute)), agentIdle, t0.Add(time.Minute), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

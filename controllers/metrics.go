@@ -81,6 +81,6 @@ var registerOnce sync.Once
 // which the manager serves. Only the first manager of a process registers.
 func registerMetrics(reader client.Reader) {
 	registerOnce.Do(func() {
-		metrics.Registry.MustRegister(reschedulesTotal, ownerLossToNewOwnerSeconds, placementSeconds, placementsTotal, newPhaseCollector(reader))
+		metrics.Registry.MustRegister(reschedulesTotal, ownerLossToNewOwnerSeconds, placementSeconds, placementsTotal, flapsTotal, newPhaseCollector(reader))
 	})
 }

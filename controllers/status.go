@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/textlimit"
@@ -42,6 +43,11 @@ func revoke(conv *tetherv1alpha1.Conversation, phase tetherv1alpha1.Conversation
 	conv.Status.Lease = &tetherv1alpha1.ConversationLease{Epoch: nextEpoch(&conv.Status)}
 	conv.Status.Owner = nil
 	conv.Status.Phase = phase
+	if conv.Status.Attached {
+		// The owner's sockets go with it; their clients were active until now.
+		conv.Status.Attached = false
+		conv.Status.LastActiveTime = ptr.To(metav1.NewTime(now))
+	}
 	setCondition(conv, tetherv1alpha1.ConditionScheduled, metav1.ConditionFalse, reason, message, now)
 	setCondition(conv, tetherv1alpha1.ConditionReady, metav1.ConditionFalse, reason, message, now)
 }

@@ -162,8 +162,8 @@ func (d *Directory) Wake(ctx context.Context, key types.NamespacedName) error {
 }
 
 // trimConversation keeps what routing needs: who may connect, the phase,
-// the owner and the epoch. A busy cluster's conversations then cost the
-// gateway a few hundred bytes each.
+// the owner and the epoch, and whether a wake was asked for. A busy
+// cluster's conversations then cost the gateway a few hundred bytes each.
 func trimConversation(obj any) (any, error) {
 	conv, ok := obj.(*tetherv1alpha1.Conversation)
 	if !ok {
@@ -182,6 +182,9 @@ func trimConversation(obj any) (any, error) {
 	}
 	if conv.Status.Lease != nil {
 		trimmed.Status.Lease = &tetherv1alpha1.ConversationLease{Epoch: conv.Status.Lease.Epoch}
+	}
+	if v, ok := conv.Annotations[tetherv1alpha1.WakeAnnotation]; ok {
+		trimmed.Annotations = map[string]string{tetherv1alpha1.WakeAnnotation: v}
 	}
 	return trimmed, nil
 }

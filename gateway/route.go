@@ -63,6 +63,11 @@ func Decide(conv *tetherv1alpha1.Conversation, subject string) Decision {
 		}
 		return Decision{Action: Refuse, CloseCode: protocol.CloseFinished, Reason: "the conversation is over"}
 	case tetherv1alpha1.PhaseSuspended:
+		if _, asked := conv.Annotations[tetherv1alpha1.WakeAnnotation]; asked {
+			// One wake per suspension: it is asked for already (by this
+			// socket, another, or another replica); wait for it.
+			return Decision{Action: Hold, Phase: phase}
+		}
 		return Decision{Action: Wake, Phase: phase}
 	}
 	if d, ok := route(conv, phase); ok {

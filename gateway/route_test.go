@@ -25,6 +25,8 @@ func conversation(phase tetherv1alpha1.ConversationPhase, owned bool) *tetherv1a
 func TestDecide(t *testing.T) {
 	deleting := conversation(tetherv1alpha1.PhaseRunning, true)
 	deleting.DeletionTimestamp = &metav1.Time{}
+	wakeAsked := conversation(tetherv1alpha1.PhaseSuspended, false)
+	wakeAsked.Annotations = map[string]string{tetherv1alpha1.WakeAnnotation: "2026-12-01T08:00:00Z"}
 	routed := func(phase tetherv1alpha1.ConversationPhase) Decision {
 		return Decision{Action: Route, Upstream: "127.0.0.7:7070", Epoch: 4, Phase: phase}
 	}
@@ -40,6 +42,7 @@ func TestDecide(t *testing.T) {
 		{"rescheduling without an owner: hold", conversation(tetherv1alpha1.PhaseRescheduling, false), "alice", Decision{Action: Hold, Phase: tetherv1alpha1.PhaseRescheduling}},
 		{"new, not yet placed: hold", conversation("", false), "alice", Decision{Action: Hold, Phase: tetherv1alpha1.PhasePending}},
 		{"suspended: wake", conversation(tetherv1alpha1.PhaseSuspended, false), "alice", Decision{Action: Wake, Phase: tetherv1alpha1.PhaseSuspended}},
+		{"suspended, wake asked for already: hold, do not ask again", wakeAsked, "alice", Decision{Action: Hold, Phase: tetherv1alpha1.PhaseSuspended}},
 		{"finished, owner still there: replay its history", conversation(tetherv1alpha1.PhaseSucceeded, true), "alice", routed(tetherv1alpha1.PhaseSucceeded)},
 		{"finished, no owner", conversation(tetherv1alpha1.PhaseFailed, false), "alice", Decision{Action: Refuse, CloseCode: protocol.CloseFinished, Reason: "the conversation is over"}},
 		{"another subject", conversation(tetherv1alpha1.PhaseRunning, true), "mallory", Decision{Action: Refuse, CloseCode: protocol.CloseForbidden, Reason: "this conversation does not allow your subject"}},

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -155,6 +156,10 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 		now := metav1.Now()
 		st.Phase = s.Phase
 		st.LastSequence = max(st.LastSequence, s.LastSeq)
+		st.Attached = s.Attached
+		if !s.DetachedAt.IsZero() && (st.LastActiveTime == nil || st.LastActiveTime.Time.Before(s.DetachedAt)) {
+			st.LastActiveTime = ptr.To(metav1.NewTime(s.DetachedAt))
+		}
 		if s.Prompt != nil {
 			st.Prompt = &tetherv1alpha1.Prompt{
 				ID: s.Prompt.ID, Text: s.Prompt.Text, Options: s.Prompt.Options,

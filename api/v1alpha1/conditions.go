@@ -40,6 +40,9 @@ const (
 	ReasonCompleted = "Completed"
 	// ReasonAgentFailed means the agent failed the conversation.
 	ReasonAgentFailed = "AgentFailed"
+	// ReasonFlapping means a conversation changed owner more than a few
+	// times a minute; suspension is held off until it settles.
+	ReasonFlapping = "Flapping"
 	// ReasonEventLogHole means a read of the conversation's event log found
 	// an event its index names missing: the history is incomplete.
 	ReasonEventLogHole = "EventLogHole"

@@ -259,6 +259,20 @@ type ConversationStatus struct {
 	// +optional
 	RescheduleCount int32 `json:"rescheduleCount,omitempty"`
 
+	// attached is true while at least one client socket is bound to the
+	// owner, as the owner reports it (on the first socket bound and the
+	// last one gone, not per socket). A conversation with a client
+	// attached is never idle.
+	// +optional
+	Attached bool `json:"attached,omitempty"`
+
+	// lastActiveTime is the latest activity, besides the prompt being
+	// asked, that restarts the idle clock: the last client leaving, or a
+	// wake. A conversation awaiting input is idle from the later of this and
+	// prompt.askedAt, while no client is attached.
+	// +optional
+	LastActiveTime *metav1.Time `json:"lastActiveTime,omitempty"`
+
 	// startTime is when an owner first claimed the conversation.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`

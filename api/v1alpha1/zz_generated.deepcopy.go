@@ -418,6 +418,10 @@ func (in *ConversationStatus) DeepCopyInto(out *ConversationStatus) {
 		*out = new(ConversationLease)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.LastActiveTime != nil {
+		in, out := &in.LastActiveTime, &out.LastActiveTime
+		*out = (*in).DeepCopy()
+	}
 	if in.StartTime != nil {
 		in, out := &in.StartTime, &out.StartTime
 		*out = (*in).DeepCopy()

@@ -29,6 +29,11 @@ type Status struct {
 	LastSeq   int64
 	// Message explains a Failed phase.
 	Message string
+	// Attached is true while a socket is bound; DetachedAt is when the last
+	// one went (zero if none has). A conversation with a client attached
+	// is not idle, and its idle clock restarts when the last one leaves.
+	Attached   bool
+	DetachedAt time.Time
 }
 
 // Config is what an owner runs a conversation with.
@@ -74,6 +79,8 @@ type Conversation struct {
 	subs    map[*Subscription]struct{}
 	dirty   bool  // an append's outcome is unknown: resync before the next
 	first   int64 // the first retained sequence number, as far as this owner knows
+	// detachedAt is when the last bound socket went.
+	detachedAt time.Time
 
 	// published is the status last written, and when.
 	published   *Status
@@ -322,7 +329,7 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 	if c.cfg.Status == nil {
 		return nil
 	}
-	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last}
+	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last, Attached: len(c.subs) > 0, DetachedAt: c.detachedAt}
 	switch {
 	case c.st.finished && c.st.failed:
 		s.Phase, s.Message = tetherv1alpha1.PhaseFailed, c.st.outcome
@@ -349,7 +356,22 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 // sameStatus reports whether b says nothing a and its sequence number do
 // not.
 func sameStatus(a, b Status) bool {
-	return a.Phase == b.Phase && a.Message == b.Message && a.PromptSeq == b.PromptSeq && (a.Prompt == nil) == (b.Prompt == nil)
+	return a.Phase == b.Phase && a.Message == b.Message && a.PromptSeq == b.PromptSeq && (a.Prompt == nil) == (b.Prompt == nil) &&
+		a.Attached == b.Attached
+}
+
+// publishAttachment publishes a change of Attached, from its own goroutine:
+// sockets come and go while a turn waits on a human, and neither the socket
+// nor the turn should wait for an API write.
+func (c *Conversation) publishAttachment() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isStopped() {
+		return
+	}
+	// A failure is published again with the next change; the controller
+	// acts on a status that says too little only by suspending later.
+	_ = c.publishLocked(context.Background())
 }
 
 func (c *Conversation) promptTime() time.Time {

@@ -165,6 +165,9 @@ func (c *Conversation) Subscribe(ctx context.Context, cursor protocol.Cursor) (*
 		s.Replay = append(s.Replay, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, AskedAt: c.promptTime()}, c.st.promptSeq))
 	}
 	c.subs[s] = struct{}{}
+	if len(c.subs) == 1 {
+		go c.publishAttachment() //nolint:gosec // outlives the request that bound the socket, on purpose
+	}
 	return s, nil
 }
 
@@ -194,6 +197,10 @@ func (s *Subscription) closeLocked(code int, reason string) {
 	s.closed, s.Code, s.Reason = true, code, reason
 	close(s.C)
 	delete(s.c.subs, s)
+	if len(s.c.subs) == 0 && !s.c.isStopped() {
+		s.c.detachedAt = s.c.cfg.Now()
+		go s.c.publishAttachment()
+	}
 }
 
 // broadcastLocked queues a frame for every bound socket; one that cannot
