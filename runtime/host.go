@@ -47,9 +47,13 @@ type Host struct {
 	// Recorder, if set, records Warning events on Conversations (a hole
 	// found in an event log).
 	Recorder events.EventRecorder
+	// StopWait bounds how long DropAll waits for turns to end
+	// (conversation.StopWait by default).
+	StopWait time.Duration
 
-	mu      sync.Mutex
-	running map[types.NamespacedName]*hosted
+	dropping sync.Mutex // serializes DropAll
+	mu       sync.Mutex
+	running  map[types.NamespacedName]*hosted
 }
 
 type hosted struct {
@@ -203,17 +207,37 @@ func (h *Host) drop(key types.NamespacedName, why string) {
 	}
 }
 
-// DropAll stops every conversation: the pod's Lease is not held.
+// DropAll stops every conversation: the pod's Lease is not held, or the
+// runtime is shutting down. All are halted at once (turns cancelled, sockets
+// closed), then waited for together, so a runtime with a hundred
+// conversations stops in the time of one: at most StopWait.
 func (h *Host) DropAll() {
+	// A second caller (the Lease lost and a shutdown at once) returns only
+	// once the first has let go of everything.
+	h.dropping.Lock()
+	defer h.dropping.Unlock()
 	h.mu.Lock()
-	keys := make([]types.NamespacedName, 0, len(h.running))
-	for k := range h.running {
-		keys = append(keys, k)
+	dropped := make([]*conversation.Conversation, 0, len(h.running))
+	for _, r := range h.running {
+		dropped = append(dropped, r.conv)
 	}
+	clear(h.running)
 	h.mu.Unlock()
-	for _, k := range keys {
-		h.drop(k, "the pod's Lease is not held")
+	why := fmt.Errorf("%w: the pod's Lease is not held", conversation.ErrNotOwner)
+	for _, c := range dropped {
+		c.Halt(why, protocol.CloseNotOwner)
 	}
+	deadline := time.Now().Add(h.stopWait())
+	for _, c := range dropped {
+		c.Wait(deadline)
+	}
+}
+
+func (h *Host) stopWait() time.Duration {
+	if h.StopWait > 0 {
+		return h.StopWait
+	}
+	return conversation.StopWait
 }
 
 func isDone(c *conversation.Conversation) bool {

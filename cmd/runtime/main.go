@@ -40,10 +40,13 @@ import (
 
 func main() {
 	var agentName, agentCommand, tokenFile, probeAddr, metricsAddr string
+	var shutdownTimeout time.Duration
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
 	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
 	flag.StringVar(&tokenFile, "token-file", "/var/run/tether/token", "File holding the token the gateway presents (mounted from a Secret).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.DurationVar(&shutdownTimeout, "shutdown-timeout", 25*time.Second,
+		"How long a stopping runtime takes at most to let go of its conversations and release its Lease; keep it under the pod's termination grace period (30 s by default).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of /metrics (plain HTTP), or 0 for none. tether_runtime_event_log_holes_total is there.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -54,7 +57,7 @@ func main() {
 		ctrl.Log.Error(err, "choosing the agent")
 		os.Exit(2)
 	}
-	if err := run(handler, tokenFile, probeAddr, metricsAddr); err != nil {
+	if err := run(handler, tokenFile, probeAddr, metricsAddr, shutdownTimeout); err != nil {
 		ctrl.Log.Error(err, "runtime stopped")
 		os.Exit(1)
 	}
@@ -75,7 +78,7 @@ func chooseAgent(name, command string, args []string) (conversation.Handler, err
 	return handler, nil
 }
 
-func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string) error {
+func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string, shutdownTimeout time.Duration) error {
 	pod, leaseDuration, port, err := podFromEnv()
 	if err != nil {
 		return err
@@ -151,29 +154,52 @@ func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string)
 		Handler:           &tetherruntime.Server{Host: host, Token: token},
 		ReadHeaderTimeout: 5 * time.Second,
 	}
+	// The Lease keeper stops after the conversations, not with the signal:
+	// the Lease must be held until nothing acts for them any more.
+	keeperCtx, stopKeeper := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopKeeper()
 	errs := make(chan error, 3)
-	go func() { errs <- keeper.Run(ctx) }()
-	go func() { errs <- mgr.Start(ctx) }()
+	keeperDone, mgrDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(keeperDone); errs <- keeper.Run(keeperCtx) }()
+	go func() { defer close(mgrDone); errs <- mgr.Start(ctx) }()
 	go func() {
 		if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- err
 		}
 	}()
 	ctrl.Log.Info("runtime started", "pod", pod.Name, "agent", pod.Agent, "listen", server.Addr, "store", agent.Spec.Store.Type)
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-errs:
-		if err != nil {
-			return err
+	case failed = <-errs:
+	}
+	return errors.Join(failed, shutDown(host, server, stopKeeper, keeperDone, mgrDone, shutdownTimeout))
+}
+
+// shutDown lets go in order, within timeout: every conversation is halted
+// and waited for at once (their sockets closed, so the gateway finds the new
+// owner), then the Lease is released so the controller moves them at once
+// instead of waiting for it to expire, then the manager and the endpoint
+// stop. The Lease is gone before the process exits.
+func shutDown(host *tetherruntime.Host, server *http.Server, stopKeeper func(), keeperDone, mgrDone <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	host.DropAll()
+	stopKeeper()
+	wait := func(what string, done <-chan struct{}) error {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+			return fmt.Errorf("%s did not stop within the shutdown timeout (%s)", what, timeout)
 		}
 	}
-	// Shut down: the host drops every conversation (their sockets are
-	// closed so the gateway reconnects elsewhere), the keeper releases the
-	// Lease so the controller moves them at once.
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	errKeeper := wait("the Lease keeper", keeperDone)
+	errMgr := wait("the manager", mgrDone)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	host.DropAll()
-	return server.Shutdown(shutdown)
+	return errors.Join(errKeeper, errMgr, server.Shutdown(ctx))
 }
 
 func podFromEnv() (tetherruntime.Pod, time.Duration, int, error) {

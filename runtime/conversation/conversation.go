@@ -97,10 +97,10 @@ type Conversation struct {
 // API write per message.
 const statusRefresh = 10 * time.Second
 
-// stopWait bounds how long Stop waits for a running turn to notice; a
+// StopWait bounds how long Stop waits for a running turn to notice; a
 // handler that ignores its context is left behind rather than holding the
 // runtime up.
-const stopWait = 10 * time.Second
+const StopWait = 10 * time.Second
 
 // Start claims the conversation's log at cfg.Epoch, restores the
 // conversation from it, publishes its status and starts running turns.
@@ -200,14 +200,32 @@ func (c *Conversation) Err() error {
 }
 
 // Stop stops running the conversation (the owner let go of it), closes the
-// bound sockets with code, and waits for the running turn to end.
+// bound sockets with code, and waits up to StopWait for the running turn to
+// end.
 func (c *Conversation) Stop(err error, code int) {
+	c.Halt(err, code)
+	c.Wait(time.Now().Add(StopWait))
+}
+
+// Halt stops the conversation as Stop does, without waiting: its turn is
+// cancelled and its sockets are closed. An owner letting go of many halts
+// them all, then waits once.
+func (c *Conversation) Halt(err error, code int) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.stopLocked(err, code)
-	c.mu.Unlock()
+}
+
+// Wait waits until the halted conversation's turn has ended, or deadline;
+// it reports whether the turn ended.
+func (c *Conversation) Wait(deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
 	select {
 	case <-c.loopDone:
-	case <-time.After(stopWait):
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
