@@ -99,7 +99,9 @@ func TestRuntimeBinaryShutdown(t *testing.T) {
 	defer func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-exited
+			if err := <-exited; err != nil {
+				t.Logf("the runtime, killed: %v", err)
+			}
 		}
 		if t.Failed() {
 			out, _ := os.ReadFile(logs.Name())
