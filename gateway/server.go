@@ -305,20 +305,9 @@ func refusalFor(code int) string {
 	return refusedNotFound
 }
 
-// closeConn sends a close frame (a reason is at most 123 bytes) and closes
-// the connection. Reserved codes are never sent.
+// closeConn sends a close frame (protocol.CloseMessage: no reserved code,
+// a reason of at most 123 bytes) and closes the connection.
 func closeConn(ws *websocket.Conn, code int, reason string, wait time.Duration) {
-	_ = ws.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(wait))
+	_ = ws.WriteControl(websocket.CloseMessage, protocol.CloseMessage(code, reason), time.Now().Add(wait))
 	_ = ws.Close()
-}
-
-func closeMessage(code int, reason string) []byte {
-	switch code {
-	case websocket.CloseNoStatusReceived, websocket.CloseAbnormalClosure, websocket.CloseTLSHandshake:
-		code = protocol.CloseInternal
-	}
-	if len(reason) > 123 {
-		reason = reason[:123]
-	}
-	return websocket.FormatCloseMessage(code, reason)
 }

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"tether.dev/tether/gateway/auth"
-	"tether.dev/tether/internal/textlimit"
 	"tether.dev/tether/protocol"
 )
 
@@ -36,12 +35,17 @@ type session struct {
 	pinger  *time.Timer
 	opened  time.Time
 
+	// Lock order: upWrite first; then mu, or clientWrite, never both at
+	// once (forward holds upWrite while it tells the client a frame was
+	// refused; attach and detach hold upWrite while they take mu; pipe
+	// takes clientWrite alone, and mu alone to forget an acked frame).
+
 	// clientWrite serializes writes to the client.
 	clientWrite    sync.Mutex
 	clientDeadline writeDeadline
 
 	// upWrite serializes writes to the owner, and is held while the owner
-	// changes so frames keep their order; it is taken before mu.
+	// changes so frames keep their order.
 	upWrite    sync.Mutex
 	upDeadline writeDeadline
 	// mu guards what follows.
@@ -63,7 +67,9 @@ type session struct {
 	// has, of which history; only runUpstream touches it.
 	cursor protocol.Cursor
 
-	done    chan struct{}
+	// ctx ends when the session does: end cancels it.
+	ctx     context.Context
+	cancel  context.CancelFunc
 	endOnce sync.Once
 }
 
@@ -77,8 +83,8 @@ func newSession(srv *Server, key types.NamespacedName, subject string, client *w
 	s := &session{
 		srv: srv, key: key, subject: subject, client: client, release: release, cursor: cursor, routed: routed, opened: time.Now(),
 		limiter: rate.NewLimiter(rate.Limit(srv.cfg.MessageRate), srv.cfg.MessageBurst),
-		done:    make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	srv.sessions.add(s)
 	srv.sessions.running.Add(2)
 	srv.cfg.Metrics.Connections.Inc()
@@ -105,10 +111,10 @@ func (s *session) expireAt(t time.Time) {
 // a normal close.
 func (s *session) end(code int, reason string) {
 	s.endOnce.Do(func() {
-		close(s.done)
+		s.cancel()
 		s.pinger.Stop()
 		// WriteControl needs no lock: it may run beside another writer.
-		_ = s.client.WriteControl(websocket.CloseMessage, closeMessage(code, reason), time.Now().Add(s.srv.cfg.WriteWait))
+		_ = s.client.WriteControl(websocket.CloseMessage, protocol.CloseMessage(code, reason), time.Now().Add(s.srv.cfg.WriteWait))
 		// readClient completes the close handshake: it reads until the
 		// client's close frame, or this deadline.
 		_ = s.client.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -128,14 +134,7 @@ func (s *session) end(code int, reason string) {
 	})
 }
 
-func (s *session) ended() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *session) ended() bool { return s.ctx.Err() != nil }
 
 // ping pings both sockets, from a timer rather than a goroutine per socket:
 // an idle session costs no stack for it. WriteControl may be called
@@ -491,28 +490,20 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 	defer stop()
 	timeout := time.NewTimer(cfg.HoldTimeout)
 	defer timeout.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-s.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx := s.ctx
 
 	var told string
 	woken := false
 	backoff := 50 * time.Millisecond
 	var retry <-chan time.Time
 	for {
-		conv, err := cfg.Conversations.Get(ctx, s.key)
-		if err != nil {
-			conv = nil
-		}
-		d := Decide(conv, s.subject)
-		if err != nil {
+		var d Decision
+		if conv, err := cfg.Conversations.Get(ctx, s.key); err != nil {
+			// The cache cannot say (a nil conversation would read as
+			// "deleted"): keep holding and look again on the next change.
 			d = Decision{Action: Hold, Phase: "Unknown"}
+		} else {
+			d = Decide(conv, s.subject)
 		}
 		message := "waiting for the conversation's owner"
 		switch d.Action {
@@ -554,8 +545,8 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 			retry = nil
 		case <-timeout.C:
 			cfg.Metrics.Refused.WithLabelValues(refusedHoldTimeout).Inc()
-			return nil, Decision{}, &closeError{protocol.CloseHoldTimeout, textlimit.Truncate(fmt.Sprintf("no owner within %s: reconnect to try again", cfg.HoldTimeout), 123)}
-		case <-s.done:
+			return nil, Decision{}, &closeError{protocol.CloseHoldTimeout, fmt.Sprintf("no owner within %s: reconnect to try again", cfg.HoldTimeout)}
+		case <-ctx.Done():
 			return nil, Decision{}, errEnded
 		}
 	}

@@ -1,5 +1,11 @@
 package protocol
 
+import (
+	"encoding/binary"
+
+	"tether.dev/tether/internal/textlimit"
+)
+
 // Close codes. 1000-1015 are the WebSocket standard's; 4000-4999 are
 // Tether's. A close reason is at most 123 bytes.
 const (
@@ -57,4 +63,23 @@ func ActionFor(code int) Action {
 	// Abnormal closes (1006), rate limits, hold timeouts, server errors and
 	// anything unknown: try again, politely.
 	return ReconnectWithBackoff
+}
+
+// MaxCloseReasonBytes bounds a close reason: a control frame's payload is at
+// most 125 bytes, two of which are the code.
+const MaxCloseReasonBytes = 123
+
+// CloseMessage is the payload of a close frame with code and reason, as
+// every Tether server sends one: a reserved code that must never be sent
+// (1005, 1006, 1015) becomes CloseInternal, and the reason is cut to
+// MaxCloseReasonBytes at a UTF-8 character boundary.
+func CloseMessage(code int, reason string) []byte {
+	switch code {
+	case 1005, 1006, 1015:
+		code = CloseInternal
+	}
+	reason = textlimit.Truncate(reason, MaxCloseReasonBytes)
+	out := make([]byte, 2, 2+len(reason))
+	binary.BigEndian.PutUint16(out, uint16(code)) //nolint:gosec // close codes are 1000-4999
+	return append(out, reason...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -140,4 +141,34 @@ func FuzzDecodeClientFrame(f *testing.F) {
 			t.Fatalf("round trip changed the frame (-first +second):\n%s", diff)
 		}
 	})
+}
+
+func TestCloseMessage(t *testing.T) {
+	long := strings.Repeat("é", 100) // 200 bytes
+	for _, tc := range []struct {
+		name       string
+		code       int
+		reason     string
+		wantCode   int
+		wantReason string
+	}{
+		{"a code of Tether's", CloseNotOwner, "conversation moved", CloseNotOwner, "conversation moved"},
+		{"1005 is never sent", 1005, "", CloseInternal, ""},
+		{"1006 is never sent", 1006, "lost", CloseInternal, "lost"},
+		{"1015 is never sent", 1015, "tls", CloseInternal, "tls"},
+		{"a long reason is cut at a character", CloseRateLimited, long, CloseRateLimited, strings.Repeat("é", 61)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := CloseMessage(tc.code, tc.reason)
+			if len(msg) > 125 {
+				t.Fatalf("%d bytes: a control frame holds 125", len(msg))
+			}
+			if code := int(msg[0])<<8 | int(msg[1]); code != tc.wantCode || string(msg[2:]) != tc.wantReason {
+				t.Fatalf("close %d %q, want %d %q", code, msg[2:], tc.wantCode, tc.wantReason)
+			}
+			if !utf8.Valid(msg[2:]) {
+				t.Fatalf("the reason is not valid UTF-8: %q", msg[2:])
+			}
+		})
+	}
 }

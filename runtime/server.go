@@ -192,11 +192,9 @@ func errorReply(err error, id string) protocol.ServerFrame {
 	return protocol.ErrorFrame(protocol.CodeUnavailable, id, "not applied; send it again")
 }
 
-// closeWith completes the close handshake with a deadline.
+// closeWith sends a close frame (protocol.CloseMessage) with a deadline and
+// closes the connection.
 func closeWith(ws *websocket.Conn, code int, reason string) {
-	if len(reason) > 123 {
-		reason = reason[:123]
-	}
-	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeWait))
+	_ = ws.WriteControl(websocket.CloseMessage, protocol.CloseMessage(code, reason), time.Now().Add(writeWait))
 	_ = ws.Close()
 }
