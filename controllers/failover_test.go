@@ -25,7 +25,8 @@ func claimAwaiting(t *testing.T, conv *tetherv1alpha1.Conversation, askedAt time
 	owned := waitOwned(t, conv)
 	holder := fencing.Holder{Pod: owned.Status.Owner.Name, Epoch: owned.Status.Lease.Epoch}
 	got, err := fencing.UpdateStatus(context.Background(), k8s, k8s.Status(), client.ObjectKeyFromObject(conv), holder,
-		func(s *tetherv1alpha1.ConversationStatus) error {
+		func(c *tetherv1alpha1.Conversation) error {
+			s := &c.Status
 			s.Phase = tetherv1alpha1.PhaseAwaitingInput
 			s.Prompt = &tetherv1alpha1.Prompt{ID: "approve-1", Text: "Approve the refund?", Options: []string{"approve", "reject"}, AskedAt: metav1.NewTime(askedAt), Sequence: 3}
 			s.LastSequence = 3
@@ -97,7 +98,8 @@ func TestOwnerPodDeletedReschedules(t *testing.T) {
 	// The old owner, waking up with its old epoch, can write nothing.
 	_, err := fencing.UpdateStatus(context.Background(), k8s, k8s.Status(), client.ObjectKeyFromObject(conv),
 		fencing.Holder{Pod: "approvals-a", Epoch: epochOf(before)},
-		func(s *tetherv1alpha1.ConversationStatus) error {
+		func(c *tetherv1alpha1.Conversation) error {
+			s := &c.Status
 			s.Prompt = nil
 			s.Phase = tetherv1alpha1.PhaseRunning
 			return nil
@@ -212,19 +214,20 @@ func TestStaleWritesAreRejected(t *testing.T) {
 	// The fenced helper re-reads and refuses the stale epoch.
 	old := fencing.Holder{Pod: "fenced-a", Epoch: epochOf(owned)}
 	if _, err := fencing.UpdateStatus(context.Background(), k8s, k8s.Status(), client.ObjectKeyFromObject(conv), old,
-		func(s *tetherv1alpha1.ConversationStatus) error { s.LastSequence = 99; return nil }); !errors.Is(err, fencing.ErrFenced) {
+		func(c *tetherv1alpha1.Conversation) error { c.Status.LastSequence = 99; return nil }); !errors.Is(err, fencing.ErrFenced) {
 		t.Fatalf("fenced helper with a stale epoch: %v, want ErrFenced", err)
 	}
 	// So does a writer claiming the right epoch from the wrong pod.
 	impostor := fencing.Holder{Pod: "fenced-a", Epoch: epochOf(moved)}
 	if _, err := fencing.UpdateStatus(context.Background(), k8s, k8s.Status(), client.ObjectKeyFromObject(conv), impostor,
-		func(s *tetherv1alpha1.ConversationStatus) error { s.LastSequence = 99; return nil }); !errors.Is(err, fencing.ErrFenced) {
+		func(c *tetherv1alpha1.Conversation) error { c.Status.LastSequence = 99; return nil }); !errors.Is(err, fencing.ErrFenced) {
 		t.Fatalf("fenced helper from the wrong pod: %v, want ErrFenced", err)
 	}
 	// The new owner at the current epoch writes.
 	current := fencing.Holder{Pod: "fenced-b", Epoch: epochOf(moved)}
 	got, err := fencing.UpdateStatus(context.Background(), k8s, k8s.Status(), client.ObjectKeyFromObject(conv), current,
-		func(s *tetherv1alpha1.ConversationStatus) error {
+		func(c *tetherv1alpha1.Conversation) error {
+			s := &c.Status
 			s.Phase = tetherv1alpha1.PhaseAwaitingInput
 			s.LastSequence = 4
 			return nil

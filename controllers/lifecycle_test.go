@@ -87,7 +87,8 @@ func TestFinishedConversationDeletedAfterTTL(t *testing.T) {
 		owned := waitOwned(t, conv)
 		holder := fencing.Holder{Pod: owned.Status.Owner.Name, Epoch: owned.Status.Lease.Epoch}
 		if _, err := fencing.UpdateStatus(context.Background(), k8s, k8s.Status(), client.ObjectKeyFromObject(conv), holder,
-			func(s *tetherv1alpha1.ConversationStatus) error {
+			func(c *tetherv1alpha1.Conversation) error {
+				s := &c.Status
 				s.Phase = tetherv1alpha1.PhaseSucceeded
 				s.CompletionTime = ptr.To(metav1.NewTime(completed))
 				return nil

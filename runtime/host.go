@@ -156,7 +156,8 @@ func (h *Host) register(key types.NamespacedName, c *conversation.Conversation, 
 // writeStatus publishes an owner's view to the Conversation, fenced by its
 // epoch.
 func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder fencing.Holder, s conversation.Status) error {
-	_, err := fencing.UpdateStatus(ctx, h.Direct, h.Direct.Status(), key, holder, func(st *tetherv1alpha1.ConversationStatus) error {
+	_, err := fencing.UpdateStatus(ctx, h.Direct, h.Direct.Status(), key, holder, func(conv *tetherv1alpha1.Conversation) error {
+		st := &conv.Status
 		now := metav1.Now()
 		st.Phase = s.Phase
 		st.LastSequence = max(st.LastSequence, s.LastSeq)
@@ -187,6 +188,7 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 			ready = metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonAgentFailed,
 				Message: s.Message, LastTransitionTime: now}
 		}
+		ready.ObservedGeneration = conv.Generation
 		meta.SetStatusCondition(&st.Conditions, ready)
 		return nil
 	})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -114,6 +115,11 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 	if p := before.Status.Prompt; p == nil || p.Text != "Approve: refund order 1234?" || len(p.Options) != 2 {
 		t.Fatalf("prompt %+v", p)
 	}
+	// The owner's Ready condition says which generation it saw.
+	if ready := meta.FindStatusCondition(before.Status.Conditions, tetherv1alpha1.ConditionReady); ready == nil ||
+		ready.ObservedGeneration != before.Generation || ready.ObservedGeneration == 0 {
+		t.Fatalf("Ready condition %+v of generation %d", ready, before.Generation)
+	}
 
 	// A client bound to A sees the history, the marker and the prompt.
 	wsA := dial(t, a, ns, "refund", 0)
@@ -202,7 +208,7 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 		t.Errorf("A's append: %v, want ErrFenced", err)
 	}
 	if _, err := fencing.UpdateStatus(ctx, env.Client, env.Client.Status(), key, fencing.Holder{Pod: "approvals-a", Epoch: old},
-		func(s *tetherv1alpha1.ConversationStatus) error { s.Phase = tetherv1alpha1.PhaseRunning; return nil }); !errors.Is(err, fencing.ErrFenced) {
+		func(c *tetherv1alpha1.Conversation) error { c.Status.Phase = tetherv1alpha1.PhaseRunning; return nil }); !errors.Is(err, fencing.ErrFenced) {
 		t.Errorf("A's status write: %v, want ErrFenced", err)
 	}
 }

@@ -41,7 +41,8 @@ func Check(conv *tetherv1alpha1.Conversation, holder Holder) error {
 }
 
 // UpdateStatus reads the conversation, checks that holder still owns it,
-// applies mutate to its status and writes it with the resourceVersion it
+// applies mutate to it (the whole object, so a condition can carry the
+// generation it saw) and writes its status with the resourceVersion it
 // read. A conflict (someone wrote in between) starts over with a fresh read,
 // so the ownership check always applies to the version being replaced.
 // mutate must only touch the fields an owner writes (see docs/api.md) and
@@ -50,7 +51,7 @@ func Check(conv *tetherv1alpha1.Conversation, holder Holder) error {
 // reader should read from the API server, not a cache: a cached read that
 // lags only costs extra conflicts, but a fresh one avoids them.
 func UpdateStatus(ctx context.Context, reader client.Reader, writer client.StatusWriter, key types.NamespacedName,
-	holder Holder, mutate func(*tetherv1alpha1.ConversationStatus) error,
+	holder Holder, mutate func(*tetherv1alpha1.Conversation) error,
 ) (*tetherv1alpha1.Conversation, error) {
 	var conv tetherv1alpha1.Conversation
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -60,7 +61,7 @@ func UpdateStatus(ctx context.Context, reader client.Reader, writer client.Statu
 		if err := Check(&conv, holder); err != nil {
 			return err
 		}
-		if err := mutate(&conv.Status); err != nil {
+		if err := mutate(&conv); err != nil {
 			return err
 		}
 		if conv.Status.Lease == nil || conv.Status.Lease.Epoch != holder.Epoch || conv.Status.Lease.Holder != holder.Pod {
