@@ -73,8 +73,11 @@ type Client struct {
 	logID   string
 	resets  int
 	prompt  *protocol.Prompt
-	err     error
-	binds   int
+	// promptSeq is the seq of the prompt held: an answer names it, so it
+	// is applied only to the question this client was shown.
+	promptSeq int64
+	err       error
+	binds     int
 }
 
 // Connect starts the client: it connects in the background, and again
@@ -123,8 +126,19 @@ func (c *Client) Send(text string) (string, error) {
 }
 
 // Answer queues the answer to prompt promptID and returns its client id.
+//
+// When promptID is the question the client holds (Prompt), the answer names
+// that exact question (its seq): if the agent has since asked another
+// question under the same id, the answer is refused rather than applied to
+// a question this client never showed.
 func (c *Client) Answer(promptID, text string) (string, error) {
-	return c.enqueue(protocol.ClientFrame{Type: protocol.TypeAnswer, PromptID: promptID, Text: text})
+	f := protocol.ClientFrame{Type: protocol.TypeAnswer, PromptID: promptID, Text: text}
+	c.mu.Lock()
+	if c.prompt != nil && c.prompt.ID == promptID {
+		f.PromptSeq = c.promptSeq
+	}
+	c.mu.Unlock()
+	return c.enqueue(f)
 }
 
 func (c *Client) enqueue(f protocol.ClientFrame) (string, error) {
@@ -398,21 +412,21 @@ func (c *Client) observe(f protocol.ServerFrame) bool {
 				if f.Time != nil {
 					p.AskedAt = *f.Time
 				}
-				c.prompt = &p
+				c.prompt, c.promptSeq = &p, f.Seq
 			}
 		case protocol.EventAnswer, protocol.EventFinished, protocol.EventFailed:
-			c.prompt = nil
+			c.prompt, c.promptSeq = nil, 0
 		}
 		c.forget(f.ID)
 	case protocol.TypeReset:
 		// The cursor named another history, or one past its end: start
 		// over with the history that follows.
-		c.lastSeq, c.logID, c.prompt = 0, f.Log, nil
+		c.lastSeq, c.logID, c.prompt, c.promptSeq = 0, f.Log, nil, 0
 		c.resets++
 	case protocol.TypeReplayComplete:
 		c.logID = f.Log
 	case protocol.TypePendingPrompt:
-		c.prompt = f.Prompt
+		c.prompt, c.promptSeq = f.Prompt, f.Seq
 	case protocol.TypeAck:
 		c.forget(f.ID)
 	case protocol.TypeError:

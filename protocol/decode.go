@@ -41,6 +41,9 @@ func (f *ClientFrame) Validate() error {
 		if f.PromptID == "" || len(f.PromptID) > MaxPromptIDBytes {
 			return errorf(CodeBadFrame, "an answer needs a promptId of 1 to %d bytes", MaxPromptIDBytes)
 		}
+		if f.PromptSeq < 0 {
+			return errorf(CodeBadFrame, "promptSeq is the seq of a pending_prompt frame: 1 or more, or absent")
+		}
 		return validateText(f.Text)
 	case TypeResume:
 		if f.After == nil || *f.After < 0 {

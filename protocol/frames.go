@@ -79,8 +79,16 @@ const (
 	EventTurnFinished     = "turn_finished"
 	EventFinished         = "finished"
 	EventFailed           = "failed"
-	// EventCheckpoint records an agent's own state; clients ignore it.
+	// EventCheckpoint records an agent's own state; clients get it without
+	// its data and ignore it.
 	EventCheckpoint = "checkpoint"
+	// EventStep records the result of an agent's journaled step (an LLM
+	// call, a tool call); clients get it with the step's name only.
+	EventStep = "step"
+	// EventReplayDiverged records that a turn run again after a move did
+	// not repeat what it had recorded; from there it went on live. Data:
+	// ReplayDivergedData.
+	EventReplayDiverged = "replay_diverged"
 )
 
 // ClientFrame is a frame a client sends.
@@ -91,8 +99,11 @@ type ClientFrame struct {
 	ID string `json:"id,omitempty"`
 	// Text of a message or an answer.
 	Text string `json:"text,omitempty"`
-	// PromptID names the prompt an answer answers.
-	PromptID string `json:"promptId,omitempty"`
+	// PromptID names the prompt an answer answers, and PromptSeq, when
+	// given, the exact one (the seq of its pending_prompt frame): an
+	// answer is applied only to the question the human was shown.
+	PromptID  string `json:"promptId,omitempty"`
+	PromptSeq int64  `json:"promptSeq,omitempty"`
 	// After is the last sequence number the client saw, for resume.
 	After *int64 `json:"after,omitempty"`
 }
@@ -159,7 +170,23 @@ type (
 	// AnswerData is the payload of answer.
 	AnswerData struct {
 		PromptID string `json:"promptId"`
-		Text     string `json:"text"`
+		// PromptSeq is the seq of the prompt event answered.
+		PromptSeq int64  `json:"promptSeq,omitempty"`
+		Text      string `json:"text"`
+	}
+	// StepData is the payload of step: the step's name, its idempotency
+	// key and its result (never sent to clients).
+	StepData struct {
+		Name   string          `json:"name"`
+		Key    string          `json:"key,omitempty"`
+		Result json.RawMessage `json:"result,omitempty"`
+	}
+	// ReplayDivergedData is the payload of replay_diverged: the recorded
+	// event the replay expected, and what the agent did instead.
+	ReplayDivergedData struct {
+		RecordedSeq int64  `json:"recordedSeq"`
+		Recorded    string `json:"recorded"`
+		Got         string `json:"got"`
 	}
 	// OutcomeData is the payload of finished and failed.
 	OutcomeData struct {

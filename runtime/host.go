@@ -190,6 +190,10 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 		}
 		ready.ObservedGeneration = conv.Generation
 		meta.SetStatusCondition(&st.Conditions, ready)
+		if s.Diverged != "" {
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: tetherv1alpha1.ConditionReplayDiverged, Status: metav1.ConditionTrue,
+				Reason: tetherv1alpha1.ReasonReplayDiverged, Message: s.Diverged, ObservedGeneration: conv.Generation, LastTransitionTime: now})
+		}
 		return nil
 	})
 	if errors.Is(err, fencing.ErrFenced) {

@@ -8,6 +8,10 @@ const (
 	// ConditionReady on a Conversation: claimed by its owner and serving. On
 	// an Agent: at least one ready pod with free capacity.
 	ConditionReady = "Ready"
+	// ConditionReplayDiverged on a Conversation: a turn run again after a
+	// move did not repeat what it had recorded (the agent is not
+	// deterministic, or was changed); the message says where.
+	ConditionReplayDiverged = "ReplayDiverged"
 )
 
 // Condition reasons, one per cause a person may need to act on.
@@ -43,6 +47,9 @@ const (
 	// ReasonFlapping means a conversation changed owner more than a few
 	// times a minute; suspension is held off until it settles.
 	ReasonFlapping = "Flapping"
+	// ReasonReplayDiverged means a replayed turn asked, sent or ran
+	// something other than what was recorded; it went on live from there.
+	ReasonReplayDiverged = "ReplayDiverged"
 	// ReasonEventLogHole means a read of the conversation's event log found
 	// an event its index names missing: the history is incomplete.
 	ReasonEventLogHole = "EventLogHole"

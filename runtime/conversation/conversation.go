@@ -34,6 +34,9 @@ type Status struct {
 	// is not idle, and its idle clock restarts when the last one leaves.
 	Attached   bool
 	DetachedAt time.Time
+	// Diverged, when set, says where a replayed turn diverged from what
+	// was recorded (the ReplayDiverged condition).
+	Diverged string
 }
 
 // Config is what an owner runs a conversation with.
@@ -75,12 +78,14 @@ type Conversation struct {
 	replay  []eventlog.Event // the interrupted turn's recorded events, still to match
 	running bool
 	cancel  context.CancelFunc // cancels the running turn
-	answers chan string        // hands an answer to the waiting Ask
+	answers chan answerFor     // hands an answer to the waiting Ask
 	subs    map[*Subscription]struct{}
 	dirty   bool  // an append's outcome is unknown: resync before the next
 	first   int64 // the first retained sequence number, as far as this owner knows
 	// detachedAt is when the last bound socket went.
 	detachedAt time.Time
+	// diverged says where a replayed turn last diverged, for the status.
+	diverged string
 
 	// published is the status last written, and when.
 	published   *Status
@@ -90,6 +95,13 @@ type Conversation struct {
 	stopped  chan struct{}
 	stopErr  error
 	loopDone chan struct{}
+}
+
+// answerFor is an answer, and the sequence number of the prompt it
+// answers: Ask takes only the answer to the question it asked.
+type answerFor struct {
+	promptSeq int64
+	text      string
 }
 
 // statusRefresh bounds how stale status.lastSequence gets while the phase
@@ -134,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	}
 	c := &Conversation{
 		cfg: cfg, st: st, first: bounds.FirstSeq,
-		answers: make(chan string, 1), subs: map[*Subscription]struct{}{},
+		answers: make(chan answerFor, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
 	}
 	if cfg.Ready != nil {
@@ -291,7 +303,7 @@ func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Even
 		if err := c.st.apply(e); err != nil {
 			return 0, err
 		}
-		c.broadcastLocked(protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
+		c.broadcastLocked(clientFrame(e))
 	}
 	c.trimLocked(ctx)
 	return last, nil
@@ -332,7 +344,7 @@ func (c *Conversation) resyncLocked(ctx context.Context) error {
 		if err := c.st.apply(e); err != nil {
 			return err
 		}
-		c.broadcastLocked(protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
+		c.broadcastLocked(clientFrame(e))
 	}
 	c.dirty = false
 	if len(events) > 0 {
@@ -347,7 +359,7 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 	if c.cfg.Status == nil {
 		return nil
 	}
-	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last, Attached: len(c.subs) > 0, DetachedAt: c.detachedAt}
+	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last, Attached: len(c.subs) > 0, DetachedAt: c.detachedAt, Diverged: c.diverged}
 	switch {
 	case c.st.finished && c.st.failed:
 		s.Phase, s.Message = tetherv1alpha1.PhaseFailed, c.st.outcome
@@ -375,7 +387,7 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 // not.
 func sameStatus(a, b Status) bool {
 	return a.Phase == b.Phase && a.Message == b.Message && a.PromptSeq == b.PromptSeq && (a.Prompt == nil) == (b.Prompt == nil) &&
-		a.Attached == b.Attached
+		a.Attached == b.Attached && a.Diverged == b.Diverged
 }
 
 // publishAttachment publishes a change of Attached, from its own goroutine:

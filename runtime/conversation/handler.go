@@ -43,7 +43,8 @@ type Turn struct {
 	// Seq is the user message's sequence number.
 	Seq int64
 
-	c *Conversation
+	c     *Conversation
+	steps map[string]int // steps run so far, by name
 }
 
 // Send records a message from the agent.
@@ -63,6 +64,40 @@ func (t *Turn) Delta(text string) {
 // until the answer is durably recorded.
 func (t *Turn) Ask(ctx context.Context, id, text string, options ...string) (string, error) {
 	return t.c.ask(ctx, PromptData{ID: id, Text: text, Options: options})
+}
+
+// Step runs fn (an LLM call, a tool call, any side effect) as a journaled
+// step: its result is durably recorded before Step returns, and when the
+// turn is run again after a move, Step returns the recorded result and fn
+// does not run. A step that was running when its owner was lost (no result
+// recorded yet) runs again: fn runs at least once, and what the turn records
+// after it exactly once. key is the same on every run of the same step
+// (conversation, turn, name, and how many steps of that name came before in
+// the turn): hand it to the side effect as an idempotency key. The result is
+// JSON of at most MaxStepResultBytes.
+func (t *Turn) Step(ctx context.Context, name string, fn func(ctx context.Context, key string) (json.RawMessage, error)) (json.RawMessage, error) {
+	if t.steps == nil {
+		t.steps = map[string]int{}
+	}
+	n := t.steps[name]
+	t.steps[name]++
+	return t.c.step(ctx, t.Seq, name, n, fn)
+}
+
+// StepOf is Turn.Step for a result of any JSON type.
+func StepOf[T any](ctx context.Context, t *Turn, name string, fn func(ctx context.Context, key string) (T, error)) (T, error) {
+	var out T
+	raw, err := t.Step(ctx, name, func(ctx context.Context, key string) (json.RawMessage, error) {
+		v, err := fn(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(v)
+	})
+	if err != nil {
+		return out, err
+	}
+	return out, json.Unmarshal(raw, &out)
 }
 
 // Checkpoint records state the handler wants to keep; LastCheckpoint reads

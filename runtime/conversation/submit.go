@@ -83,18 +83,24 @@ func (c *Conversation) answerLocked(ctx context.Context, f protocol.ClientFrame)
 		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeNoPendingPrompt, Message: "no question is waiting for an answer"}
 	case p.ID != f.PromptID:
 		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodePromptMismatch, Message: "the pending question is " + p.ID + ", not the one answered"}
+	case f.PromptSeq != 0 && f.PromptSeq != c.st.promptSeq:
+		// Same id, another question (a turn that diverged asked anew): the
+		// human did not see this one.
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodePromptMismatch, Message: fmt.Sprintf("the pending question %s is the one at seq %d, not the one answered", p.ID, c.st.promptSeq)}
 	case len(p.Options) > 0 && !slices.Contains(p.Options, f.Text):
 		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeInvalidOption, Message: "the answer is not one of the question's options"}
 	}
-	data, _ := json.Marshal(protocol.AnswerData{PromptID: f.PromptID, Text: f.Text})
+	promptSeq := c.st.promptSeq
+	data, _ := json.Marshal(protocol.AnswerData{PromptID: f.PromptID, PromptSeq: promptSeq, Text: f.Text})
 	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventAnswer, ClientID: f.ID, Data: data})
 	if err != nil {
 		return protocol.ServerFrame{}, unavailable(err)
 	}
 	select {
-	case c.answers <- f.Text:
+	case <-c.answers: // an answer to an earlier question nobody took
 	default:
 	}
+	c.answers <- answerFor{promptSeq: promptSeq, text: f.Text}
 	_ = c.publishLocked(ctx)
 	return protocol.AckFrame(f.ID, seq, false), nil
 }
@@ -158,7 +164,7 @@ func (c *Conversation) Subscribe(ctx context.Context, cursor protocol.Cursor) (*
 		return nil, err
 	}
 	for _, e := range events {
-		s.Replay = append(s.Replay, protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, e.Data))
+		s.Replay = append(s.Replay, clientFrame(e))
 	}
 	s.Replay = append(s.Replay, protocol.ReplayCompleteFrame(bounds.Complete(after), bounds.FirstSeq, c.st.last, bounds.LogID))
 	if p := c.st.prompt; p != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
@@ -132,50 +133,40 @@ func (c *Conversation) callHandler(ctx context.Context, turn *Turn) (err error) 
 }
 
 // record appends an agent event, or, while replaying a turn a previous owner
-// started, matches it with the event that owner recorded.
+// started, reuses the event that owner recorded for the same call.
 func (c *Conversation) record(ctx context.Context, event string, data json.RawMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.matchReplayLocked(event) != nil {
-		return nil
+	recorded, err := c.replayLocked(ctx, callOf{event, data})
+	if recorded != nil || err != nil {
+		return err
 	}
-	_, err := c.appendLocked(ctx, eventlog.Event{Type: event, Data: data})
+	_, err = c.appendLocked(ctx, eventlog.Event{Type: event, Data: data})
 	return err
 }
 
-// matchReplayLocked consumes the next recorded event if it is of type event.
-// A replay that diverges (a handler that is not deterministic) is dropped,
-// and the turn goes on live from there.
-func (c *Conversation) matchReplayLocked(event string) *eventlog.Event {
-	if len(c.replay) == 0 {
-		return nil
-	}
-	next := c.replay[0]
-	if next.Type != event {
-		c.replay = nil
-		return nil
-	}
-	c.replay = c.replay[1:]
-	return &next
-}
-
-// ask records a prompt (or finds the recorded one), then returns the
-// recorded answer or waits for a live one.
+// ask records a prompt (or finds the same one recorded), then returns the
+// answer recorded for that very prompt or waits for a live one.
 func (c *Conversation) ask(ctx context.Context, p PromptData) (string, error) {
 	if err := validatePrompt(p); err != nil {
 		return "", err
 	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return "", err
+	}
 	c.mu.Lock()
-	if c.matchReplayLocked(protocol.EventPrompt) == nil {
-		data, err := json.Marshal(p)
-		if err != nil {
-			c.mu.Unlock()
-			return "", err
-		}
-		if _, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventPrompt, Data: data}); err != nil {
+	recorded, err := c.replayLocked(ctx, callOf{protocol.EventPrompt, data})
+	if err != nil {
+		c.mu.Unlock()
+		return "", err
+	}
+	var asked int64 // the seq of the question asked
+	if recorded == nil {
+		if asked, err = c.appendLocked(ctx, eventlog.Event{Type: protocol.EventPrompt, Data: data}); err != nil {
 			c.mu.Unlock()
 			return "", err
 		}
@@ -183,22 +174,82 @@ func (c *Conversation) ask(ctx context.Context, p PromptData) (string, error) {
 			c.mu.Unlock()
 			return "", err
 		}
-	}
-	if recorded := c.matchReplayLocked(protocol.EventAnswer); recorded != nil {
+	} else if asked = recorded.Seq; len(c.replay) > 0 && c.replay[0].Type == protocol.EventAnswer {
+		// The question is the one the human answered: their answer holds.
+		answer := c.replay[0]
+		c.replay = c.replay[1:]
 		c.mu.Unlock()
 		var a protocol.AnswerData
-		_ = json.Unmarshal(recorded.Data, &a)
+		_ = json.Unmarshal(answer.Data, &a)
 		return a.Text, nil
 	}
 	c.mu.Unlock()
-	select {
-	case answer := <-c.answers:
-		return answer, nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	case <-c.stopped:
-		return "", ErrNotOwner
+	for {
+		select {
+		case a := <-c.answers:
+			if a.promptSeq == asked {
+				return a.text, nil
+			}
+			// An answer to an earlier question (one this turn, diverging,
+			// did not ask again) is never applied to this one.
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-c.stopped:
+			return "", ErrNotOwner
+		}
 	}
+}
+
+// MaxStepNameBytes bounds a step's name; MaxStepResultBytes its result.
+const (
+	MaxStepNameBytes   = 64
+	MaxStepResultBytes = 32 << 10
+)
+
+// step runs fn once per conversation: its result is recorded before the turn
+// goes on, and a replay of the turn returns the recorded result without
+// running fn. n counts the steps of this name earlier in the turn.
+func (c *Conversation) step(ctx context.Context, turnSeq int64, name string, n int, fn func(ctx context.Context, key string) (json.RawMessage, error)) (json.RawMessage, error) {
+	if name == "" || len(name) > MaxStepNameBytes || strings.ContainsFunc(name, unicode.IsControl) {
+		return nil, fmt.Errorf("step name %.80q: 1 to %d bytes, no control characters", name, MaxStepNameBytes)
+	}
+	key := fmt.Sprintf("%s/%s/%d/%s/%d", c.cfg.Key.Namespace, c.cfg.Key.Name, turnSeq, name, n)
+	call, _ := json.Marshal(protocol.StepData{Name: name, Key: key})
+	c.mu.Lock()
+	recorded, err := c.replayLocked(ctx, callOf{protocol.EventStep, call})
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if recorded != nil {
+		var d protocol.StepData
+		if err := json.Unmarshal(recorded.Data, &d); err != nil {
+			return nil, fmt.Errorf("the recorded result of step %q: %w", name, err)
+		}
+		return d.Result, nil
+	}
+	// Run live: at least once. If the owner is lost before the result is
+	// recorded, the next owner runs the step again with the same key.
+	result, err := fn(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(result) == 0 {
+		result = json.RawMessage("null")
+	}
+	if len(result) > MaxStepResultBytes {
+		return nil, fmt.Errorf("step %q returned %d bytes: a step's result is at most %d bytes (keep large data elsewhere and record a reference)", name, len(result), MaxStepResultBytes)
+	}
+	if !json.Valid(result) {
+		return nil, fmt.Errorf("step %q returned a result that is not JSON", name)
+	}
+	data, _ := json.Marshal(protocol.StepData{Name: name, Key: key, Result: result})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventStep, Data: data}); err != nil {
+		return nil, err
+	}
+	return result, nil
 }
 
 // delta sends ephemeral output to the bound sockets.

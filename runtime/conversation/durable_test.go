@@ -1,0 +1,282 @@
+package conversation_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/eventlogtest"
+	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime/conversation"
+)
+
+// ledger stands for the outside world: how often the LLM was really
+// called, and the refunds made, by idempotency key.
+type ledger struct {
+	llmCalls atomic.Int32
+	mu       sync.Mutex
+	refunds  map[string]int // idempotency key -> amount
+	attempts int
+}
+
+func (l *ledger) refund(key string, amount int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.attempts++
+	l.refunds[key] = amount // an idempotent API: the same key refunds once
+}
+
+// refundAgent is an LLM agent: each real run of its "propose" step picks
+// another amount, as a model would. The question it asks comes from
+// question, so a test can change the agent between owners. block, when
+// set, holds the refund step until released or cancelled (the owner is
+// lost while the refund runs).
+type refundAgent struct {
+	world    *ledger
+	question func(amount int) string
+	block    chan struct{}
+}
+
+func (a *refundAgent) HandleTurn(ctx context.Context, t *conversation.Turn) error {
+	amount, err := conversation.StepOf(ctx, t, "propose-refund", func(context.Context, string) (int, error) {
+		return 100 + 50*int(a.world.llmCalls.Add(1)), nil // 150, then 200, ...
+	})
+	if err != nil {
+		return err
+	}
+	if err := t.Send(ctx, fmt.Sprintf("I propose refunding %d EUR", amount)); err != nil {
+		return err
+	}
+	decision, err := t.Ask(ctx, "refund", a.question(amount), "approve", "reject")
+	if err != nil {
+		return err
+	}
+	if decision != "approve" {
+		return t.Send(ctx, "rejected: nothing refunded")
+	}
+	if _, err := t.Step(ctx, "refund", func(ctx context.Context, key string) (json.RawMessage, error) {
+		if a.block != nil {
+			select {
+			case <-a.block:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		a.world.refund(key, amount)
+		return json.RawMessage(`"done"`), nil
+	}); err != nil {
+		return err
+	}
+	return t.Send(ctx, fmt.Sprintf("approved: refunded %d EUR", amount))
+}
+
+func refundQuestion(amount int) string { return fmt.Sprintf("Refund %d EUR?", amount) }
+
+// transcript is the log as "type:detail" lines, and the texts of messages.
+func transcript(t *testing.T, log eventlog.Log, key eventlog.Key) []string {
+	t.Helper()
+	events, err := log.Read(context.Background(), key, 0, eventlog.MaxReadEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range events {
+		line := e.Type
+		switch e.Type {
+		case protocol.EventAssistantMessage:
+			var d protocol.TextData
+			_ = json.Unmarshal(e.Data, &d)
+			line += ":" + d.Text
+		case protocol.EventPrompt:
+			var p conversation.PromptData
+			_ = json.Unmarshal(e.Data, &p)
+			line += ":" + p.Text
+		case protocol.EventStep:
+			var s protocol.StepData
+			_ = json.Unmarshal(e.Data, &s)
+			line += ":" + s.Name + "=" + string(s.Result)
+		case protocol.EventAnswer:
+			var a protocol.AnswerData
+			_ = json.Unmarshal(e.Data, &a)
+			line += ":" + a.Text
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func promptSeq(t *testing.T, st *statuses) int64 {
+	t.Helper()
+	return st.last().PromptSeq
+}
+
+// TestStepsReplayedAfterTheAnswer: the owner is lost after the human's
+// answer was recorded, while the refund runs. The new owner does not call
+// the LLM again (it would propose 200), gets the recorded proposal, the
+// recorded answer to the very question the human saw, runs the refund that
+// had not recorded its result again under the same idempotency key, and
+// refunds the 150 EUR the human approved.
+func TestStepsReplayedAfterTheAnswer(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("steps-after")
+	world := &ledger{refunds: map[string]int{}}
+	a, stA := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion, block: make(chan struct{})})
+	submit(t, a, message("m-1", "refund order 1234"))
+	waitFor(t, "A awaiting input", awaiting(stA))
+	submit(t, a, answer("a-1", "refund", "approve"))
+	waitFor(t, "the answer recorded", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "answer") })
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner) // the refund was running
+
+	b, _ := start(t, log, key, 2, &refundAgent{world: world, question: refundQuestion})
+	waitFor(t, "B finishing the turn", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "turn_finished") })
+	_ = b
+
+	if n := world.llmCalls.Load(); n != 1 {
+		t.Fatalf("the LLM was called %d times; the new owner must reuse the recorded proposal", n)
+	}
+	got := transcript(t, log, key)
+	want := []string{"user_message", "step:propose-refund=150", "assistant_message:I propose refunding 150 EUR", "prompt:Refund 150 EUR?",
+		"answer:approve", `step:refund="done"`, "assistant_message:approved: refunded 150 EUR", "turn_finished"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("log\n%q\nwant\n%q", got, want)
+	}
+	if len(world.refunds) != 1 {
+		t.Fatalf("refunds %v: one idempotency key for the one refund step", world.refunds)
+	}
+	for k, amount := range world.refunds {
+		if amount != 150 || !strings.HasSuffix(k, "/refund/0") {
+			t.Fatalf("refund %s of %d EUR, want 150 under the step's key", k, amount)
+		}
+	}
+}
+
+// TestQuestionAskedAgainBeforeTheAnswer: the owner is lost while the
+// question waits. The new owner asks the identical question (the recorded
+// one, not a new one), it is answered once, and the approved amount is the
+// one the human saw.
+func TestQuestionAskedAgainBeforeTheAnswer(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("steps-before")
+	world := &ledger{refunds: map[string]int{}}
+	a, stA := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion})
+	submit(t, a, message("m-1", "refund order 1234"))
+	waitFor(t, "A awaiting input", awaiting(stA))
+	asked := promptSeq(t, stA)
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+
+	b, stB := start(t, log, key, 2, &refundAgent{world: world, question: refundQuestion})
+	waitFor(t, "B awaiting input", awaiting(stB))
+	if p := stB.last().Prompt; p == nil || p.Text != "Refund 150 EUR?" || promptSeq(t, stB) != asked {
+		t.Fatalf("B asks %+v at seq %d, want the recorded question at %d", p, promptSeq(t, stB), asked)
+	}
+	ack := submit(t, b, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: "refund", PromptSeq: asked, Text: "approve"})
+	if ack.Duplicate {
+		t.Fatalf("ack %+v", ack)
+	}
+	waitFor(t, "B finishing the turn", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "turn_finished") })
+	got := transcript(t, log, key)
+	want := []string{"user_message", "step:propose-refund=150", "assistant_message:I propose refunding 150 EUR", "prompt:Refund 150 EUR?",
+		"answer:approve", `step:refund="done"`, "assistant_message:approved: refunded 150 EUR", "turn_finished"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("log\n%q\nwant\n%q", got, want)
+	}
+	if n := world.llmCalls.Load(); n != 1 {
+		t.Fatalf("the LLM was called %d times", n)
+	}
+}
+
+// TestDivergentReplay: the agent changed between owners and asks another
+// question on the re-run. The answer given to the old question is not
+// applied to the new one: the divergence is recorded (an event, the
+// status), the new question is presented, an answer naming the old
+// question is refused, and the answer to the new one finishes the turn.
+func TestDivergentReplay(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("diverged")
+	world := &ledger{refunds: map[string]int{}}
+	a, stA := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion, block: make(chan struct{})})
+	submit(t, a, message("m-1", "refund order 1234"))
+	waitFor(t, "A awaiting input", awaiting(stA))
+	oldSeq := promptSeq(t, stA)
+	submit(t, a, answer("a-1", "refund", "approve"))
+	waitFor(t, "the answer recorded", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "answer") })
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+
+	changed := func(amount int) string { return fmt.Sprintf("Refund %d EUR to the original card?", amount) }
+	b, stB := start(t, log, key, 2, &refundAgent{world: world, question: changed})
+	waitFor(t, "B asking its new question", awaiting(stB))
+	last := stB.last()
+	if last.Prompt == nil || last.Prompt.Text != "Refund 150 EUR to the original card?" || last.PromptSeq <= oldSeq {
+		t.Fatalf("B presents %+v at seq %d", last.Prompt, last.PromptSeq)
+	}
+	if !strings.Contains(last.Diverged, "question refund") {
+		t.Fatalf("status says diverged %q, want where", last.Diverged)
+	}
+	if len(world.refunds) != 0 {
+		t.Fatalf("refunded %v on an answer to another question", world.refunds)
+	}
+	// The human's answer to the old question is not an answer to this one.
+	if _, err := b.Submit(context.Background(), protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-old", PromptID: "refund", PromptSeq: oldSeq, Text: "approve"}); err == nil ||
+		!strings.Contains(err.Error(), "not the one answered") {
+		t.Fatalf("an answer naming the old question: %v, want prompt_mismatch", err)
+	}
+	submit(t, b, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-2", PromptID: "refund", PromptSeq: last.PromptSeq, Text: "approve"})
+	waitFor(t, "B finishing the turn", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "turn_finished") })
+	got := transcript(t, log, key)
+	want := []string{"user_message", "step:propose-refund=150", "assistant_message:I propose refunding 150 EUR", "prompt:Refund 150 EUR?",
+		"answer:approve", "replay_diverged", "prompt:Refund 150 EUR to the original card?", "answer:approve", `step:refund="done"`,
+		"assistant_message:approved: refunded 150 EUR", "turn_finished"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("log\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestStepResultsStayWithTheAgent: a client sees a step's name, never its
+// result, and every sequence number.
+func TestStepResultsStayWithTheAgent(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("step-frames")
+	world := &ledger{refunds: map[string]int{}}
+	c, st := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion})
+	submit(t, c, message("m-1", "refund order 1234"))
+	waitFor(t, "awaiting input", awaiting(st))
+	sub, err := c.Subscribe(context.Background(), protocol.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i, f := range sub.Replay[:3] {
+		if f.Seq != int64(i+1) {
+			t.Fatalf("frame %d has seq %d", i, f.Seq)
+		}
+	}
+	step := sub.Replay[1]
+	if step.Event != protocol.EventStep || string(step.Data) != `{"name":"propose-refund"}` {
+		t.Fatalf("a client got the step frame %+v (data %s)", step, step.Data)
+	}
+}
+
+// TestStepLimits: a step's name and result are bounded, with a clear error.
+func TestStepLimits(t *testing.T) {
+	errs := make(chan error, 2)
+	h := conversation.HandlerFunc(func(ctx context.Context, t *conversation.Turn) error {
+		_, err := t.Step(ctx, "big", func(context.Context, string) (json.RawMessage, error) {
+			return json.RawMessage(`"` + strings.Repeat("x", conversation.MaxStepResultBytes) + `"`), nil
+		})
+		errs <- err
+		_, err = t.Step(ctx, strings.Repeat("n", 65), func(context.Context, string) (json.RawMessage, error) { return nil, nil })
+		errs <- err
+		return nil
+	})
+	c, _ := start(t, memory.New(), eventlogtest.NewKey("step-limits"), 1, h)
+	submit(t, c, message("m-1", "go"))
+	if err := <-errs; err == nil || !strings.Contains(err.Error(), "at most 32768 bytes") {
+		t.Fatalf("an oversized result: %v", err)
+	}
+	if err := <-errs; err == nil || !strings.Contains(err.Error(), "1 to 64 bytes") {
+		t.Fatalf("an oversized name: %v", err)
+	}
+}
