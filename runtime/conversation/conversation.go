@@ -201,6 +201,20 @@ func (c *Conversation) reportHole(err error) {
 	}
 }
 
+// history reads the last MaxHistoryEvents events before seq before.
+func (c *Conversation) history(ctx context.Context, before int64) ([]eventlog.Event, bool, error) {
+	c.mu.Lock()
+	first := c.first
+	c.mu.Unlock()
+	after := max(first-1, before-1-MaxHistoryEvents)
+	events, err := readRange(ctx, c.cfg.Log, c.cfg.Key, after, before-1)
+	if err != nil {
+		c.reportHole(err)
+		return nil, false, err
+	}
+	return events, after == 0, nil
+}
+
 // Done is closed when the conversation stopped; Err says why.
 func (c *Conversation) Done() <-chan struct{} { return c.stopped }
 

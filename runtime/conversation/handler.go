@@ -100,6 +100,19 @@ func StepOf[T any](ctx context.Context, t *Turn, name string, fn func(ctx contex
 	return out, json.Unmarshal(raw, &out)
 }
 
+// MaxHistoryEvents bounds the events History returns: the newest ones.
+const MaxHistoryEvents = 500
+
+// History returns the conversation's durable events before this turn (user
+// messages, the agent's messages, questions and answers, step results,
+// checkpoints), oldest first: at most MaxHistoryEvents, the newest ones.
+// complete is false when older events exist that it left out or that
+// retention trimmed. An agent rebuilds its context from it after a move;
+// this turn's own events come back through replay, not here.
+func (t *Turn) History(ctx context.Context) (events []eventlog.Event, complete bool, err error) {
+	return t.c.history(ctx, t.Seq)
+}
+
 // Checkpoint records state the handler wants to keep; LastCheckpoint reads
 // the newest one back, on this owner or the next.
 func (t *Turn) Checkpoint(ctx context.Context, state any) error {

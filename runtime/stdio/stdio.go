@@ -2,10 +2,14 @@
 // conversation, speaking JSON lines over its standard input and output.
 // docs/agents.md describes the contract.
 //
-// The runtime writes {"type":"turn",...} to start a turn and
-// {"type":"answer",...} to answer a question; the agent writes send, delta,
-// ask, checkpoint, and one of done, finish or fail to end the turn. A process
-// that exits, or writes a line that is not one of these, fails its
+// A new process first gets {"type":"history",...}: the conversation's
+// events before its first turn (bounded), so an agent started on a new pod
+// rebuilds its context. The runtime writes {"type":"turn",...} to start a
+// turn and {"type":"answer",...} to answer a question; the agent writes
+// send, delta, ask, step (a journaled step: the runtime answers with the
+// recorded result, or step_run, then records what the agent's step_done
+// says), checkpoint, and one of done, finish or fail to end the turn. A
+// process that exits, or writes a line that is not one of these, fails its
 // conversation with a message saying so; it never takes the runtime down.
 package stdio
 
@@ -19,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +60,22 @@ type toAgent struct {
 	Input        string `json:"input,omitempty"`
 	PromptID     string `json:"promptId,omitempty"`
 	Text         string `json:"text,omitempty"`
+	// Name, Key and Result of a step_run or step_result; Replayed says
+	// the result was recorded before (the step did not run now).
+	Name     string          `json:"name,omitempty"`
+	Key      string          `json:"key,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Replayed bool            `json:"replayed,omitempty"`
+	// Events and Complete of a history line.
+	Events   []historyEvent `json:"events,omitempty"`
+	Complete *bool          `json:"complete,omitempty"`
+}
+
+// historyEvent is one event of a history line.
+type historyEvent struct {
+	Seq  int64           `json:"seq"`
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Lines an agent writes.
@@ -65,7 +86,14 @@ type fromAgent struct {
 	Options []string        `json:"options,omitempty"`
 	State   json.RawMessage `json:"state,omitempty"`
 	Message string          `json:"message,omitempty"`
+	// Name of a step or step_done, and Result of a step_done.
+	Name   string          `json:"name,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
 }
+
+// maxHistoryBytes bounds a history line's events; older ones are left out
+// (complete is then false).
+const maxHistoryBytes = MaxLineBytes / 2
 
 type process struct {
 	cmd    *exec.Cmd
@@ -81,7 +109,7 @@ type process struct {
 
 // HandleTurn implements conversation.Handler.
 func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
-	p, err := h.process(t.Conversation)
+	p, fresh, err := h.process(t.Conversation)
 	if err != nil {
 		return err
 	}
@@ -93,6 +121,11 @@ func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
 	// stops the process, which is blocked on its own work or its input.
 	stop := context.AfterFunc(ctx, func() { h.Forget(t.Conversation) })
 	defer stop()
+	if fresh {
+		if err := h.sendHistory(ctx, p, t); err != nil {
+			return fail(err)
+		}
+	}
 	if err := p.write(toAgent{Type: "turn", Conversation: t.Conversation.String(), Seq: t.Seq, Input: t.Input}); err != nil {
 		return fail(p.exited(err))
 	}
@@ -133,6 +166,10 @@ func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
 			if err := p.write(toAgent{Type: "answer", PromptID: line.ID, Text: answer}); err != nil {
 				return fail(p.exited(err))
 			}
+		case "step":
+			if err := h.step(ctx, p, t, line.Name); err != nil {
+				return fail(err)
+			}
 		case "done":
 			return nil
 		case "finish":
@@ -145,12 +182,72 @@ func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
 	}
 }
 
-// process returns the conversation's process, starting it if needed.
-func (h *Handler) process(key eventlog.Key) (*process, error) {
+// sendHistory gives a new process the conversation so far: the newest
+// events before this turn that fit in half a line.
+func (h *Handler) sendHistory(ctx context.Context, p *process, t *conversation.Turn) error {
+	events, complete, err := t.History(ctx)
+	if err != nil {
+		return err
+	}
+	out := make([]historyEvent, 0, len(events))
+	size := 0
+	for i := len(events) - 1; i >= 0; i-- {
+		e := events[i]
+		if size += len(e.Data) + len(e.Type) + 32; size > maxHistoryBytes {
+			complete = false
+			break
+		}
+		out = append(out, historyEvent{Seq: e.Seq, Type: e.Type, Data: e.Data})
+	}
+	slices.Reverse(out)
+	if err := p.write(toAgent{Type: "history", Conversation: t.Conversation.String(), Events: out, Complete: &complete}); err != nil {
+		return p.exited(err)
+	}
+	return nil
+}
+
+// step runs a journaled step for the agent: the recorded result if there is
+// one, or else the agent runs it (step_run) and says what came of it
+// (step_done, or fail); either way the agent gets step_result.
+func (h *Handler) step(ctx context.Context, p *process, t *conversation.Turn, name string) error {
+	replayed := true
+	var key string
+	result, err := t.Step(ctx, name, func(_ context.Context, k string) (json.RawMessage, error) {
+		replayed, key = false, k
+		if err := p.write(toAgent{Type: "step_run", Name: name, Key: k}); err != nil {
+			return nil, p.exited(err)
+		}
+		if !p.lines.Scan() {
+			return nil, p.exited(p.lines.Err())
+		}
+		var done fromAgent
+		if err := json.Unmarshal(p.lines.Bytes(), &done); err != nil {
+			return nil, fmt.Errorf("the agent wrote a line that is not JSON: %.80q", p.lines.Text())
+		}
+		switch {
+		case done.Type == "fail":
+			return nil, fmt.Errorf("the agent's step %q failed: %s", name, done.Message)
+		case done.Type != "step_done" || done.Name != name:
+			return nil, fmt.Errorf("the agent answered step_run %q with %.40q, want step_done", name, done.Type)
+		}
+		return done.Result, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.write(toAgent{Type: "step_result", Name: name, Key: key, Result: result, Replayed: replayed}); err != nil {
+		return p.exited(err)
+	}
+	return nil
+}
+
+// process returns the conversation's process, starting it if needed; fresh
+// says it was started now.
+func (h *Handler) process(key eventlog.Key) (p *process, fresh bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p, ok := h.procs[key]; ok {
-		return p, nil
+		return p, false, nil
 	}
 	cmd := exec.Command(h.Command, h.Args...) //nolint:gosec,noctx // the Agent's configured program; stopped by Forget
 	cmd.Env = append(cmd.Environ(), h.Env...)
@@ -158,14 +255,14 @@ func (h *Handler) process(key eventlog.Key) (*process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// Our own pipe, not StdoutPipe: Wait closes StdoutPipe's read end when
 	// the process exits, racing the reader; with this one the reader sees
 	// the process's last lines and then EOF.
 	stdout, stdoutWriter, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	cmd.Stdout = stdoutWriter
 	stderr := &tailBuffer{max: 2048}
@@ -174,11 +271,11 @@ func (h *Handler) process(key eventlog.Key) (*process, error) {
 	_ = stdoutWriter.Close() // the child has its copy
 	if err != nil {
 		_ = stdout.Close()
-		return nil, fmt.Errorf("starting the agent %s: %w", h.Command, err)
+		return nil, false, fmt.Errorf("starting the agent %s: %w", h.Command, err)
 	}
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
-	p := &process{cmd: cmd, stdin: stdin, stdout: stdout, lines: lines, stderr: stderr, exit: make(chan struct{})}
+	p = &process{cmd: cmd, stdin: stdin, stdout: stdout, lines: lines, stderr: stderr, exit: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exit)
@@ -187,7 +284,7 @@ func (h *Handler) process(key eventlog.Key) (*process, error) {
 		h.procs = map[eventlog.Key]*process{}
 	}
 	h.procs[key] = p
-	return p, nil
+	return p, true, nil
 }
 
 // Forget stops the conversation's process: SIGTERM, then SIGKILL after 5 s.

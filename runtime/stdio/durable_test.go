@@ -1,0 +1,209 @@
+package stdio_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/eventlogtest"
+	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime/conversation"
+	"tether.dev/tether/runtime/stdio"
+)
+
+// refundWorld runs sdk/python/examples/refund_agent.py with its ledger (the
+// outside world: model calls and refunds) and hold files in a temp dir.
+type refundWorld struct {
+	ledger, hold string
+}
+
+func newRefundWorld(t *testing.T) *refundWorld {
+	dir := t.TempDir()
+	return &refundWorld{ledger: filepath.Join(dir, "ledger"), hold: filepath.Join(dir, "hold")}
+}
+
+func (w *refundWorld) agent(t *testing.T) *stdio.Handler {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 runs the Python SDK's example agent; it is part of the machine image")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "sdk", "python", "examples", "refund_agent.py")
+	return &stdio.Handler{Command: python, Args: []string{script}, Env: []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}}
+}
+
+// lines is what the outside world saw.
+func (w *refundWorld) lines(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(w.ledger)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return strings.Fields(strings.ReplaceAll(string(data), " ", "|"))
+}
+
+func submit(t *testing.T, c *conversation.Conversation, f protocol.ClientFrame) {
+	t.Helper()
+	if _, err := c.Submit(context.Background(), f); err != nil {
+		t.Fatalf("submit %+v: %v", f, err)
+	}
+}
+
+func logLines(t *testing.T, log eventlog.Log, key eventlog.Key) []string {
+	t.Helper()
+	events, err := log.Read(context.Background(), key, 0, eventlog.MaxReadEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range events {
+		line := e.Type
+		switch e.Type {
+		case protocol.EventAssistantMessage:
+			var d protocol.TextData
+			_ = json.Unmarshal(e.Data, &d)
+			line += ":" + d.Text
+		case protocol.EventStep:
+			var s protocol.StepData
+			_ = json.Unmarshal(e.Data, &s)
+			line += ":" + s.Name + "=" + string(s.Result)
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func waitLog(t *testing.T, log eventlog.Log, key eventlog.Key, what string) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lines := logLines(t, log, key)
+		if strings.Contains(strings.Join(lines, "\n"), what) {
+			return lines
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %q in the log: %q", what, lines)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// proposed is the amount the recorded propose step holds.
+func proposed(t *testing.T, lines []string) string {
+	t.Helper()
+	for _, l := range lines {
+		if amount, ok := strings.CutPrefix(l, "step:propose="); ok {
+			return amount
+		}
+	}
+	t.Fatalf("no propose step in %q", lines)
+	return ""
+}
+
+// TestPythonRefundAfterTheAnswer: the Python agent's owner is lost after
+// the human approved, while the refund runs. The new owner's process does
+// not call the model again (the ledger says one call), replays the recorded
+// proposal and answer, and refunds exactly the approved amount, once.
+func TestPythonRefundAfterTheAnswer(t *testing.T) {
+	w := newRefundWorld(t)
+	log, key := memory.New(), eventlogtest.NewKey("py-refund-after")
+	a, stA := start(t, log, key, 1, w.agent(t))
+	submit(t, a, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 1234"})
+	asked := waitPhase(t, stA, tetherv1alpha1.PhaseAwaitingInput)
+	if err := os.WriteFile(w.hold, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, a, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: "refund", PromptSeq: asked.PromptSeq, Text: "approve"})
+	waitLog(t, log, key, "answer")
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+	if err := os.Remove(w.hold); err != nil {
+		t.Fatal(err)
+	}
+
+	start(t, log, key, 2, w.agent(t))
+	lines := waitLog(t, log, key, "turn_finished")
+	amount := proposed(t, lines)
+	want := []string{"user_message", "step:propose=" + amount, "assistant_message:I propose refunding " + amount + " EUR", "prompt", "answer",
+		`step:refund={"refunded":` + amount + `}`, "assistant_message:approved: refunded " + amount + " EUR", "turn_finished"}
+	if fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Fatalf("log\n%q\nwant\n%q", lines, want)
+	}
+	world := w.lines(t)
+	if len(world) != 2 || world[0] != "propose" || !strings.HasPrefix(world[1], "refund|") || !strings.HasSuffix(world[1], "|"+amount) {
+		t.Fatalf("the world saw %q: want one model call and one refund of %s EUR", world, amount)
+	}
+}
+
+// TestPythonRefundBeforeTheAnswer: the owner is lost while the question
+// waits; the new owner's process asks the identical question (the same
+// seq), it is answered once, and the approved amount is refunded once.
+func TestPythonRefundBeforeTheAnswer(t *testing.T) {
+	w := newRefundWorld(t)
+	log, key := memory.New(), eventlogtest.NewKey("py-refund-before")
+	a, stA := start(t, log, key, 1, w.agent(t))
+	submit(t, a, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 1234"})
+	first := waitPhase(t, stA, tetherv1alpha1.PhaseAwaitingInput)
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+
+	b, stB := start(t, log, key, 2, w.agent(t))
+	again := waitPhase(t, stB, tetherv1alpha1.PhaseAwaitingInput)
+	if again.Prompt.Text != first.Prompt.Text || again.PromptSeq != first.PromptSeq {
+		t.Fatalf("B asks %q at %d, A asked %q at %d", again.Prompt.Text, again.PromptSeq, first.Prompt.Text, first.PromptSeq)
+	}
+	submit(t, b, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: "refund", PromptSeq: again.PromptSeq, Text: "approve"})
+	lines := waitLog(t, log, key, "turn_finished")
+	amount := proposed(t, lines)
+	if got := strings.Count(strings.Join(lines, " "), "answer"); got != 1 || !strings.Contains(strings.Join(lines, "\n"), "approved: refunded "+amount+" EUR") {
+		t.Fatalf("log %q: want one answer and the refund of %s EUR", lines, amount)
+	}
+	if world := w.lines(t); len(world) != 2 || world[0] != "propose" {
+		t.Fatalf("the world saw %q: want one model call and one refund", world)
+	}
+}
+
+// TestPythonAgentRemembersAcrossMoves: a three-turn conversation with the
+// Python agent, moved between turns and in the middle of one: after each
+// move the new process knows the earlier turns (its reply quotes the first
+// message, which only the first turn said).
+func TestPythonAgentRemembersAcrossMoves(t *testing.T) {
+	w := newRefundWorld(t)
+	log, key := memory.New(), eventlogtest.NewKey("py-memory")
+	a, _ := start(t, log, key, 1, w.agent(t))
+	submit(t, a, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "my name is Ada"})
+	waitLog(t, log, key, "your first message was 'my name is Ada'")
+
+	// Moved between turns.
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+	b, stB := start(t, log, key, 2, w.agent(t))
+	submit(t, b, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-2", Text: "who am I?"})
+	waitLog(t, log, key, "you said 'who am I?'; your first message was 'my name is Ada'")
+
+	// Moved in the middle of a turn.
+	submit(t, b, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-3", Text: "refund order 77"})
+	waitPhase(t, stB, tetherv1alpha1.PhaseAwaitingInput)
+	b.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+	c, stC := start(t, log, key, 3, w.agent(t))
+	asked := waitPhase(t, stC, tetherv1alpha1.PhaseAwaitingInput)
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: "refund", PromptSeq: asked.PromptSeq, Text: "reject"})
+	waitLog(t, log, key, "rejected: nothing refunded")
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-4", Text: "thanks"})
+	lines := waitLog(t, log, key, "you said 'thanks'; your first message was 'my name is Ada'")
+	if n := strings.Count(strings.Join(lines, "\n"), "step:propose"); n != 1 {
+		t.Fatalf("%d proposals recorded: %q", n, lines)
+	}
+	if world := w.lines(t); len(world) != 1 {
+		t.Fatalf("the world saw %q: one model call, no refund", world)
+	}
+}
