@@ -10,9 +10,16 @@ import (
 	"sync/atomic"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
+	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testredis"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 )
@@ -79,6 +86,29 @@ func (a *refundAgent) HandleTurn(ctx context.Context, t *conversation.Turn) erro
 
 func refundQuestion(amount int) string { return fmt.Sprintf("Refund %d EUR?", amount) }
 
+// forEachStore runs a scenario on each store: memory, the kubernetes store
+// on a real API server, and a real Redis.
+func forEachStore(t *testing.T, scenario func(*testing.T, eventlog.Log)) {
+	t.Run("memory", func(t *testing.T) { scenario(t, memory.New()) })
+	t.Run("kubernetes", func(t *testing.T) {
+		env := testenv.Start(t)
+		for _, ns := range []string{"ns-steps-after", "ns-steps-before", "ns-diverged"} {
+			if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		scenario(t, kubelog.New(env.Client))
+	})
+	t.Run("redis", func(t *testing.T) {
+		log, err := redislog.New(redislog.Options{Addrs: []string{testredis.Start(t).Addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = log.Close() })
+		scenario(t, log)
+	})
+}
+
 // transcript is the log as "type:detail" lines, and the texts of messages.
 func transcript(t *testing.T, log eventlog.Log, key eventlog.Key) []string {
 	t.Helper()
@@ -123,8 +153,10 @@ func promptSeq(t *testing.T, st *statuses) int64 {
 // recorded answer to the very question the human saw, runs the refund that
 // had not recorded its result again under the same idempotency key, and
 // refunds the 150 EUR the human approved.
-func TestStepsReplayedAfterTheAnswer(t *testing.T) {
-	log, key := memory.New(), eventlogtest.NewKey("steps-after")
+func TestStepsReplayedAfterTheAnswer(t *testing.T) { forEachStore(t, testStepsReplayedAfterTheAnswer) }
+
+func testStepsReplayedAfterTheAnswer(t *testing.T, log eventlog.Log) {
+	key := eventlogtest.NewKey("steps-after")
 	world := &ledger{refunds: map[string]int{}}
 	a, stA := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion, block: make(chan struct{})})
 	submit(t, a, message("m-1", "refund order 1234"))
@@ -160,8 +192,10 @@ func TestStepsReplayedAfterTheAnswer(t *testing.T) {
 // question waits. The new owner asks the identical question (the recorded
 // one, not a new one), it is answered once, and the approved amount is the
 // one the human saw.
-func TestQuestionAskedAgainBeforeTheAnswer(t *testing.T) {
-	log, key := memory.New(), eventlogtest.NewKey("steps-before")
+func TestQuestionAskedAgainBeforeTheAnswer(t *testing.T) { forEachStore(t, testQuestionAskedAgainBeforeTheAnswer) }
+
+func testQuestionAskedAgainBeforeTheAnswer(t *testing.T, log eventlog.Log) {
+	key := eventlogtest.NewKey("steps-before")
 	world := &ledger{refunds: map[string]int{}}
 	a, stA := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion})
 	submit(t, a, message("m-1", "refund order 1234"))
@@ -195,8 +229,10 @@ func TestQuestionAskedAgainBeforeTheAnswer(t *testing.T) {
 // applied to the new one: the divergence is recorded (an event, the
 // status), the new question is presented, an answer naming the old
 // question is refused, and the answer to the new one finishes the turn.
-func TestDivergentReplay(t *testing.T) {
-	log, key := memory.New(), eventlogtest.NewKey("diverged")
+func TestDivergentReplay(t *testing.T) { forEachStore(t, testDivergentReplay) }
+
+func testDivergentReplay(t *testing.T, log eventlog.Log) {
+	key := eventlogtest.NewKey("diverged")
 	world := &ledger{refunds: map[string]int{}}
 	a, stA := start(t, log, key, 1, &refundAgent{world: world, question: refundQuestion, block: make(chan struct{})})
 	submit(t, a, message("m-1", "refund order 1234"))
