@@ -192,7 +192,9 @@ func testStepsReplayedAfterTheAnswer(t *testing.T, log eventlog.Log) {
 // question waits. The new owner asks the identical question (the recorded
 // one, not a new one), it is answered once, and the approved amount is the
 // one the human saw.
-func TestQuestionAskedAgainBeforeTheAnswer(t *testing.T) { forEachStore(t, testQuestionAskedAgainBeforeTheAnswer) }
+func TestQuestionAskedAgainBeforeTheAnswer(t *testing.T) {
+	forEachStore(t, testQuestionAskedAgainBeforeTheAnswer)
+}
 
 func testQuestionAskedAgainBeforeTheAnswer(t *testing.T, log eventlog.Log) {
 	key := eventlogtest.NewKey("steps-before")
