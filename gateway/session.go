@@ -517,7 +517,7 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 		// The client hears of every hold, and of each change of phase.
 		if phase := string(d.Phase); phase != told {
 			told = phase
-			s.sendClient(protocol.StatusFrame(phase, "", message))
+			s.sendClient(protocol.StatusFrame(phase, message))
 		}
 		switch {
 		case d.Action == Wake && !woken:

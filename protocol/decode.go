@@ -45,11 +45,6 @@ func (f *ClientFrame) Validate() error {
 			return errorf(CodeBadFrame, "promptSeq is the seq of a pending_prompt frame: 1 or more, or absent")
 		}
 		return validateText(f.Text)
-	case TypeResume:
-		if f.After == nil || *f.After < 0 {
-			return errorf(CodeBadFrame, "resume needs after, a sequence number of 0 or more")
-		}
-		return nil
 	case "":
 		return errorf(CodeBadFrame, "a frame needs a type")
 	}

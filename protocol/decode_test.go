@@ -11,8 +11,6 @@ import (
 )
 
 func TestDecodeClientFrame(t *testing.T) {
-	after := int64(41)
-	zero := int64(0)
 	cases := []struct {
 		name string
 		in   string
@@ -21,12 +19,12 @@ func TestDecodeClientFrame(t *testing.T) {
 	}{
 		{"message", `{"type":"message","id":"c-1","text":"refund order 1234"}`, ClientFrame{Type: TypeMessage, ID: "c-1", Text: "refund order 1234"}, ""},
 		{"answer", `{"type":"answer","id":"c-2","promptId":"p1","text":"approve"}`, ClientFrame{Type: TypeAnswer, ID: "c-2", PromptID: "p1", Text: "approve"}, ""},
-		{"resume", `{"type":"resume","after":41}`, ClientFrame{Type: TypeResume, After: &after}, ""},
-		{"resume from the start", `{"type":"resume","after":0}`, ClientFrame{Type: TypeResume, After: &zero}, ""},
 		{"unknown fields are ignored", `{"type":"message","id":"c-3","text":"hi","future":true}`, ClientFrame{Type: TypeMessage, ID: "c-3", Text: "hi"}, ""},
 		{"not JSON", `hello`, ClientFrame{}, CodeBadFrame},
 		{"truncated JSON", `{"type":"message","id":`, ClientFrame{}, CodeBadFrame},
-		{"two values", `{"type":"resume","after":1}{"type":"resume","after":2}`, ClientFrame{}, CodeBadFrame},
+		{"two values", `{"type":"message","id":"a","text":"1"}{"type":"message","id":"b","text":"2"}`, ClientFrame{}, CodeBadFrame},
+		{"resume is not a client frame: the cursor is given when connecting", `{"type":"resume","after":41}`, ClientFrame{}, CodeUnknownType},
+		{"an answer naming a negative promptSeq", `{"type":"answer","id":"c-2","promptId":"p1","promptSeq":-3,"text":"approve"}`, ClientFrame{}, CodeBadFrame},
 		{"an array", `[1,2]`, ClientFrame{}, CodeBadFrame},
 		{"no type", `{"id":"c-1","text":"hi"}`, ClientFrame{}, CodeBadFrame},
 		{"unknown type", `{"type":"delete_everything"}`, ClientFrame{}, CodeUnknownType},
@@ -37,9 +35,7 @@ func TestDecodeClientFrame(t *testing.T) {
 		{"text too long", `{"type":"message","id":"c-1","text":"` + strings.Repeat("t", MaxTextBytes+1) + `"}`, ClientFrame{}, CodeTooLarge},
 		{"frame too large", `{"type":"message","id":"c-1","text":"` + strings.Repeat("t", MaxClientFrameBytes) + `"}`, ClientFrame{}, CodeTooLarge},
 		{"answer without promptId", `{"type":"answer","id":"c-2","text":"approve"}`, ClientFrame{}, CodeBadFrame},
-		{"resume without after", `{"type":"resume"}`, ClientFrame{}, CodeBadFrame},
-		{"resume after a negative", `{"type":"resume","after":-1}`, ClientFrame{}, CodeBadFrame},
-		{"wrong field type", `{"type":"resume","after":"41"}`, ClientFrame{}, CodeBadFrame},
+		{"wrong field type", `{"type":"answer","id":"c-2","promptId":"p1","promptSeq":"4","text":"approve"}`, ClientFrame{}, CodeBadFrame},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,7 +84,7 @@ func TestServerFramesOnTheWire(t *testing.T) {
 		{DeltaFrame("Look"), `{"type":"delta","text":"Look","durable":false}`},
 		{AckFrame("c-1", 7, false), `{"type":"ack","seq":7,"id":"c-1"}`},
 		{AckFrame("c-1", 7, true), `{"type":"ack","seq":7,"id":"c-1","duplicate":true}`},
-		{StatusFrame("Rescheduling", "", "owner pod lost; moving"), `{"type":"status","phase":"Rescheduling","message":"owner pod lost; moving"}`},
+		{StatusFrame("Rescheduling", "owner pod lost; moving"), `{"type":"status","phase":"Rescheduling","message":"owner pod lost; moving"}`},
 		{ReplayCompleteFrame(false, 21, 30, "L1"), `{"type":"replay_complete","complete":false,"firstSeq":21,"lastSeq":30,"log":"L1"}`},
 		{ResetFrame(ResetCursorAhead, "L1", "m"), `{"type":"reset","log":"L1","code":"cursor_ahead","message":"m"}`},
 		{ErrorFrame(CodePromptMismatch, "c-9", "prompt p1 is not pending"), `{"type":"error","id":"c-9","code":"prompt_mismatch","message":"prompt p1 is not pending"}`},
@@ -110,8 +106,8 @@ func FuzzDecodeClientFrame(f *testing.F) {
 	for _, seed := range []string{
 		`{"type":"message","id":"c-1","text":"hi"}`,
 		`{"type":"answer","id":"c-2","promptId":"p1","text":"approve"}`,
+		`{"type":"answer","id":"c-2","promptId":"p1","promptSeq":4,"text":"approve"}`,
 		`{"type":"resume","after":41}`,
-		`{"type":"resume","after":-1}`,
 		`{"type":"message","id":"c-1","text":"\ud800"}`,
 		`{"type":1}`, `null`, `[]`, `{}`, ``, `{"type":"message"`,
 	} {

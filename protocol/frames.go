@@ -28,9 +28,6 @@ const (
 	// TypeAnswer answers the pending prompt:
 	// {"type":"answer","id":"c2","promptId":"p1","text":"approve"}.
 	TypeAnswer = "answer"
-	// TypeResume asks for the events after a sequence number:
-	// {"type":"resume","after":41}.
-	TypeResume = "resume"
 )
 
 // Server frame types.
@@ -104,8 +101,6 @@ type ClientFrame struct {
 	// answer is applied only to the question the human was shown.
 	PromptID  string `json:"promptId,omitempty"`
 	PromptSeq int64  `json:"promptSeq,omitempty"`
-	// After is the last sequence number the client saw, for resume.
-	After *int64 `json:"after,omitempty"`
 }
 
 // ServerFrame is a frame a server sends. Which fields are set depends on
@@ -132,9 +127,9 @@ type ServerFrame struct {
 	// Duplicate marks the ack of a message that had already been applied.
 	Duplicate bool `json:"duplicate,omitempty"`
 
-	// Phase and Owner of a status frame.
+	// Phase of a status frame. (Which pod owns the conversation is not
+	// the client's business, and not told.)
 	Phase string `json:"phase,omitempty"`
-	Owner string `json:"owner,omitempty"`
 
 	// Complete, FirstSeq and LastSeq of a replay_complete frame: Complete
 	// is false when history the client asked for was trimmed.
@@ -212,8 +207,8 @@ func AckFrame(id string, seq int64, duplicate bool) ServerFrame {
 }
 
 // StatusFrame tells the client where the conversation is.
-func StatusFrame(phase, owner, message string) ServerFrame {
-	return ServerFrame{Type: TypeStatus, Phase: phase, Owner: owner, Message: message}
+func StatusFrame(phase, message string) ServerFrame {
+	return ServerFrame{Type: TypeStatus, Phase: phase, Message: message}
 }
 
 // ReplayCompleteFrame ends a replay of history log.

@@ -120,4 +120,4 @@ func internType(t []byte) string {
 }
 
 var knownTypes = []string{TypeEvent, TypeAck, TypeDelta, TypeStatus, TypeError, TypeReplayComplete,
-	TypePendingPrompt, TypeMessage, TypeAnswer, TypeResume}
+	TypePendingPrompt, TypeMessage, TypeAnswer, TypeReset}

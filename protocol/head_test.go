@@ -34,7 +34,7 @@ func TestPeekHead(t *testing.T) {
 		{"ack", encode(protocol.AckFrame("c-9", 12, true)), protocol.Head{Type: "ack", Seq: 12, ID: "c-9"}, true},
 		{"error", encode(protocol.ErrorFrame(protocol.CodeBusy, "c-2", "busy")), protocol.Head{Type: "error", ID: "c-2"}, true},
 		{"delta", encode(protocol.DeltaFrame("par")), protocol.Head{Type: "delta"}, true},
-		{"status", encode(protocol.StatusFrame("Running", "", "")), protocol.Head{Type: "status"}, true},
+		{"status", encode(protocol.StatusFrame("Running", "")), protocol.Head{Type: "status"}, true},
 		{"client message", `{"type":"message","id":"m1","text":"hello"}`, protocol.Head{Type: "message", ID: "m1"}, true},
 		{"members in another order", `{"id":"x","seq":5,"type":"event"}`, protocol.Head{Type: "event", Seq: 5, ID: "x"}, true},
 		{"whitespace", `{ "type": "ack", "id": "a b" }`, protocol.Head{Type: "ack", ID: "a b"}, true},

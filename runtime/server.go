@@ -163,8 +163,6 @@ func (s *session) read(r *http.Request) {
 			reply = protocol.ErrorFrame(protocol.CodeBadFrame, "", "frames are JSON text")
 		case err != nil:
 			reply = errorReply(err, "")
-		case frame.Type == protocol.TypeResume:
-			reply = protocol.ErrorFrame(protocol.CodeBadFrame, "", "resume is given when connecting (after=N)")
 		default:
 			reply, err = s.conv.Submit(r.Context(), frame)
 			if errors.Is(err, conversation.ErrNotOwner) {

@@ -393,7 +393,7 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 		return err
 	}
 	c.published, c.publishedAt = &s, now
-	c.broadcastLocked(protocol.StatusFrame(string(s.Phase), "", ""))
+	c.broadcastLocked(protocol.StatusFrame(string(s.Phase), ""))
 	return nil
 }
 
