@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -65,6 +66,10 @@ type Client struct {
 	done   chan struct{}
 	idBase string
 
+	// writeMu serializes writes to the socket; it is taken while mu is
+	// held (so frames go out in queue order) and held alone while writing,
+	// so a slow socket never blocks the reader, which needs mu.
+	writeMu sync.Mutex
 	mu      sync.Mutex
 	conn    *websocket.Conn
 	queue   []protocol.ClientFrame // sent or to send, not yet acknowledged
@@ -146,21 +151,28 @@ func (c *Client) enqueue(f protocol.ClientFrame) (string, error) {
 		return "", ErrClosed
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if len(c.queue) >= c.cfg.QueueSize {
+		c.mu.Unlock()
 		return "", ErrQueueFull
 	}
 	c.nextID++
 	f.ID = c.idBase + strconv.FormatUint(c.nextID, 10)
 	if err := f.Validate(); err != nil {
+		c.mu.Unlock()
 		return "", err
 	}
 	c.queue = append(c.queue, f)
-	if c.conn != nil {
-		// A failed write is the socket's loss: the frame stays queued and
-		// is sent again on the next connection.
-		_ = writeFrame(c.conn, f)
+	conn := c.conn
+	if conn == nil {
+		c.mu.Unlock()
+		return f.ID, nil
 	}
+	c.writeMu.Lock()
+	c.mu.Unlock()
+	defer c.writeMu.Unlock()
+	// A failed write is the socket's loss: the frame stays queued and is
+	// sent again on the next connection.
+	_ = writeFrame(conn, f)
 	return f.ID, nil
 }
 
@@ -295,12 +307,15 @@ func (c *Client) session() (code int, reason string, bound bool) {
 	c.mu.Lock()
 	c.conn = conn
 	c.binds++
-	for _, f := range c.queue {
+	queued := slices.Clone(c.queue)
+	c.writeMu.Lock()
+	c.mu.Unlock()
+	for _, f := range queued {
 		if writeFrame(conn, f) != nil {
 			break
 		}
 	}
-	c.mu.Unlock()
+	c.writeMu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		c.conn = nil
@@ -459,20 +474,21 @@ func (c *Client) forget(id string) {
 func (c *Client) resendLater(id string) {
 	time.AfterFunc(c.backoff(1), func() {
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.conn == nil {
-			return // the next connection sends the whole queue
+		conn := c.conn
+		i := slices.IndexFunc(c.queue, func(f protocol.ClientFrame) bool { return f.ID == id })
+		if conn == nil || i < 0 {
+			c.mu.Unlock()
+			return // the next connection sends the whole queue; or it was acked
 		}
-		for _, f := range c.queue {
-			if f.ID == id {
-				_ = writeFrame(c.conn, f)
-				return
-			}
-		}
+		f := c.queue[i]
+		c.writeMu.Lock()
+		c.mu.Unlock()
+		defer c.writeMu.Unlock()
+		_ = writeFrame(conn, f)
 	})
 }
 
-// writeFrame writes one frame; callers hold c.mu, the only writer lock.
+// writeFrame writes one frame; callers hold c.writeMu.
 func writeFrame(conn *websocket.Conn, f protocol.ClientFrame) error {
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	return conn.WriteJSON(f)

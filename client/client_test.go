@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
 
 	"tether.dev/tether/client"
 	"tether.dev/tether/protocol"
@@ -111,3 +112,5 @@ func TestResetStartsOver(t *testing.T) {
 		t.Fatalf("client at %d of %q after %d resets", c.LastSeq(), c.Log(), c.Resets())
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
