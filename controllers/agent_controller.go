@@ -105,12 +105,15 @@ func (r *AgentReconciler) syncDeployment(ctx context.Context, agent *tetherv1alp
 	if agent.Spec.Template == nil {
 		return nil
 	}
-	desired := desiredDeployment(agent, r.Wiring)
+	desired, err := desiredDeployment(agent, r.Wiring)
+	if err != nil {
+		return reconcile.TerminalError(err) // the Agent must change; its Ready condition says why
+	}
 	if err := controllerutil.SetControllerReference(agent, desired, r.Scheme()); err != nil {
 		return err
 	}
 	var current appsv1.Deployment
-	err := r.Get(ctx, client.ObjectKeyFromObject(desired), &current)
+	err = r.Get(ctx, client.ObjectKeyFromObject(desired), &current)
 	if apierrors.IsNotFound(err) {
 		if err := r.Create(ctx, desired); err != nil {
 			return fmt.Errorf("creating Deployment %s: %w", desired.Name, err)

@@ -42,8 +42,13 @@ func workerLabels(agent *tetherv1alpha1.Agent) map[string]string {
 }
 
 // desiredDeployment renders the Deployment that runs an Agent's worker pods.
-func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) *appsv1.Deployment {
+func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*appsv1.Deployment, error) {
 	template := agent.Spec.Template.DeepCopy()
+	if agent.Spec.AgentContainer != "" {
+		if err := injectRuntime(&template.Spec, agent.Spec.AgentContainer, wiring.Image); err != nil {
+			return nil, err
+		}
+	}
 	wiring.wire(&template.Spec)
 	if template.Labels == nil {
 		template.Labels = map[string]string{}
@@ -72,7 +77,7 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) *appsv
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: agent.Name}},
 			Template: *template,
 		},
-	}
+	}, nil
 }
 
 func workerEnv(agent *tetherv1alpha1.Agent) []corev1.EnvVar {

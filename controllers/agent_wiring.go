@@ -22,6 +22,9 @@ type RuntimeWiring struct {
 	// ServiceAccount is the pods' ServiceAccount when the template names
 	// none.
 	ServiceAccount string
+	// Image is the runtime's image, injected into the container an Agent
+	// names in spec.agentContainer.
+	Image string
 }
 
 // wire applies w to a pod spec.

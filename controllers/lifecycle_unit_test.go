@@ -168,7 +168,7 @@ func TestDesiredDeploymentInjectsEnvOnce(t *testing.T) {
 			}},
 		}},
 	}
-	d := desiredDeployment(agent, RuntimeWiring{})
+	d := mustDeployment(t, agent, RuntimeWiring{})
 	if *d.Spec.Replicas != 1 {
 		t.Errorf("replicas %d, want the default 1", *d.Spec.Replicas)
 	}
@@ -187,11 +187,11 @@ func TestDesiredDeploymentInjectsEnvOnce(t *testing.T) {
 		t.Errorf("the user's own %s was replaced: %+v", EnvAgent, got)
 	}
 	// The same Agent renders the same hash; a changed template another.
-	if h := desiredDeployment(agent, RuntimeWiring{}).Annotations[templateHashAnnotation]; h != d.Annotations[templateHashAnnotation] || h == "" {
+	if h := mustDeployment(t, agent, RuntimeWiring{}).Annotations[templateHashAnnotation]; h != d.Annotations[templateHashAnnotation] || h == "" {
 		t.Errorf("hash not stable: %q vs %q", h, d.Annotations[templateHashAnnotation])
 	}
 	agent.Spec.Template.Spec.Containers[1].Image = "sidecar:v2"
-	if desiredDeployment(agent, RuntimeWiring{}).Annotations[templateHashAnnotation] == d.Annotations[templateHashAnnotation] {
+	if mustDeployment(t, agent, RuntimeWiring{}).Annotations[templateHashAnnotation] == d.Annotations[templateHashAnnotation] {
 		t.Error("a changed template kept its hash")
 	}
 	if diff := cmp.Diff(workerLabels(agent), d.Spec.Template.Labels, cmpopts.EquateEmpty()); diff != "" {

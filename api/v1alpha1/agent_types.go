@@ -40,12 +40,26 @@ const (
 // AgentSpec is the desired state of an Agent.
 // +kubebuilder:validation:XValidation:rule="has(self.template) != has(self.selector)",message="exactly one of spec.template (Tether runs the pods) or spec.selector (you run the pods) must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector) || !has(self.replicas)",message="spec.replicas applies only to an Agent with spec.template; with spec.selector you scale your own pods"
+// +kubebuilder:validation:XValidation:rule="!has(self.agentContainer) || (has(self.template) && self.template.spec.containers.exists(c, c.name == self.agentContainer && has(c.command)))",message="spec.agentContainer must name a container of spec.template that sets command"
 type AgentSpec struct {
 	// template describes the worker pods Tether runs for this Agent, one
 	// Deployment per Agent. Its containers must include the Tether runtime.
 	// Exactly one of template and selector is set.
 	// +optional
 	Template *corev1.PodTemplateSpec `json:"template,omitempty"`
+
+	// agentContainer names a container of the template that runs an agent
+	// program of your own (any language, in an image of your own) speaking
+	// JSON lines over stdio (docs/agents.md), instead of Tether's runtime
+	// image. The manager then runs Tether's runtime in that container: an
+	// init container copies the static runtime binary into a shared
+	// volume, and the container's command becomes the runtime with your
+	// command as its agent. The container must set command (the runtime
+	// cannot read an image's entrypoint). Leave it unset when the template
+	// runs Tether's runtime itself.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	AgentContainer string `json:"agentContainer,omitempty"`
 
 	// selector picks worker pods that you run yourself (each with the Tether
 	// runtime) instead of a template. Exactly one of template and selector is

@@ -225,6 +225,18 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want: []string{"spec.replicas applies only to an Agent with spec.template"},
 		},
 		{
+			name: "agent container that is not in the template",
+			manifest: "apiVersion: tether.dev/v1alpha1\nkind: Agent\nmetadata: {name: mine}\n" +
+				"spec: {agentContainer: agent, template: {spec: {containers: [{name: other, image: x, command: [run]}]}}}\n",
+			want: []string{"spec.agentContainer must name a container of spec.template that sets command"},
+		},
+		{
+			name: "agent container without a command",
+			manifest: "apiVersion: tether.dev/v1alpha1\nkind: Agent\nmetadata: {name: mine}\n" +
+				"spec: {agentContainer: agent, template: {spec: {containers: [{name: agent, image: x}]}}}\n",
+			want: []string{"spec.agentContainer must name a container of spec.template that sets command"},
+		},
+		{
 			name:     "agent with negative replicas",
 			manifest: validAgent + "  replicas: -1\n",
 			want:     []string{"spec.replicas", "greater than or equal to 0"},

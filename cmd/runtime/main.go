@@ -41,6 +41,7 @@ import (
 func main() {
 	var agentName, agentCommand, tokenFile, probeAddr, metricsAddr string
 	var shutdownTimeout time.Duration
+	var install string
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
 	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
 	flag.StringVar(&tokenFile, "token-file", "/var/run/tether/token", "File holding the token the gateway presents (mounted from a Secret).")
@@ -48,10 +49,18 @@ func main() {
 	flag.DurationVar(&shutdownTimeout, "shutdown-timeout", 25*time.Second,
 		"How long a stopping runtime takes at most to let go of its conversations and release its Lease; keep it under the pod's termination grace period (30 s by default).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of /metrics (plain HTTP), or 0 for none. tether_runtime_event_log_holes_total is there.")
+	flag.StringVar(&install, "install", "", "Copy this binary to the given path and exit (how the manager puts the runtime into an image of your own).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if install != "" {
+		if err := installSelf(install); err != nil {
+			ctrl.Log.Error(err, "installing the runtime")
+			os.Exit(1)
+		}
+		return
+	}
 	handler, err := chooseAgent(agentName, agentCommand, flag.Args())
 	if err != nil {
 		ctrl.Log.Error(err, "choosing the agent")
@@ -235,4 +244,22 @@ func podFromEnv() (tetherruntime.Pod, time.Duration, int, error) {
 		return pod, 0, 0, fmt.Errorf("TETHER_RUNTIME_PORT=%q is not a port", port)
 	}
 	return pod, time.Duration(seconds) * time.Second, p, nil
+}
+
+// installSelf copies this executable to path (an emptyDir shared with the
+// agent's container), readable and executable by anyone, writable by no one.
+func installSelf(path string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(self) //nolint:gosec // this very binary
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o555); err != nil { //nolint:gosec // an executable for the agent's container
+		return err
+	}
+	return os.Rename(tmp, path)
 }

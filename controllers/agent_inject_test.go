@@ -1,0 +1,74 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+func mustDeployment(t *testing.T, agent *tetherv1alpha1.Agent, w RuntimeWiring) *appsv1.Deployment {
+	t.Helper()
+	d, err := desiredDeployment(agent, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestInjectRuntime: an Agent naming its own image's container gets the
+// runtime copied in by an init container and its command wrapped; the
+// runtime runs the user's command as its stdio agent.
+func TestInjectRuntime(t *testing.T) {
+	agent := &tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{
+		AgentContainer: "agent", LeaseDurationSeconds: 4, RuntimePort: 8080,
+		Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "agent", Image: "my-python-agent:1", Command: []string{"/usr/bin/python3", "/app/agent.py"}, Args: []string{"--model", "small"}},
+			{Name: "sidecar", Image: "logs:1"},
+		}}},
+	}}
+	d := mustDeployment(t, agent, RuntimeWiring{Image: "tether-runtime:0.1.0", TokenSecret: "tether-runtime-token"})
+	spec := d.Spec.Template.Spec
+	agentC := spec.Containers[0]
+	if diff := cmp.Diff([]string{runtimeBinPath}, agentC.Command); diff != "" {
+		t.Errorf("command (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"--agent-command=/usr/bin/python3", "--", "/app/agent.py", "--model", "small"}, agentC.Args); diff != "" {
+		t.Errorf("args (-want +got):\n%s", diff)
+	}
+	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Image != "tether-runtime:0.1.0" ||
+		strings.Join(spec.InitContainers[0].Command, " ") != "/runtime --install="+runtimeBinPath {
+		t.Fatalf("init containers %+v", spec.InitContainers)
+	}
+	if !mountsAt(&agentC, runtimeBinDir) || !mountsAt(&agentC, RuntimeTokenDir) {
+		t.Fatalf("the agent container mounts %+v", agentC.VolumeMounts)
+	}
+	if spec.Containers[1].Command != nil {
+		t.Fatalf("another container was wrapped: %+v", spec.Containers[1])
+	}
+	// The user's template is left as it was.
+	if agent.Spec.Template.Spec.Containers[0].Command[0] != "/usr/bin/python3" {
+		t.Fatal("the Agent's own template was changed")
+	}
+	for _, tc := range []struct {
+		name  string
+		agent func(*tetherv1alpha1.Agent)
+		w     RuntimeWiring
+	}{
+		{"no such container", func(a *tetherv1alpha1.Agent) { a.Spec.AgentContainer = "nope" }, RuntimeWiring{Image: "r"}},
+		{"no command", func(a *tetherv1alpha1.Agent) { a.Spec.Template.Spec.Containers[0].Command = nil }, RuntimeWiring{Image: "r"}},
+		{"no runtime image", func(*tetherv1alpha1.Agent) {}, RuntimeWiring{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := agent.DeepCopy()
+			tc.agent(a)
+			if _, err := desiredDeployment(a, tc.w); err == nil {
+				t.Fatal("rendered a Deployment that cannot run")
+			}
+		})
+	}
+}
