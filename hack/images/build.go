@@ -38,7 +38,7 @@ var images = map[string]image{
 
 // Names are the images there are, sorted.
 func Names() []string {
-	var names []string
+	names := []string{pythonImage}
 	for n := range images {
 		names = append(names, n)
 	}
@@ -53,6 +53,9 @@ const nonRoot = "65532:65532"
 // Build builds image name with tag and writes it to path as a tarball; it
 // returns the image's reference.
 func Build(imageName, tag, path string) (string, error) {
+	if imageName == pythonImage {
+		return buildPython(tag, path)
+	}
 	spec, ok := images[imageName]
 	if !ok {
 		return "", fmt.Errorf("no image %q: want one of %v", imageName, Names())

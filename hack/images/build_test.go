@@ -83,3 +83,68 @@ func TestUnknownImage(t *testing.T) {
 		t.Fatal("an unknown image was built")
 	}
 }
+
+// TestBuildPythonAgent builds the Python example agent's image from this
+// machine's python3 and reads it back: the interpreter, its loader and
+// libraries, the standard library's json, and the SDK with its example,
+// run by a non-root user; nothing of Tether's Go code.
+func TestBuildPythonAgent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "python-agent.tar")
+	ref, err := Build(pythonImage, "test", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(path, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Config.User != nonRoot || cfg.Config.Entrypoint[0] != "/usr/bin/python3" {
+		t.Fatalf("config: user %q entrypoint %v", cfg.Config.User, cfg.Config.Entrypoint)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("%d layers, %v", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	have := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg && hdr.Mode&0o222 != 0 {
+			t.Fatalf("%s is writable (mode %o)", hdr.Name, hdr.Mode)
+		}
+		have["/"+hdr.Name] = true
+	}
+	want := []string{"/usr/bin/python3", pythonBinary, pythonLib + "/json/__init__.py", pythonLib + "/os.py",
+		"/sdk/tether_agent.py", "/sdk/examples/refund_agent.py"}
+	libs, err := sharedLibraries(pythonBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range append(want, libs...) {
+		if !have[w] {
+			t.Errorf("the image lacks %s", w)
+		}
+	}
+	if have[pythonLib+"/test/__init__.py"] {
+		t.Error("the image carries the standard library's tests")
+	}
+}
