@@ -82,6 +82,11 @@ const (
 	// EventStep records the result of an agent's journaled step (an LLM
 	// call, a tool call); clients get it with the step's name only.
 	EventStep = "step"
+	// EventStepStarted records that an agent started a step it chose to
+	// show (its name and a client-safe summary, e.g. "calling the refund
+	// API"), so a UI can say so while the step runs. Data: StepData
+	// (name, key, summary).
+	EventStepStarted = "step_started"
 	// EventReplayDiverged records that a turn run again after a move did
 	// not repeat what it had recorded; from there it went on live. Data:
 	// ReplayDivergedData.
@@ -172,9 +177,11 @@ type (
 	// StepData is the payload of step: the step's name, its idempotency
 	// key and its result (never sent to clients).
 	StepData struct {
-		Name   string          `json:"name"`
-		Key    string          `json:"key,omitempty"`
-		Result json.RawMessage `json:"result,omitempty"`
+		Name string `json:"name"`
+		Key  string `json:"key,omitempty"`
+		// Summary of a shown step: what clients see of it.
+		Summary string          `json:"summary,omitempty"`
+		Result  json.RawMessage `json:"result,omitempty"`
 	}
 	// ReplayDivergedData is the payload of replay_diverged: the recorded
 	// event the replay expected, and what the agent did instead.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -316,5 +317,72 @@ func TestStepLimits(t *testing.T) {
 	}
 	if err := <-errs; err == nil || !strings.Contains(err.Error(), "1 to 64 bytes") {
 		t.Fatalf("an oversized name: %v", err)
+	}
+}
+
+// TestShownStep: a shown step tells clients its summary before it runs and
+// with its result, never the result itself; run again after a move, its
+// step_started and result are found, not recorded twice.
+func TestShownStep(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("shown")
+	var calls atomic.Int32
+	release := make(chan struct{})
+	h := conversation.HandlerFunc(func(ctx context.Context, t *conversation.Turn) error {
+		_, err := conversation.StepOf(ctx, t, "refund-api", func(ctx context.Context, _ string) (string, error) {
+			if calls.Add(1) == 1 {
+				select { // the first owner is lost while the call runs
+				case <-release:
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+			}
+			return "secret-receipt-77", nil
+		}, conversation.Shown("calling the refund API"))
+		if err != nil {
+			return err
+		}
+		return t.Send(ctx, "refunded")
+	})
+	a, _ := start(t, log, key, 1, h)
+	sub, err := a.Subscribe(context.Background(), protocol.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit(t, a, message("m-1", "refund"))
+	var started *protocol.ServerFrame
+	for started == nil {
+		select {
+		case f := <-sub.C:
+			if f.Type == protocol.TypeEvent && f.Event == protocol.EventStepStarted {
+				started = f
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no step_started while the step ran")
+		}
+	}
+	if string(started.Data) != `{"name":"refund-api","summary":"calling the refund API"}` {
+		t.Fatalf("step_started frame %s", started.Data)
+	}
+	sub.Close()
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+	close(release)
+
+	b, _ := start(t, log, key, 2, h)
+	waitFor(t, "B finishing the turn", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "turn_finished") })
+	if got := fmt.Sprint(types(t, log, key)); got != "[user_message step_started step assistant_message turn_finished]" {
+		t.Fatalf("log %s", got)
+	}
+	replay, err := b.Subscribe(context.Background(), protocol.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replay.Close()
+	for _, f := range replay.Replay {
+		if strings.Contains(string(f.Data), "secret-receipt") {
+			t.Fatalf("a client got the step's result: %+v %s", f, f.Data)
+		}
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("the step ran %d times: once cut short, once to the end", calls.Load())
 	}
 }

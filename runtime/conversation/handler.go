@@ -75,17 +75,36 @@ func (t *Turn) Ask(ctx context.Context, id, text string, options ...string) (str
 // (conversation, turn, name, and how many steps of that name came before in
 // the turn): hand it to the side effect as an idempotency key. The result is
 // JSON of at most MaxStepResultBytes.
-func (t *Turn) Step(ctx context.Context, name string, fn func(ctx context.Context, key string) (json.RawMessage, error)) (json.RawMessage, error) {
+//
+// Steps are the agent's own business: clients see that a step of that name
+// ran, nothing more, unless the step is shown (Shown): then clients also
+// see a step_started event with its summary before it runs, and the summary
+// with its result, so a UI can say "calling the refund API...".
+func (t *Turn) Step(ctx context.Context, name string, fn func(ctx context.Context, key string) (json.RawMessage, error), opts ...StepOption) (json.RawMessage, error) {
 	if t.steps == nil {
 		t.steps = map[string]int{}
 	}
+	var o stepOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	n := t.steps[name]
 	t.steps[name]++
-	return t.c.step(ctx, t.Seq, name, n, fn)
+	return t.c.step(ctx, t.Seq, name, n, o.summary, fn)
 }
 
+// StepOption changes how a step is recorded.
+type StepOption func(*stepOptions)
+
+type stepOptions struct{ summary string }
+
+// Shown shows the step to clients with summary, a text safe for them to
+// read (at most MaxStepSummaryBytes): never the step's arguments or result
+// unless they are.
+func Shown(summary string) StepOption { return func(o *stepOptions) { o.summary = summary } }
+
 // StepOf is Turn.Step for a result of any JSON type.
-func StepOf[T any](ctx context.Context, t *Turn, name string, fn func(ctx context.Context, key string) (T, error)) (T, error) {
+func StepOf[T any](ctx context.Context, t *Turn, name string, fn func(ctx context.Context, key string) (T, error), opts ...StepOption) (T, error) {
 	var out T
 	raw, err := t.Step(ctx, name, func(ctx context.Context, key string) (json.RawMessage, error) {
 		v, err := fn(ctx, key)
@@ -93,7 +112,7 @@ func StepOf[T any](ctx context.Context, t *Turn, name string, fn func(ctx contex
 			return nil, err
 		}
 		return json.Marshal(v)
-	})
+	}, opts...)
 	if err != nil {
 		return out, err
 	}

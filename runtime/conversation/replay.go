@@ -43,7 +43,7 @@ func sameCall(recorded eventlog.Event, call callOf) bool {
 		var a, b PromptData
 		return json.Unmarshal(recorded.Data, &a) == nil && json.Unmarshal(call.data, &b) == nil &&
 			a.ID == b.ID && a.Text == b.Text && slices.Equal(a.Options, b.Options)
-	case protocol.EventStep:
+	case protocol.EventStep, protocol.EventStepStarted:
 		var a, b protocol.StepData
 		return json.Unmarshal(recorded.Data, &a) == nil && json.Unmarshal(call.data, &b) == nil && a.Name == b.Name && a.Key == b.Key
 	}
@@ -112,10 +112,10 @@ func clientFrame(e eventlog.Event) protocol.ServerFrame {
 	switch e.Type {
 	case protocol.EventCheckpoint:
 		data = nil
-	case protocol.EventStep:
+	case protocol.EventStep, protocol.EventStepStarted:
 		var s protocol.StepData
 		_ = json.Unmarshal(e.Data, &s)
-		data, _ = json.Marshal(protocol.StepData{Name: s.Name})
+		data, _ = json.Marshal(protocol.StepData{Name: s.Name, Summary: s.Summary})
 	}
 	return protocol.EventFrame(e.Seq, e.Type, e.ClientID, e.Time, data)
 }

@@ -200,23 +200,39 @@ func (c *Conversation) ask(ctx context.Context, p PromptData) (string, error) {
 	}
 }
 
-// MaxStepNameBytes bounds a step's name; MaxStepResultBytes its result.
+// MaxStepNameBytes bounds a step's name; MaxStepResultBytes its result;
+// MaxStepSummaryBytes the summary clients see of a shown step.
 const (
-	MaxStepNameBytes   = 64
-	MaxStepResultBytes = 32 << 10
+	MaxStepNameBytes    = 64
+	MaxStepResultBytes  = 32 << 10
+	MaxStepSummaryBytes = 256
 )
 
 // step runs fn once per conversation: its result is recorded before the turn
 // goes on, and a replay of the turn returns the recorded result without
 // running fn. n counts the steps of this name earlier in the turn.
-func (c *Conversation) step(ctx context.Context, turnSeq int64, name string, n int, fn func(ctx context.Context, key string) (json.RawMessage, error)) (json.RawMessage, error) {
+func (c *Conversation) step(ctx context.Context, turnSeq int64, name string, n int, summary string, fn func(ctx context.Context, key string) (json.RawMessage, error)) (json.RawMessage, error) {
 	if name == "" || len(name) > MaxStepNameBytes || strings.ContainsFunc(name, unicode.IsControl) {
 		return nil, fmt.Errorf("step name %.80q: 1 to %d bytes, no control characters", name, MaxStepNameBytes)
 	}
+	if len(summary) > MaxStepSummaryBytes {
+		return nil, fmt.Errorf("step %q: a summary is at most %d bytes", name, MaxStepSummaryBytes)
+	}
 	key := fmt.Sprintf("%s/%s/%d/%s/%d", c.cfg.Key.Namespace, c.cfg.Key.Name, turnSeq, name, n)
-	call, _ := json.Marshal(protocol.StepData{Name: name, Key: key})
+	call, _ := json.Marshal(protocol.StepData{Name: name, Key: key, Summary: summary})
 	c.mu.Lock()
-	recorded, err := c.replayLocked(ctx, callOf{protocol.EventStep, call})
+	var recorded *eventlog.Event
+	var err error
+	if summary != "" {
+		// A shown step says so before it runs, once: a replay finds it.
+		var started *eventlog.Event
+		if started, err = c.replayLocked(ctx, callOf{protocol.EventStepStarted, call}); err == nil && started == nil {
+			_, err = c.appendLocked(ctx, eventlog.Event{Type: protocol.EventStepStarted, Data: call})
+		}
+	}
+	if err == nil {
+		recorded, err = c.replayLocked(ctx, callOf{protocol.EventStep, call})
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -243,7 +259,7 @@ func (c *Conversation) step(ctx context.Context, turnSeq int64, name string, n i
 	if !json.Valid(result) {
 		return nil, fmt.Errorf("step %q returned a result that is not JSON", name)
 	}
-	data, _ := json.Marshal(protocol.StepData{Name: name, Key: key, Result: result})
+	data, _ := json.Marshal(protocol.StepData{Name: name, Key: key, Summary: summary, Result: result})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventStep, Data: data}); err != nil {

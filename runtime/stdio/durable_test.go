@@ -136,7 +136,7 @@ func TestPythonRefundAfterTheAnswer(t *testing.T) {
 	lines := waitLog(t, log, key, "turn_finished")
 	amount := proposed(t, lines)
 	want := []string{"user_message", "step:propose=" + amount, "assistant_message:I propose refunding " + amount + " EUR", "prompt", "answer",
-		`step:refund={"refunded":` + amount + `}`, "assistant_message:approved: refunded " + amount + " EUR", "turn_finished"}
+		"step_started", `step:refund={"refunded":` + amount + `}`, "assistant_message:approved: refunded " + amount + " EUR", "turn_finished"}
 	if fmt.Sprint(lines) != fmt.Sprint(want) {
 		t.Fatalf("log\n%q\nwant\n%q", lines, want)
 	}

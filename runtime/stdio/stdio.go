@@ -86,8 +86,10 @@ type fromAgent struct {
 	Options []string        `json:"options,omitempty"`
 	State   json.RawMessage `json:"state,omitempty"`
 	Message string          `json:"message,omitempty"`
-	// Name of a step or step_done, and Result of a step_done.
+	// Name of a step or step_done, Shown (a client-safe summary) of a
+	// step shown to clients, and Result of a step_done.
 	Name   string          `json:"name,omitempty"`
+	Shown  string          `json:"shown,omitempty"`
 	Result json.RawMessage `json:"result,omitempty"`
 }
 
@@ -167,7 +169,7 @@ func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
 				return fail(p.exited(err))
 			}
 		case "step":
-			if err := h.step(ctx, p, t, line.Name); err != nil {
+			if err := h.step(ctx, p, t, line.Name, line.Shown); err != nil {
 				return fail(err)
 			}
 		case "done":
@@ -209,7 +211,11 @@ func (h *Handler) sendHistory(ctx context.Context, p *process, t *conversation.T
 // step runs a journaled step for the agent: the recorded result if there is
 // one, or else the agent runs it (step_run) and says what came of it
 // (step_done, or fail); either way the agent gets step_result.
-func (h *Handler) step(ctx context.Context, p *process, t *conversation.Turn, name string) error {
+func (h *Handler) step(ctx context.Context, p *process, t *conversation.Turn, name, shown string) error {
+	var opts []conversation.StepOption
+	if shown != "" {
+		opts = append(opts, conversation.Shown(shown))
+	}
 	replayed := true
 	var key string
 	result, err := t.Step(ctx, name, func(_ context.Context, k string) (json.RawMessage, error) {
@@ -231,7 +237,7 @@ func (h *Handler) step(ctx context.Context, p *process, t *conversation.Turn, na
 			return nil, fmt.Errorf("the agent answered step_run %q with %.40q, want step_done", name, done.Type)
 		}
 		return done.Result, nil
-	})
+	}, opts...)
 	if err != nil {
 		return err
 	}

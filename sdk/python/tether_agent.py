@@ -93,15 +93,20 @@ class Turn:
         self._note("answer", {"promptId": prompt_id, "text": answer["text"]})
         return answer["text"]
 
-    def step(self, name, fn):
+    def step(self, name, fn, shown=None):
         """Runs fn(key) once per conversation and returns its result.
 
         The result (anything JSON can hold, at most 32 KiB) is recorded
         before step returns; on a re-run of the turn the recorded result is
         returned and fn is not called. key is the same on every run of this
-        step: give it to the side effect as an idempotency key.
+        step: give it to the side effect as an idempotency key. shown, a
+        text safe for clients ("calling the refund API"), shows the step to
+        them while it runs; otherwise they see only that it ran.
         """
-        self._ch.say(type="step", name=name)
+        message = {"type": "step", "name": name}
+        if shown:
+            message["shown"] = shown
+        self._ch.say(**message)
         reply = self._ch.read()
         if reply.get("type") == "step_run":
             try:

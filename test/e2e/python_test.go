@@ -87,7 +87,7 @@ func TestPythonAgentInItsOwnImage(t *testing.T) {
 			var d protocol.TextData
 			_ = json.Unmarshal(f.Data, &d)
 			line += ":" + d.Text
-		case protocol.EventStep:
+		case protocol.EventStep, protocol.EventStepStarted:
 			line += ":" + string(f.Data)
 		}
 		events = append(events, line)
@@ -100,7 +100,8 @@ func TestPythonAgentInItsOwnImage(t *testing.T) {
 		}
 	}
 	want := []string{"user_message", `step:{"name":"propose"}`, "assistant_message:I propose refunding " + amount + " EUR", "prompt", "answer",
-		`step:{"name":"refund"}`, "assistant_message:approved: refunded " + amount + " EUR", "turn_finished"}
+		`step_started:{"name":"refund","summary":"refunding ` + amount + ` EUR"}`, `step:{"name":"refund","summary":"refunding ` + amount + ` EUR"}`,
+		"assistant_message:approved: refunded " + amount + " EUR", "turn_finished"}
 	if amount == "" || fmt.Sprint(events) != fmt.Sprint(want) {
 		t.Fatalf("events\n%q\nwant\n%q", events, want)
 	}

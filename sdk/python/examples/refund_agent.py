@@ -57,7 +57,7 @@ def handle(turn):
         world(f"refund {key} {amount}")
         return {"refunded": amount}
 
-    done = turn.step("refund", refund)
+    done = turn.step("refund", refund, shown=f"refunding {amount} EUR")
     turn.send(f"approved: refunded {done['refunded']} EUR")
 
 
