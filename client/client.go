@@ -137,9 +137,19 @@ func (c *Client) Send(text string) (string, error) {
 // question under the same id, the answer is refused rather than applied to
 // a question this client never showed.
 func (c *Client) Answer(promptID, text string) (string, error) {
-	f := protocol.ClientFrame{Type: protocol.TypeAnswer, PromptID: promptID, Text: text}
+	return c.answer(protocol.ClientFrame{Type: protocol.TypeAnswer, PromptID: promptID, Text: text})
+}
+
+// Decide queues a decision on a review prompt (protocol.DecisionAccept,
+// DecisionEdit with the edited args, DecisionRespond with text, or
+// DecisionIgnore) and returns its client id.
+func (c *Client) Decide(promptID, decision string, args json.RawMessage, text string) (string, error) {
+	return c.answer(protocol.ClientFrame{Type: protocol.TypeAnswer, PromptID: promptID, Decision: decision, Args: args, Text: text})
+}
+
+func (c *Client) answer(f protocol.ClientFrame) (string, error) {
 	c.mu.Lock()
-	if c.prompt != nil && c.prompt.ID == promptID {
+	if c.prompt != nil && c.prompt.ID == f.PromptID {
 		f.PromptSeq = c.promptSeq
 	}
 	c.mu.Unlock()

@@ -44,7 +44,7 @@ func (f *ClientFrame) Validate() error {
 		if f.PromptSeq < 0 {
 			return errorf(CodeBadFrame, "promptSeq is the seq of a pending_prompt frame: 1 or more, or absent")
 		}
-		return validateText(f.Text)
+		return validateDecision(f)
 	case "":
 		return errorf(CodeBadFrame, "a frame needs a type")
 	}
@@ -59,6 +59,28 @@ func validateID(id string) error {
 		if r < 0x21 || r == 0x7f {
 			return errorf(CodeBadFrame, "an id may not contain spaces or control characters")
 		}
+	}
+	return nil
+}
+
+// validateDecision checks an answer: a text, or a decision on a review
+// (edit with JSON arguments, respond with a text).
+func validateDecision(f *ClientFrame) error {
+	switch f.Decision {
+	case "":
+		return validateText(f.Text)
+	case DecisionAccept, DecisionIgnore:
+	case DecisionEdit:
+		if len(f.Args) == 0 || len(f.Args) > MaxArgsBytes || !json.Valid(f.Args) {
+			return errorf(CodeBadFrame, "an edit needs args: the edited arguments, JSON of at most %d bytes", MaxArgsBytes)
+		}
+	case DecisionRespond:
+		return validateText(f.Text)
+	default:
+		return errorf(CodeBadFrame, "decision %.20q: want one of %v", f.Decision, Decisions)
+	}
+	if f.Text != "" {
+		return validateText(f.Text)
 	}
 	return nil
 }

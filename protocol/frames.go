@@ -106,6 +106,10 @@ type ClientFrame struct {
 	// answer is applied only to the question the human was shown.
 	PromptID  string `json:"promptId,omitempty"`
 	PromptSeq int64  `json:"promptSeq,omitempty"`
+	// Decision on a review prompt (accept, edit, respond, ignore), with
+	// the edited Args for edit and Text for respond.
+	Decision string          `json:"decision,omitempty"`
+	Args     json.RawMessage `json:"args,omitempty"`
 }
 
 // ServerFrame is a frame a server sends. Which fields are set depends on
@@ -155,11 +159,44 @@ type ServerFrame struct {
 
 // Prompt is a question the agent waits on.
 type Prompt struct {
-	ID      string    `json:"id"`
-	Text    string    `json:"text"`
-	Options []string  `json:"options,omitempty"`
+	ID      string   `json:"id"`
+	Text    string   `json:"text"`
+	Options []string `json:"options,omitempty"`
+	// Review, when set, asks the human to review an action (a tool call)
+	// rather than to pick an option.
+	Review  *Review   `json:"review,omitempty"`
 	AskedAt time.Time `json:"askedAt"`
 }
+
+// Review is a tool call put before a human, as human-in-the-loop inboxes
+// show one: the action with its arguments, a Markdown description, and
+// which decisions the human may take.
+type Review struct {
+	Action      string          `json:"action"`
+	Args        json.RawMessage `json:"args,omitempty"`
+	Description string          `json:"description,omitempty"`
+	// Allowed decisions, among DecisionAccept, DecisionEdit,
+	// DecisionRespond and DecisionIgnore.
+	Allowed []string `json:"allowed"`
+}
+
+// A human's decision on a Review.
+const (
+	// DecisionAccept runs the action as proposed.
+	DecisionAccept = "accept"
+	// DecisionEdit runs it with the arguments the human edited (args).
+	DecisionEdit = "edit"
+	// DecisionRespond does not run it; text is the human's reply to the agent.
+	DecisionRespond = "respond"
+	// DecisionIgnore does not run it and says nothing.
+	DecisionIgnore = "ignore"
+)
+
+// Decisions are every decision there is.
+var Decisions = []string{DecisionAccept, DecisionEdit, DecisionRespond, DecisionIgnore}
+
+// MaxArgsBytes bounds an action's arguments, proposed or edited.
+const MaxArgsBytes = 16 << 10
 
 // Payloads of durable events.
 type (
@@ -172,7 +209,10 @@ type (
 		PromptID string `json:"promptId"`
 		// PromptSeq is the seq of the prompt event answered.
 		PromptSeq int64  `json:"promptSeq,omitempty"`
-		Text      string `json:"text"`
+		Text      string `json:"text,omitempty"`
+		// Decision and Args of an answer to a review.
+		Decision string          `json:"decision,omitempty"`
+		Args     json.RawMessage `json:"args,omitempty"`
 	}
 	// StepData is the payload of step: the step's name, its idempotency
 	// key and its result (never sent to clients).

@@ -101,7 +101,7 @@ type Conversation struct {
 // answers: Ask takes only the answer to the question it asked.
 type answerFor struct {
 	promptSeq int64
-	text      string
+	answer    protocol.AnswerData
 }
 
 // statusRefresh bounds how stale status.lastSequence gets while the phase

@@ -386,3 +386,100 @@ func TestShownStep(t *testing.T) {
 		t.Fatalf("the step ran %d times: once cut short, once to the end", calls.Load())
 	}
 }
+
+// reviewer puts a refund tool call before a human and acts on the decision.
+var reviewer = conversation.HandlerFunc(func(ctx context.Context, t *conversation.Turn) error {
+	d, err := t.Review(ctx, "refund-call", "Run this refund?", protocol.Review{
+		Action: "refund", Args: json.RawMessage(`{"order":1234,"amount":150}`),
+		Description: "Refund **150 EUR** to the card of order 1234.", Allowed: []string{"accept", "edit", "respond"},
+	})
+	if err != nil {
+		return err
+	}
+	switch d.Decision {
+	case protocol.DecisionEdit:
+		return t.Send(ctx, "refunding with "+string(d.Args))
+	case protocol.DecisionRespond:
+		return t.Send(ctx, "noted: "+d.Text)
+	}
+	return t.Send(ctx, "refunding as proposed")
+})
+
+// TestReviewPrompt: a tool call put before a human: the prompt a client
+// gets carries the action, its arguments, the description and the allowed
+// decisions; a decision that is not allowed, a plain text answer and an
+// edit whose arguments are not an object are refused; an edit is applied
+// with the edited arguments, and a new owner replays that same decision.
+func TestReviewPrompt(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("review")
+	a, st := start(t, log, key, 1, reviewer)
+	submit(t, a, message("m-1", "refund order 1234"))
+	waitFor(t, "awaiting the review", awaiting(st))
+	sub, err := a.Subscribe(context.Background(), protocol.Cursor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := sub.Replay[len(sub.Replay)-1]
+	sub.Close()
+	if r := pending.Prompt.Review; pending.Type != protocol.TypePendingPrompt || r == nil || r.Action != "refund" ||
+		string(r.Args) != `{"order":1234,"amount":150}` || fmt.Sprint(r.Allowed) != "[accept edit respond]" {
+		t.Fatalf("pending prompt %+v", pending.Prompt)
+	}
+	seq := pending.Seq
+	for _, bad := range []protocol.ClientFrame{
+		{Type: protocol.TypeAnswer, ID: "x-1", PromptID: "refund-call", PromptSeq: seq, Decision: protocol.DecisionIgnore},
+		{Type: protocol.TypeAnswer, ID: "x-2", PromptID: "refund-call", PromptSeq: seq, Text: "yes"},
+		{Type: protocol.TypeAnswer, ID: "x-3", PromptID: "refund-call", PromptSeq: seq, Decision: protocol.DecisionEdit, Args: json.RawMessage(`[1]`)},
+	} {
+		if _, err := a.Submit(context.Background(), bad); err == nil {
+			t.Fatalf("%+v was applied", bad)
+		}
+	}
+	submit(t, a, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "d-1", PromptID: "refund-call", PromptSeq: seq,
+		Decision: protocol.DecisionEdit, Args: json.RawMessage(`{"order":1234,"amount":120}`)})
+	waitFor(t, "the turn finished", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "turn_finished") })
+	got := transcript(t, log, key)
+	if got[len(got)-2] != `assistant_message:refunding with {"order":1234,"amount":120}` {
+		t.Fatalf("log %q", got)
+	}
+
+	// A plain question refuses a decision.
+	b, stB := start(t, memory.New(), eventlogtest.NewKey("plain"), 1, approval)
+	submit(t, b, message("m-1", "refund"))
+	waitFor(t, "awaiting input", awaiting(stB))
+	if _, err := b.Submit(context.Background(), protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "d-1", PromptID: "approve-1", Decision: protocol.DecisionAccept}); err == nil {
+		t.Fatal("a decision answered a plain question")
+	}
+}
+
+// TestReviewReplayed: the owner is lost after the human's edit was
+// recorded; the new owner reviews the same action and gets that edit back.
+func TestReviewReplayed(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("review-replay")
+	block := make(chan struct{})
+	h := conversation.HandlerFunc(func(ctx context.Context, t *conversation.Turn) error {
+		if err := reviewer(ctx, t); err != nil {
+			return err
+		}
+		select { // lost before the turn ends
+		case <-block:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	a, st := start(t, log, key, 1, h)
+	submit(t, a, message("m-1", "refund order 1234"))
+	waitFor(t, "awaiting the review", awaiting(st))
+	submit(t, a, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "d-1", PromptID: "refund-call", PromptSeq: st.last().PromptSeq,
+		Decision: protocol.DecisionRespond, Text: "wait for the customer"})
+	waitFor(t, "the reply recorded", func() bool { return strings.Contains(fmt.Sprint(transcript(t, log, key)), "noted: wait for the customer") })
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+	close(block)
+	start(t, log, key, 2, reviewer)
+	waitFor(t, "B finishing the turn", func() bool { return strings.Contains(fmt.Sprint(types(t, log, key)), "turn_finished") })
+	want := "[user_message prompt:Run this refund? answer:wait for the customer assistant_message:noted: wait for the customer turn_finished]"
+	if got := fmt.Sprint(transcript(t, log, key)); got != want {
+		t.Fatalf("log %s, want %s", got, want)
+	}
+}

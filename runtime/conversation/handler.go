@@ -63,7 +63,26 @@ func (t *Turn) Delta(text string) {
 // given, are the only answers accepted. The conversation is AwaitingInput
 // until the answer is durably recorded.
 func (t *Turn) Ask(ctx context.Context, id, text string, options ...string) (string, error) {
-	return t.c.ask(ctx, PromptData{ID: id, Text: text, Options: options})
+	a, err := t.c.ask(ctx, PromptData{ID: id, Text: text, Options: options})
+	return a.Text, err
+}
+
+// Review puts an action (a tool call with its arguments) before a human,
+// with text as the question and review saying what may be decided, and
+// waits for the decision: accept, edit (Args holds the edited arguments),
+// respond (Text holds the human's reply) or ignore, among review.Allowed.
+// Replayed like Ask: a recorded decision is returned only for the very
+// same review.
+func (t *Turn) Review(ctx context.Context, id, text string, review protocol.Review) (Decision, error) {
+	a, err := t.c.ask(ctx, PromptData{ID: id, Text: text, Review: &review})
+	return Decision{Decision: a.Decision, Args: a.Args, Text: a.Text}, err
+}
+
+// Decision is a human's decision on a Review.
+type Decision struct {
+	Decision string
+	Args     json.RawMessage
+	Text     string
 }
 
 // Step runs fn (an LLM call, a tool call, any side effect) as a journaled

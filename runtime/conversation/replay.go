@@ -42,12 +42,19 @@ func sameCall(recorded eventlog.Event, call callOf) bool {
 	case protocol.EventPrompt:
 		var a, b PromptData
 		return json.Unmarshal(recorded.Data, &a) == nil && json.Unmarshal(call.data, &b) == nil &&
-			a.ID == b.ID && a.Text == b.Text && slices.Equal(a.Options, b.Options)
+			a.ID == b.ID && a.Text == b.Text && slices.Equal(a.Options, b.Options) && sameReview(a.Review, b.Review)
 	case protocol.EventStep, protocol.EventStepStarted:
 		var a, b protocol.StepData
 		return json.Unmarshal(recorded.Data, &a) == nil && json.Unmarshal(call.data, &b) == nil && a.Name == b.Name && a.Key == b.Key
 	}
 	return jsonEqual(recorded.Data, call.data)
+}
+
+func sameReview(a, b *protocol.Review) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Action == b.Action && a.Description == b.Description && slices.Equal(a.Allowed, b.Allowed) && jsonEqual(a.Args, b.Args)
 }
 
 func jsonEqual(a, b json.RawMessage) bool {

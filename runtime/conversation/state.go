@@ -13,6 +13,8 @@ type PromptData struct {
 	ID      string   `json:"id"`
 	Text    string   `json:"text"`
 	Options []string `json:"options,omitempty"`
+	// Review, when set, puts an action (a tool call) before the human.
+	Review *protocol.Review `json:"review,omitempty"`
 }
 
 // state is what a conversation's events say about it.

@@ -89,9 +89,17 @@ func (c *Conversation) answerLocked(ctx context.Context, f protocol.ClientFrame)
 		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodePromptMismatch, Message: fmt.Sprintf("the pending question %s is the one at seq %d, not the one answered", p.ID, c.st.promptSeq)}
 	case len(p.Options) > 0 && !slices.Contains(p.Options, f.Text):
 		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeInvalidOption, Message: "the answer is not one of the question's options"}
+	case p.Review == nil && f.Decision != "":
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeInvalidOption, Message: "the question is not a review: answer with text"}
+	case p.Review != nil && !slices.Contains(p.Review.Allowed, f.Decision):
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeInvalidOption,
+			Message: fmt.Sprintf("the question reviews %s: decide one of %v", p.Review.Action, p.Review.Allowed)}
+	case f.Decision == protocol.DecisionEdit && !isObject(f.Args):
+		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "an edit's args are the action's arguments, a JSON object"}
 	}
 	promptSeq := c.st.promptSeq
-	data, _ := json.Marshal(protocol.AnswerData{PromptID: f.PromptID, PromptSeq: promptSeq, Text: f.Text})
+	answer := protocol.AnswerData{PromptID: f.PromptID, PromptSeq: promptSeq, Text: f.Text, Decision: f.Decision, Args: f.Args}
+	data, _ := json.Marshal(answer)
 	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventAnswer, ClientID: f.ID, Data: data})
 	if err != nil {
 		return protocol.ServerFrame{}, unavailable(err)
@@ -100,7 +108,7 @@ func (c *Conversation) answerLocked(ctx context.Context, f protocol.ClientFrame)
 	case <-c.answers: // an answer to an earlier question nobody took
 	default:
 	}
-	c.answers <- answerFor{promptSeq: promptSeq, text: f.Text}
+	c.answers <- answerFor{promptSeq: promptSeq, answer: answer}
 	_ = c.publishLocked(ctx)
 	return protocol.AckFrame(f.ID, seq, false), nil
 }
@@ -168,7 +176,7 @@ func (c *Conversation) Subscribe(ctx context.Context, cursor protocol.Cursor) (*
 	}
 	s.Replay = append(s.Replay, protocol.ReplayCompleteFrame(bounds.Complete(after), bounds.FirstSeq, c.st.last, bounds.LogID))
 	if p := c.st.prompt; p != nil {
-		s.Replay = append(s.Replay, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, AskedAt: c.promptTime()}, c.st.promptSeq))
+		s.Replay = append(s.Replay, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, Review: p.Review, AskedAt: c.promptTime()}, c.st.promptSeq))
 	}
 	c.subs[s] = struct{}{}
 	if len(c.subs) == 1 {
@@ -223,4 +231,10 @@ func (c *Conversation) broadcastLocked(frame protocol.ServerFrame) {
 			s.closeLocked(protocol.CloseSlowConsumer, "too slow: reconnect and resume")
 		}
 	}
+}
+
+// isObject reports whether data is a JSON object.
+func isObject(data json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(data, &m) == nil && m != nil
 }

@@ -150,29 +150,29 @@ func (c *Conversation) record(ctx context.Context, event string, data json.RawMe
 
 // ask records a prompt (or finds the same one recorded), then returns the
 // answer recorded for that very prompt or waits for a live one.
-func (c *Conversation) ask(ctx context.Context, p PromptData) (string, error) {
+func (c *Conversation) ask(ctx context.Context, p PromptData) (protocol.AnswerData, error) {
 	if err := validatePrompt(p); err != nil {
-		return "", err
+		return protocol.AnswerData{}, err
 	}
 	data, err := json.Marshal(p)
 	if err != nil {
-		return "", err
+		return protocol.AnswerData{}, err
 	}
 	c.mu.Lock()
 	recorded, err := c.replayLocked(ctx, callOf{protocol.EventPrompt, data})
 	if err != nil {
 		c.mu.Unlock()
-		return "", err
+		return protocol.AnswerData{}, err
 	}
 	var asked int64 // the seq of the question asked
 	if recorded == nil {
 		if asked, err = c.appendLocked(ctx, eventlog.Event{Type: protocol.EventPrompt, Data: data}); err != nil {
 			c.mu.Unlock()
-			return "", err
+			return protocol.AnswerData{}, err
 		}
 		if err := c.publishLocked(ctx); err != nil && errors.Is(err, ErrNotOwner) {
 			c.mu.Unlock()
-			return "", err
+			return protocol.AnswerData{}, err
 		}
 	} else if asked = recorded.Seq; len(c.replay) > 0 && c.replay[0].Type == protocol.EventAnswer {
 		// The question is the one the human answered: their answer holds.
@@ -181,21 +181,21 @@ func (c *Conversation) ask(ctx context.Context, p PromptData) (string, error) {
 		c.mu.Unlock()
 		var a protocol.AnswerData
 		_ = json.Unmarshal(answer.Data, &a)
-		return a.Text, nil
+		return a, nil
 	}
 	c.mu.Unlock()
 	for {
 		select {
 		case a := <-c.answers:
 			if a.promptSeq == asked {
-				return a.text, nil
+				return a.answer, nil
 			}
 			// An answer to an earlier question (one this turn, diverging,
 			// did not ask again) is never applied to this one.
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return protocol.AnswerData{}, ctx.Err()
 		case <-c.stopped:
-			return "", ErrNotOwner
+			return protocol.AnswerData{}, ErrNotOwner
 		}
 	}
 }
@@ -292,8 +292,34 @@ func validatePrompt(p PromptData) error {
 			return fmt.Errorf("the agent offered an option of %d bytes: options are 1 to %d bytes", len(o), tetherv1alpha1.MaxPromptOptionLength)
 		}
 	}
+	if r := p.Review; r != nil {
+		switch {
+		case len(p.Options) > 0:
+			return fmt.Errorf("the agent asked for a review with options: a review's answers are its allowed decisions")
+		case r.Action == "" || len(r.Action) > MaxActionBytes:
+			return fmt.Errorf("a review's action is 1 to %d bytes", MaxActionBytes)
+		case len(r.Args) > protocol.MaxArgsBytes || (len(r.Args) > 0 && !json.Valid(r.Args)):
+			return fmt.Errorf("a review's args are JSON of at most %d bytes", protocol.MaxArgsBytes)
+		case len(r.Description) > MaxDescriptionBytes:
+			return fmt.Errorf("a review's description is at most %d bytes", MaxDescriptionBytes)
+		case len(r.Allowed) == 0:
+			return fmt.Errorf("a review allows at least one of %v", protocol.Decisions)
+		}
+		for _, d := range r.Allowed {
+			if !slices.Contains(protocol.Decisions, d) {
+				return fmt.Errorf("a review allows %.20q: decisions are %v", d, protocol.Decisions)
+			}
+		}
+	}
 	return nil
 }
+
+// MaxActionBytes bounds a review's action name; MaxDescriptionBytes its
+// Markdown description.
+const (
+	MaxActionBytes      = 64
+	MaxDescriptionBytes = 4 << 10
+)
 
 // notPromptIDRune reports a rune outside [A-Za-z0-9._:-].
 func notPromptIDRune(r rune) bool {

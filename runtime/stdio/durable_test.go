@@ -207,3 +207,34 @@ func TestPythonAgentRemembersAcrossMoves(t *testing.T) {
 		t.Fatalf("the world saw %q: one model call, no refund", world)
 	}
 }
+
+// TestPythonReview: the Python SDK puts a tool call before a human
+// (turn.review); the human edits its arguments; the agent gets the edit.
+func TestPythonReview(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 runs the Python SDK; it is part of the machine image")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	sdk := filepath.Join(filepath.Dir(file), "..", "..", "sdk", "python")
+	script := filepath.Join(t.TempDir(), "review.py")
+	if err := os.WriteFile(script, []byte(`import json, sys
+sys.path.insert(0, sys.argv[1])
+import tether_agent
+
+def handle(turn):
+    d = turn.review("call", "Run this refund?", "refund", {"amount": 150}, "Refund **150 EUR**", ["accept", "edit"])
+    turn.send(d["decision"] + " " + json.dumps(d["args"], sort_keys=True))
+
+tether_agent.run(handle)
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log, key := memory.New(), eventlogtest.NewKey("py-review")
+	c, st := start(t, log, key, 1, &stdio.Handler{Command: python, Args: []string{script, sdk}})
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund"})
+	asked := waitPhase(t, st, tetherv1alpha1.PhaseAwaitingInput)
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "d-1", PromptID: "call", PromptSeq: asked.PromptSeq,
+		Decision: protocol.DecisionEdit, Args: json.RawMessage(`{"amount":120}`)})
+	waitLog(t, log, key, `assistant_message:edit {"amount": 120}`)
+}

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"tether.dev/tether/eventlog"
+	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 )
 
@@ -60,6 +61,9 @@ type toAgent struct {
 	Input        string `json:"input,omitempty"`
 	PromptID     string `json:"promptId,omitempty"`
 	Text         string `json:"text,omitempty"`
+	// Decision and Args of the answer to a review.
+	Decision string          `json:"decision,omitempty"`
+	Args     json.RawMessage `json:"args,omitempty"`
 	// Name, Key and Result of a step_run or step_result; Replayed says
 	// the result was recorded before (the step did not run now).
 	Name     string          `json:"name,omitempty"`
@@ -90,6 +94,8 @@ type fromAgent struct {
 	// step shown to clients, and Result of a step_done.
 	Name   string          `json:"name,omitempty"`
 	Shown  string          `json:"shown,omitempty"`
+	// Review of an ask that puts an action before the human.
+	Review *protocol.Review `json:"review,omitempty"`
 	Result json.RawMessage `json:"result,omitempty"`
 }
 
@@ -161,11 +167,21 @@ func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
 				return err
 			}
 		case "ask":
-			answer, err := t.Ask(ctx, line.ID, line.Text, line.Options...)
-			if err != nil {
-				return err
+			reply := toAgent{Type: "answer", PromptID: line.ID}
+			if line.Review != nil {
+				d, err := t.Review(ctx, line.ID, line.Text, *line.Review)
+				if err != nil {
+					return err
+				}
+				reply.Decision, reply.Args, reply.Text = d.Decision, d.Args, d.Text
+			} else {
+				answer, err := t.Ask(ctx, line.ID, line.Text, line.Options...)
+				if err != nil {
+					return err
+				}
+				reply.Text = answer
 			}
-			if err := p.write(toAgent{Type: "answer", PromptID: line.ID, Text: answer}); err != nil {
+			if err := p.write(reply); err != nil {
 				return fail(p.exited(err))
 			}
 		case "step":

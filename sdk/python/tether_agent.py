@@ -93,6 +93,27 @@ class Turn:
         self._note("answer", {"promptId": prompt_id, "text": answer["text"]})
         return answer["text"]
 
+    def review(self, prompt_id, text, action, args=None, description="", allowed=("accept", "edit", "respond", "ignore")):
+        """Puts an action (a tool call with its arguments) before a human.
+
+        Returns the decision, a dict: {"decision": "accept" | "edit" |
+        "respond" | "ignore", "args": the edited arguments (edit), "text":
+        the human's reply (respond)}. allowed limits the decisions.
+        """
+        review = {"action": action, "allowed": list(allowed)}
+        if args is not None:
+            review["args"] = args
+        if description:
+            review["description"] = description
+        self._ch.say(type="ask", id=prompt_id, text=text, review=review)
+        answer = self._ch.read()
+        if answer.get("type") != "answer":
+            raise RuntimeError(f"expected an answer, got {answer.get('type')!r}")
+        decision = {"decision": answer.get("decision"), "args": answer.get("args"), "text": answer.get("text", "")}
+        self._note("prompt", {"id": prompt_id, "text": text, "review": review})
+        self._note("answer", {"promptId": prompt_id, **decision})
+        return decision
+
     def step(self, name, fn, shown=None):
         """Runs fn(key) once per conversation and returns its result.
 
