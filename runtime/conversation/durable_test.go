@@ -473,7 +473,9 @@ func TestReviewReplayed(t *testing.T) {
 	waitFor(t, "awaiting the review", awaiting(st))
 	submit(t, a, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "d-1", PromptID: "refund-call", PromptSeq: st.last().PromptSeq,
 		Decision: protocol.DecisionRespond, Text: "wait for the customer"})
-	waitFor(t, "the reply recorded", func() bool { return strings.Contains(fmt.Sprint(transcript(t, log, key)), "noted: wait for the customer") })
+	waitFor(t, "the reply recorded", func() bool {
+		return strings.Contains(fmt.Sprint(transcript(t, log, key)), "noted: wait for the customer")
+	})
 	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
 	close(block)
 	start(t, log, key, 2, reviewer)

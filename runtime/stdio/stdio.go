@@ -92,11 +92,11 @@ type fromAgent struct {
 	Message string          `json:"message,omitempty"`
 	// Name of a step or step_done, Shown (a client-safe summary) of a
 	// step shown to clients, and Result of a step_done.
-	Name   string          `json:"name,omitempty"`
-	Shown  string          `json:"shown,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Shown string `json:"shown,omitempty"`
 	// Review of an ask that puts an action before the human.
 	Review *protocol.Review `json:"review,omitempty"`
-	Result json.RawMessage `json:"result,omitempty"`
+	Result json.RawMessage  `json:"result,omitempty"`
 }
 
 // maxHistoryBytes bounds a history line's events; older ones are left out
