@@ -485,3 +485,34 @@ func TestReviewReplayed(t *testing.T) {
 		t.Fatalf("log %s, want %s", got, want)
 	}
 }
+
+// TestDivergentSend: a turn run again sends another text than it had
+// recorded (its agent changed). The recorded text already reached the
+// client and stays; the divergence is recorded and the new text follows it
+// as a new message: nothing is retracted, nothing is silently merged.
+func TestDivergentSend(t *testing.T) {
+	log, key := memory.New(), eventlogtest.NewKey("diverged-send")
+	saying := func(text string) conversation.Handler {
+		return conversation.HandlerFunc(func(ctx context.Context, t *conversation.Turn) error {
+			if err := t.Send(ctx, text); err != nil {
+				return err
+			}
+			_, err := t.Ask(ctx, "go-on", "Go on?", "yes")
+			return err
+		})
+	}
+	a, stA := start(t, log, key, 1, saying("I propose 150 EUR"))
+	submit(t, a, message("m-1", "refund"))
+	waitFor(t, "A awaiting input", awaiting(stA))
+	a.Stop(errors.New("the pod is gone"), protocol.CloseNotOwner)
+
+	_, stB := start(t, log, key, 2, saying("I propose 200 EUR"))
+	waitFor(t, "B awaiting input", func() bool { return stB.last().Diverged != "" && stB.last().Phase == "AwaitingInput" })
+	want := `[user_message assistant_message:I propose 150 EUR prompt:Go on? replay_diverged assistant_message:I propose 200 EUR prompt:Go on?]`
+	if got := fmt.Sprint(transcript(t, log, key)); got != want {
+		t.Fatalf("log %s, want %s", got, want)
+	}
+	if d := stB.last().Diverged; !strings.Contains(d, `message "I propose 150 EUR"`) || !strings.Contains(d, `message "I propose 200 EUR"`) {
+		t.Fatalf("diverged %q", d)
+	}
+}

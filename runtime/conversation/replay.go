@@ -85,8 +85,8 @@ func (c *Conversation) replayLocked(ctx context.Context, call callOf) (*eventlog
 	if err != nil {
 		return nil, err
 	}
-	c.diverged = textlimit.Truncate(fmt.Sprintf("the turn run again at seq %d recorded %s at seq %d, then did %s; it went on live",
-		seq, d.Recorded, d.RecordedSeq, d.Got), 256)
+	c.diverged = textlimit.Truncate(fmt.Sprintf("a turn run again after a move had recorded %s at seq %d and now did %s (replay_diverged at seq %d); it went on live",
+		d.Recorded, d.RecordedSeq, d.Got, seq), 256)
 	return nil, c.publishLocked(ctx)
 }
 

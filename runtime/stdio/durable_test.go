@@ -13,10 +13,17 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
+	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testredis"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 	"tether.dev/tether/runtime/stdio"
@@ -100,6 +107,28 @@ func waitLog(t *testing.T, log eventlog.Log, key eventlog.Key, what string) []st
 	}
 }
 
+// forEachStore runs a scenario on each store: memory, the kubernetes store
+// on a real API server, and a real Redis.
+func forEachStore(t *testing.T, prefix string, scenario func(*testing.T, eventlog.Log, eventlog.Key)) {
+	t.Run("memory", func(t *testing.T) { scenario(t, memory.New(), eventlogtest.NewKey(prefix)) })
+	t.Run("kubernetes", func(t *testing.T) {
+		env := testenv.Start(t)
+		key := eventlogtest.NewKey(prefix)
+		if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: key.Namespace}}); err != nil {
+			t.Fatal(err)
+		}
+		scenario(t, kubelog.New(env.Client), key)
+	})
+	t.Run("redis", func(t *testing.T) {
+		log, err := redislog.New(redislog.Options{Addrs: []string{testredis.Start(t).Addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = log.Close() })
+		scenario(t, log, eventlogtest.NewKey(prefix))
+	})
+}
+
 // proposed is the amount the recorded propose step holds.
 func proposed(t *testing.T, lines []string) string {
 	t.Helper()
@@ -117,8 +146,11 @@ func proposed(t *testing.T, lines []string) string {
 // not call the model again (the ledger says one call), replays the recorded
 // proposal and answer, and refunds exactly the approved amount, once.
 func TestPythonRefundAfterTheAnswer(t *testing.T) {
+	forEachStore(t, "py-refund-after", pythonRefundAfterTheAnswer)
+}
+
+func pythonRefundAfterTheAnswer(t *testing.T, log eventlog.Log, key eventlog.Key) {
 	w := newRefundWorld(t)
-	log, key := memory.New(), eventlogtest.NewKey("py-refund-after")
 	a, stA := start(t, log, key, 1, w.agent(t))
 	submit(t, a, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 1234"})
 	asked := waitPhase(t, stA, tetherv1alpha1.PhaseAwaitingInput)
@@ -150,8 +182,11 @@ func TestPythonRefundAfterTheAnswer(t *testing.T) {
 // waits; the new owner's process asks the identical question (the same
 // seq), it is answered once, and the approved amount is refunded once.
 func TestPythonRefundBeforeTheAnswer(t *testing.T) {
+	forEachStore(t, "py-refund-before", pythonRefundBeforeTheAnswer)
+}
+
+func pythonRefundBeforeTheAnswer(t *testing.T, log eventlog.Log, key eventlog.Key) {
 	w := newRefundWorld(t)
-	log, key := memory.New(), eventlogtest.NewKey("py-refund-before")
 	a, stA := start(t, log, key, 1, w.agent(t))
 	submit(t, a, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 1234"})
 	first := waitPhase(t, stA, tetherv1alpha1.PhaseAwaitingInput)

@@ -41,7 +41,7 @@ spec:
 	}
 	suspendedAt := epoch()
 
-	bound := 40 * time.Second
+	bound := 60 * time.Second
 	r := c.connect(t, name)
 	r.wait(t, "the prompt after waking", 1, isPrompt)
 	time.Sleep(bound)
