@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -77,6 +78,12 @@ func Build(imageName, tag, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return writeImage(ref, layer, append([]string{"/" + imageName}, spec.args...), nil, path)
+}
+
+// writeImage writes an image of one layer, run by the non-root user with
+// entrypoint and env, as a tarball at path; it returns its reference.
+func writeImage(ref name.Tag, layer v1.Layer, entrypoint, env []string, path string) (string, error) {
 	img, err := mutate.AppendLayers(empty.Image, layer)
 	if err != nil {
 		return "", err
@@ -87,15 +94,15 @@ func Build(imageName, tag, path string) (string, error) {
 	}
 	cfg = cfg.DeepCopy()
 	cfg.Architecture, cfg.OS = runtime.GOARCH, "linux"
-	cfg.Config.Entrypoint = append([]string{"/" + imageName}, spec.args...)
+	cfg.Config.Entrypoint = entrypoint
+	cfg.Config.Env = env
 	cfg.Config.User = nonRoot
 	cfg.Config.WorkingDir = "/"
 	cfg.Config.Labels = map[string]string{
-		"org.opencontainers.image.title":   "tether-" + imageName,
-		"org.opencontainers.image.version": tag,
+		"org.opencontainers.image.title":   strings.TrimPrefix(ref.RepositoryStr(), "library/"),
+		"org.opencontainers.image.version": ref.TagStr(),
 	}
-	img, err = mutate.ConfigFile(img, cfg)
-	if err != nil {
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return "", err
 	}
 	if err := tarball.WriteToFile(path, ref, img); err != nil {

@@ -11,15 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -87,28 +84,8 @@ func buildPython(tag, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return "", err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = runtime.GOARCH, "linux"
-	cfg.Config.Entrypoint = []string{"/usr/bin/python3", "/sdk/examples/refund_agent.py"}
-	cfg.Config.Env = []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "PATH=/usr/bin"}
-	cfg.Config.User = nonRoot
-	cfg.Config.WorkingDir = "/"
-	cfg.Config.Labels = map[string]string{"org.opencontainers.image.title": "tether-" + pythonImage, "org.opencontainers.image.version": tag}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return "", err
-	}
-	if err := tarball.WriteToFile(path, ref, img); err != nil {
-		return "", fmt.Errorf("writing %s: %w", path, err)
-	}
-	return ref.String(), nil
+	return writeImage(ref, layer, []string{"/usr/bin/python3", "/sdk/examples/refund_agent.py"},
+		[]string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "PATH=/usr/bin"}, path)
 }
 
 // sharedLibraries lists what ldd says binary loads, the loader included.
