@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -332,4 +333,20 @@ func awaitingOnOneRuntime(t *testing.T, ip, name string) string {
 	key := createConversation(t, ns, name)
 	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
 	return ns
+}
+
+// createIdlingAgent creates the approvals Agent of ns, whose conversations
+// are suspended after the least idleSuspendSeconds allowed (10).
+func createIdlingAgent(t *testing.T, ns string, port int) {
+	t.Helper()
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
+		Spec: tetherv1alpha1.AgentSpec{
+			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
+			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), IdleSuspendSeconds: ptr.To[int32](10), //nolint:gosec // a port from the kernel
+		},
+	}
+	if err := env.Client.Create(context.Background(), agent); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -268,18 +267,8 @@ func TestGatewayDrain(t *testing.T) {
 // wakes it; the client is held, then gets the prompt. The gateway runs with
 // only its generated role.
 func TestSuspendedConversationWakes(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	agent := &tetherv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
-		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), IdleSuspendSeconds: ptr.To[int32](10), // the least allowed
-		},
-	}
-	if err := env.Client.Create(context.Background(), agent); err != nil {
-		t.Fatal(err)
-	}
+	ns, port := namespace(t), testworker.FreePort(t)
+	createIdlingAgent(t, ns, port)
 	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.24.1", Port: port, Log: kubeLog()})
 	key := createConversation(t, ns, "sleepy")
 	suspended := waitLong(t, key, "Suspended", func(c *tetherv1alpha1.Conversation) bool {

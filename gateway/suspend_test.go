@@ -7,8 +7,6 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -102,18 +100,8 @@ func eventReasons(t *testing.T, ns, name string) map[string]int {
 // again after idleSuspendSeconds. Beside it, a client that answers 30 s
 // after connecting gets one ack and the turn finishes.
 func TestBoundClientKeepsItAwake(t *testing.T) {
-	ns := namespace(t)
-	port := testworker.FreePort(t)
-	agent := &tetherv1alpha1.Agent{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "approvals"},
-		Spec: tetherv1alpha1.AgentSpec{
-			Selector:            &metav1.LabelSelector{MatchLabels: map[string]string{tetherv1alpha1.AgentLabel: "approvals"}},
-			ConversationsPerPod: 10, LeaseDurationSeconds: 3, RuntimePort: int32(port), IdleSuspendSeconds: ptr.To[int32](10), // the least allowed
-		},
-	}
-	if err := env.Client.Create(context.Background(), agent); err != nil {
-		t.Fatal(err)
-	}
+	ns, port := namespace(t), testworker.FreePort(t)
+	createIdlingAgent(t, ns, port)
 	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.28.1", Port: port})
 	idle, answering := createConversation(t, ns, "bound-idle"), createConversation(t, ns, "bound-answer")
 	isSuspended := func(c *tetherv1alpha1.Conversation) bool { return c.Status.Phase == tetherv1alpha1.PhaseSuspended }
