@@ -72,7 +72,15 @@ type Config struct {
 type Conversation struct {
 	cfg Config
 
-	// mu serializes every change: appends, state, subscribers.
+	// mu serializes every change: appends, state, subscribers. It is held
+	// across a log append, a status write (with its conflict retries) and
+	// a new socket's replay read, on purpose: an event is applied to the
+	// state and fanned out to every socket in the order the log took it,
+	// and a socket's replay ends exactly where its live frames begin, so
+	// it sees each event once. The cost: while the store or the API server
+	// is slow, this conversation's next append, its deltas and a socket
+	// binding to it wait behind the slow call (other conversations do
+	// not); a bound socket's live frames are already queued and flow.
 	mu      sync.Mutex
 	st      *state
 	replay  []eventlog.Event // the interrupted turn's recorded events, still to match
