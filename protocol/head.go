@@ -29,9 +29,13 @@ func PeekHead(data []byte) (h Head, ok bool) {
 	return h, true
 }
 
-// scanHead reads the leading "type", "seq", "event" and "id" members of a
-// compact JSON object; it gives up (ok false) on anything unusual, such as
-// whitespace or an escaped string, and PeekHead decodes in full.
+// scanHead reads the "type", "seq" and "id" members of a compact JSON
+// object, skipping every other member's value without decoding it. It gives
+// up (ok false) on anything it cannot read exactly as encoding/json would:
+// whitespace between members, a key with an escape or a non-ASCII byte, a
+// key that matches a head member only case-insensitively (encoding/json
+// folds case), a head value of an unusual form. PeekHead then decodes in
+// full.
 func scanHead(data []byte) (h Head, ok bool) {
 	rest, ok := bytes.CutPrefix(data, []byte(`{"type":"`))
 	if !ok {
@@ -56,41 +60,86 @@ func scanHead(data []byte) (h Head, ok bool) {
 		}
 		rest = rest[1:]
 		switch string(key) {
-		case "seq":
-			n, end := int64(0), 0
-			for ; end < len(rest) && rest[end] >= '0' && rest[end] <= '9'; end++ {
-				d := int64(rest[end] - '0')
-				if n > (math.MaxInt64-d)/10 {
-					return h, false // out of range: the full decoder says so
-				}
-				n = n*10 + d
-			}
-			if end == 0 || (end > 1 && rest[0] == '0') {
-				return h, false
-			}
-			h.Seq, rest = n, rest[end:]
-		case "id", "event":
+		case "type", "id":
 			if len(rest) == 0 || rest[0] != '"' {
 				return h, false
 			}
 			var v []byte
-			v, rest, ok = scanString(rest[1:])
-			if !ok {
+			if v, rest, ok = scanString(rest[1:]); !ok {
 				return h, false
 			}
-			if string(key) == "id" {
+			if string(key) == "type" {
+				h.Type = internType(v)
+			} else {
 				h.ID = string(v)
 			}
-		default:
-			// The head is over: a member the gateway does not read. What
-			// follows is never seq or id in Tether's encoding, but the
-			// decode-in-full path is the arbiter when unsure.
-			if bytes.Contains(rest, []byte(`"seq":`)) || bytes.Contains(rest, []byte(`"id":`)) {
+		case "seq":
+			if h.Seq, rest, ok = scanSeq(rest); !ok {
 				return h, false
 			}
-			return h, true
+		default:
+			if foldsToHeadMember(key) {
+				return h, false
+			}
+			if rest, ok = skipValue(rest); !ok {
+				return h, false
+			}
 		}
 	}
+}
+
+// foldsToHeadMember reports whether encoding/json would store a member of
+// this (ASCII) name into a Head field although it is not spelled exactly.
+func foldsToHeadMember(key []byte) bool {
+	return bytes.EqualFold(key, []byte("type")) || bytes.EqualFold(key, []byte("seq")) ||
+		bytes.EqualFold(key, []byte("id"))
+}
+
+// scanSeq reads a non-negative integer without a leading zero.
+func scanSeq(data []byte) (n int64, rest []byte, ok bool) {
+	end := 0
+	for ; end < len(data) && data[end] >= '0' && data[end] <= '9'; end++ {
+		d := int64(data[end] - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, nil, false // out of range: the full decoder says so
+		}
+		n = n*10 + d
+	}
+	if end == 0 || (end > 1 && data[0] == '0') {
+		return 0, nil, false
+	}
+	return n, data[end:], true
+}
+
+// skipValue steps over one JSON value: a string, or everything up to the
+// comma or brace that ends the member at depth zero. It does not validate
+// what it skips; a frame that is not valid JSON fails the full decode
+// wherever it is used, and its head does not matter.
+func skipValue(data []byte) (rest []byte, ok bool) {
+	depth, inString := 0, false
+	for i := 0; i < len(data); i++ {
+		b := data[i]
+		switch {
+		case inString:
+			if b == '\\' {
+				i++
+			} else if b == '"' {
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == '{' || b == '[':
+			depth++
+		case b == '}' || b == ']':
+			if depth == 0 {
+				return data[i:], i > 0
+			}
+			depth--
+		case b == ',' && depth == 0:
+			return data[i:], i > 0
+		}
+	}
+	return nil, false
 }
 
 // scanString reads a JSON string's body up to its closing quote; it refuses
