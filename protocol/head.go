@@ -121,9 +121,10 @@ func skipValue(data []byte) (rest []byte, ok bool) {
 		b := data[i]
 		switch {
 		case inString:
-			if b == '\\' {
+			switch b {
+			case '\\':
 				i++
-			} else if b == '"' {
+			case '"':
 				inString = false
 			}
 		case b == '"':
