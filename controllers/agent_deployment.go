@@ -56,7 +56,7 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*apps
 	for k, v := range workerLabels(agent) {
 		template.Labels[k] = v
 	}
-	env := workerEnv(agent)
+	env := append(workerEnv(agent), wiring.env()...)
 	for i := range template.Spec.InitContainers {
 		template.Spec.InitContainers[i].Env = withEnv(template.Spec.InitContainers[i].Env, env)
 	}

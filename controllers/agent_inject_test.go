@@ -31,7 +31,7 @@ func TestInjectRuntime(t *testing.T) {
 			{Name: "sidecar", Image: "logs:1"},
 		}}},
 	}}
-	d := mustDeployment(t, agent, RuntimeWiring{Image: "tether-runtime:0.1.0", TokenSecret: "tether-runtime-token"})
+	d := mustDeployment(t, agent, RuntimeWiring{Image: "tether-runtime:0.1.0", GatewayIdentity: "system:serviceaccount:tether-system:tether-gateway"})
 	spec := d.Spec.Template.Spec
 	agentC := spec.Containers[0]
 	if diff := cmp.Diff([]string{runtimeBinPath}, agentC.Command); diff != "" {
@@ -44,7 +44,7 @@ func TestInjectRuntime(t *testing.T) {
 		strings.Join(spec.InitContainers[0].Command, " ") != "/runtime --install="+runtimeBinPath {
 		t.Fatalf("init containers %+v", spec.InitContainers)
 	}
-	if !mountsAt(&agentC, runtimeBinDir) || !mountsAt(&agentC, RuntimeTokenDir) {
+	if !mountsAt(&agentC, runtimeBinDir) {
 		t.Fatalf("the agent container mounts %+v", agentC.VolumeMounts)
 	}
 	if spec.Containers[1].Command != nil {

@@ -4,21 +4,21 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// RuntimeTokenDir is where an Agent's containers find the token the gateway
-// presents (file "token"), the runtime's --token-file default directory.
-const RuntimeTokenDir = "/var/run/tether" //nolint:gosec // a directory, not a credential
-
-const runtimeTokenVolume = "tether-runtime-token"
+// EnvGatewayIdentity names, in every worker container, the only identity the
+// runtime lets connect: the gateway's ServiceAccount user name, whose
+// audience-bound tokens the runtime checks with TokenReviews.
+const EnvGatewayIdentity = "TETHER_GATEWAY_IDENTITY"
 
 // RuntimeWiring is what the manager adds to the pods of every Agent with a
 // template, so that a template need only name its image and agent: the
-// ServiceAccount bound to the runtime's role and the gateway's token. What a
-// template sets itself is kept.
+// ServiceAccount bound to the runtime's role and the gateway's identity.
+// What a template sets itself is kept. Nothing secret is added: the gateway
+// proves who it is with a token of its own.
 type RuntimeWiring struct {
-	// TokenSecret names a Secret (key "token") in the Agent's namespace,
-	// mounted read-only at RuntimeTokenDir in every container that mounts
-	// nothing there.
-	TokenSecret string
+	// GatewayIdentity is the gateway's ServiceAccount user name
+	// (system:serviceaccount:NAMESPACE:NAME), given to the runtime as
+	// EnvGatewayIdentity.
+	GatewayIdentity string
 	// ServiceAccount is the pods' ServiceAccount when the template names
 	// none.
 	ServiceAccount string
@@ -32,22 +32,14 @@ func (w RuntimeWiring) wire(spec *corev1.PodSpec) {
 	if w.ServiceAccount != "" && spec.ServiceAccountName == "" {
 		spec.ServiceAccountName = w.ServiceAccount
 	}
-	if w.TokenSecret == "" {
-		return
+}
+
+// env is what w adds to every worker container's environment.
+func (w RuntimeWiring) env() []corev1.EnvVar {
+	if w.GatewayIdentity == "" {
+		return nil
 	}
-	mounted := false
-	for i := range spec.Containers {
-		c := &spec.Containers[i]
-		if mountsAt(c, RuntimeTokenDir) {
-			continue
-		}
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: runtimeTokenVolume, MountPath: RuntimeTokenDir, ReadOnly: true})
-		mounted = true
-	}
-	if mounted {
-		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: runtimeTokenVolume,
-			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: w.TokenSecret}}})
-	}
+	return []corev1.EnvVar{{Name: EnvGatewayIdentity, Value: w.GatewayIdentity}}
 }
 
 func mountsAt(c *corev1.Container, path string) bool {

@@ -200,10 +200,7 @@ func TestDesiredDeploymentInjectsEnvOnce(t *testing.T) {
 }
 
 func TestRuntimeWiring(t *testing.T) {
-	wiring := RuntimeWiring{TokenSecret: "tether-runtime-token", ServiceAccount: "tether-runtime"}
-	tokenMount := corev1.VolumeMount{Name: runtimeTokenVolume, MountPath: RuntimeTokenDir, ReadOnly: true}
-	tokenVolume := corev1.Volume{Name: runtimeTokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "tether-runtime-token"}}}
-	own := corev1.VolumeMount{Name: "mine", MountPath: RuntimeTokenDir}
+	wiring := RuntimeWiring{GatewayIdentity: "system:serviceaccount:tether-system:tether-gateway", ServiceAccount: "tether-runtime"}
 	tests := []struct {
 		name   string
 		wiring RuntimeWiring
@@ -213,11 +210,10 @@ func TestRuntimeWiring(t *testing.T) {
 		{"nothing to add", RuntimeWiring{}, corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime"}}},
 			corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime"}}}},
 		{"a bare template", wiring, corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime"}, {Name: "sidecar"}}},
-			corev1.PodSpec{ServiceAccountName: "tether-runtime", Volumes: []corev1.Volume{tokenVolume},
-				Containers: []corev1.Container{{Name: "runtime", VolumeMounts: []corev1.VolumeMount{tokenMount}}, {Name: "sidecar", VolumeMounts: []corev1.VolumeMount{tokenMount}}}}},
-		{"the template's own account and mount are kept", wiring,
-			corev1.PodSpec{ServiceAccountName: "custom", Containers: []corev1.Container{{Name: "runtime", VolumeMounts: []corev1.VolumeMount{own}}}},
-			corev1.PodSpec{ServiceAccountName: "custom", Containers: []corev1.Container{{Name: "runtime", VolumeMounts: []corev1.VolumeMount{own}}}}},
+			corev1.PodSpec{ServiceAccountName: "tether-runtime", Containers: []corev1.Container{{Name: "runtime"}, {Name: "sidecar"}}}},
+		{"the template's own account is kept", wiring,
+			corev1.PodSpec{ServiceAccountName: "custom", Containers: []corev1.Container{{Name: "runtime"}}},
+			corev1.PodSpec{ServiceAccountName: "custom", Containers: []corev1.Container{{Name: "runtime"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,5 +223,8 @@ func TestRuntimeWiring(t *testing.T) {
 				t.Errorf("pod spec (-want +got):\n%s", diff)
 			}
 		})
+	}
+	if diff := cmp.Diff([]corev1.EnvVar{{Name: EnvGatewayIdentity, Value: wiring.GatewayIdentity}}, wiring.env()); diff != "" {
+		t.Errorf("env (-want +got):\n%s", diff)
 	}
 }

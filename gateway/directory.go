@@ -6,8 +6,11 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -18,12 +21,16 @@ import (
 )
 
 // The gateway reads Conversations through its cache and asks for a wake by
-// patching one; that is all it may do.
+// patching one, and watches worker pods to check the owner a Conversation
+// names before dialing it; that is all it may do.
 // +kubebuilder:rbac:groups=tether.dev,resources=conversations,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 
-// Directory is what the gateway knows of Conversations: an informer cache
-// holding only what routing needs, and a notification whenever one changes,
-// so a held socket connects the moment its conversation names an owner.
+// Directory is what the gateway knows of Conversations and of the worker
+// pods that own them: informer caches holding only what routing needs, and
+// a notification whenever a conversation or its owner pod changes, so a
+// held socket connects the moment its conversation names an owner that is
+// ready, and a piped one lets go of an owner that is no longer it.
 type Directory struct {
 	cache  cache.Cache
 	client client.Client
@@ -46,9 +53,18 @@ type DirectoryOptions struct {
 // NewDirectory builds a Directory reading through cfg. Start it with Start.
 func NewDirectory(cfg *rest.Config, o DirectoryOptions) (*Directory, error) {
 	scheme := newScheme()
+	workers, err := labels.NewRequirement(tetherv1alpha1.AgentLabel, selection.Exists, nil)
+	if err != nil {
+		return nil, fmt.Errorf("selecting worker pods: %w", err)
+	}
 	opts := cache.Options{
 		Scheme: scheme, SyncPeriod: o.SyncPeriod,
-		ByObject: map[client.Object]cache.ByObject{&tetherv1alpha1.Conversation{}: {Transform: trimConversation}},
+		ByObject: map[client.Object]cache.ByObject{
+			&tetherv1alpha1.Conversation{}: {Transform: trimConversation},
+			// Only worker pods, trimmed: a large cluster's other pods
+			// never reach the gateway.
+			&corev1.Pod{}: {Label: labels.NewSelector().Add(*workers), Transform: trimPod},
+		},
 	}
 	if len(o.Namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
@@ -70,9 +86,16 @@ func NewDirectory(cfg *rest.Config, o DirectoryOptions) (*Directory, error) {
 // Start runs the cache until ctx ends; it returns once the cache has
 // synced, or with an error.
 func (d *Directory) Start(ctx context.Context) error {
+	if err := d.cache.IndexField(ctx, &tetherv1alpha1.Conversation{}, tetherv1alpha1.OwnerField, ownerName); err != nil {
+		return fmt.Errorf("indexing Conversations by owner: %w", err)
+	}
 	informer, err := d.cache.GetInformer(ctx, &tetherv1alpha1.Conversation{})
 	if err != nil {
 		return fmt.Errorf("watching Conversations: %w", err)
+	}
+	pods, err := d.cache.GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("watching worker pods: %w", err)
 	}
 	notify := func(obj any) {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
@@ -88,6 +111,21 @@ func (d *Directory) Start(ctx context.Context) error {
 		DeleteFunc: notify,
 	}); err != nil {
 		return fmt.Errorf("watching Conversations: %w", err)
+	}
+	notifyOwned := func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if pod, ok := obj.(*corev1.Pod); ok {
+			d.notifyOwnedBy(ctx, pod)
+		}
+	}
+	if _, err := pods.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    notifyOwned,
+		UpdateFunc: func(_, obj any) { notifyOwned(obj) },
+		DeleteFunc: notifyOwned,
+	}); err != nil {
+		return fmt.Errorf("watching worker pods: %w", err)
 	}
 	errs := make(chan error, 1)
 	go func() { errs <- d.cache.Start(ctx) }()
@@ -115,7 +153,20 @@ func (d *Directory) Get(ctx context.Context, key types.NamespacedName) (*tetherv
 	return conv, nil
 }
 
-// OnChange calls fn whenever the conversation changes (after the cache
+// Pod returns a worker pod as the cache holds it (trimmed), or nil if there
+// is none.
+func (d *Directory) Pod(ctx context.Context, key types.NamespacedName) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := d.cache.Get(ctx, key, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return pod, nil
+}
+
+// OnChange calls fn whenever the conversation or its owner pod changes (after the cache
 // holds the change), until stop is called. fn runs on the informer's
 // goroutine: it must not block.
 func (d *Directory) OnChange(key types.NamespacedName, fn func()) (stop func()) {
@@ -135,6 +186,24 @@ func (d *Directory) OnChange(key types.NamespacedName, fn func()) (stop func()) 
 		if len(d.waiters[key]) == 0 {
 			delete(d.waiters, key)
 		}
+	}
+}
+
+// notifyOwnedBy notifies the watchers of the conversations whose status
+// names pod as owner: its readiness, IP or existence decides their routes.
+func (d *Directory) notifyOwnedBy(ctx context.Context, pod *corev1.Pod) {
+	d.mu.Lock()
+	watched := len(d.waiters) > 0
+	d.mu.Unlock()
+	if !watched {
+		return
+	}
+	var owned tetherv1alpha1.ConversationList
+	if err := d.cache.List(ctx, &owned, client.InNamespace(pod.Namespace), client.MatchingFields{tetherv1alpha1.OwnerField: pod.Name}); err != nil {
+		return // the cache is stopping
+	}
+	for i := range owned.Items {
+		d.notify(types.NamespacedName{Namespace: pod.Namespace, Name: owned.Items[i].Name})
 	}
 }
 
@@ -185,6 +254,38 @@ func trimConversation(obj any) (any, error) {
 	}
 	if v, ok := conv.Annotations[tetherv1alpha1.WakeAnnotation]; ok {
 		trimmed.Annotations = map[string]string{tetherv1alpha1.WakeAnnotation: v}
+	}
+	return trimmed, nil
+}
+
+// ownerName indexes a Conversation by the pod its status names as owner.
+func ownerName(obj client.Object) []string {
+	if conv, ok := obj.(*tetherv1alpha1.Conversation); ok && conv.Status.Owner != nil {
+		return []string{conv.Status.Owner.Name}
+	}
+	return nil
+}
+
+// trimPod keeps what checking an owner needs: identity, the Agent label,
+// phase, readiness and IPs.
+func trimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	trimmed := &corev1.Pod{
+		TypeMeta: pod.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
+			DeletionTimestamp: pod.DeletionTimestamp,
+			Labels:            map[string]string{tetherv1alpha1.AgentLabel: pod.Labels[tetherv1alpha1.AgentLabel]},
+		},
+		Status: corev1.PodStatus{Phase: pod.Status.Phase, PodIP: pod.Status.PodIP, PodIPs: pod.Status.PodIPs},
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			trimmed.Status.Conditions = []corev1.PodCondition{{Type: c.Type, Status: c.Status}}
+		}
 	}
 	return trimmed, nil
 }

@@ -81,7 +81,7 @@ func startGatewayAs(t testing.TB, restConfig *rest.Config, mutate ...func(*gatew
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := gateway.Config{Auth: a, Conversations: dir, UpstreamToken: []byte(testworker.Token), HoldTimeout: 20 * time.Second}
+	cfg := gateway.Config{Auth: a, Conversations: dir, UpstreamToken: gateway.StaticToken(testworker.GatewayToken(t, env)), HoldTimeout: 20 * time.Second}
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -1,8 +1,7 @@
 package gateway
 
 import (
-	"net"
-	"strconv"
+	corev1 "k8s.io/api/core/v1"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/gateway/auth"
@@ -41,8 +40,11 @@ type Decision struct {
 }
 
 // Decide routes subject's socket for conv; conv is nil when the conversation
-// does not exist.
-func Decide(conv *tetherv1alpha1.Conversation, subject string) Decision {
+// does not exist. ownerPod is the pod conv's status names as owner, as the
+// gateway's pod informer holds it (nil when it holds none): a socket is
+// routed only to an owner that pod confirms (ownerServes), and held
+// otherwise.
+func Decide(conv *tetherv1alpha1.Conversation, ownerPod *corev1.Pod, subject string) Decision {
 	switch {
 	case conv == nil:
 		return Decision{Action: Refuse, CloseCode: protocol.CloseNotFound, Reason: "no such conversation"}
@@ -58,7 +60,7 @@ func Decide(conv *tetherv1alpha1.Conversation, subject string) Decision {
 	switch phase {
 	case tetherv1alpha1.PhaseSucceeded, tetherv1alpha1.PhaseFailed:
 		// The owner still serves the history of a finished conversation.
-		if d, ok := route(conv, phase); ok {
+		if d, ok := route(conv, ownerPod, phase); ok {
 			return d
 		}
 		return Decision{Action: Refuse, CloseCode: protocol.CloseFinished, Reason: "the conversation is over"}
@@ -70,19 +72,19 @@ func Decide(conv *tetherv1alpha1.Conversation, subject string) Decision {
 		}
 		return Decision{Action: Wake, Phase: phase}
 	}
-	if d, ok := route(conv, phase); ok {
+	if d, ok := route(conv, ownerPod, phase); ok {
 		return d
 	}
 	return Decision{Action: Hold, Phase: phase}
 }
 
-func route(conv *tetherv1alpha1.Conversation, phase tetherv1alpha1.ConversationPhase) (Decision, bool) {
+func route(conv *tetherv1alpha1.Conversation, ownerPod *corev1.Pod, phase tetherv1alpha1.ConversationPhase) (Decision, bool) {
 	owner := conv.Status.Owner
 	if owner == nil || owner.IP == "" || owner.Port == 0 || conv.Status.Lease == nil {
 		return Decision{}, false
 	}
-	return Decision{
-		Action: Route, Upstream: net.JoinHostPort(owner.IP, strconv.Itoa(int(owner.Port))),
-		Epoch: conv.Status.Lease.Epoch, Phase: phase,
-	}, true
+	if ok, _ := ownerServes(conv, ownerPod); !ok {
+		return Decision{}, false
+	}
+	return Decision{Action: Route, Upstream: upstreamOf(owner), Epoch: conv.Status.Lease.Epoch, Phase: phase}, true
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -25,7 +26,11 @@ import (
 type Conversations interface {
 	// Get returns the conversation, or nil if there is none.
 	Get(ctx context.Context, key types.NamespacedName) (*tetherv1alpha1.Conversation, error)
-	// OnChange calls fn whenever the conversation changes, until the
+	// Pod returns a worker pod as the gateway's own informer holds it, or
+	// nil if it holds none.
+	Pod(ctx context.Context, key types.NamespacedName) (*corev1.Pod, error)
+	// OnChange calls fn whenever the conversation or the pod its status
+	// names as owner changes, until the
 	// returned function is called. fn runs on the notifier's goroutine and
 	// must not block.
 	OnChange(key types.NamespacedName, fn func()) (stop func())
@@ -39,7 +44,7 @@ type Config struct {
 	Conversations Conversations
 	// UpstreamToken authenticates the gateway to the runtimes' internal
 	// endpoint.
-	UpstreamToken []byte
+	UpstreamToken TokenSource
 	// HoldTimeout bounds how long a socket is held without an owner [60s];
 	// then it is closed with 4012 and the client retries.
 	HoldTimeout time.Duration
@@ -72,7 +77,7 @@ func (c *Config) defaults() error {
 	if c.Auth == nil || c.Conversations == nil {
 		return errors.New("gateway: Auth and Conversations are required")
 	}
-	if len(c.UpstreamToken) == 0 {
+	if c.UpstreamToken == nil {
 		return errors.New("gateway: an upstream token is required: the runtimes refuse the gateway without one")
 	}
 	setDefault(&c.HoldTimeout, 60*time.Second)
@@ -188,14 +193,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := types.NamespacedName{Namespace: ns, Name: name}
-	conv, err := s.cfg.Conversations.Get(r.Context(), key)
+	d, err := s.decide(r.Context(), key, id.Subject)
 	if err != nil {
 		release()
 		s.cfg.Log.Error(err, "reading a Conversation from the cache", "conversation", key)
 		http.Error(w, "the gateway cannot read conversations now", http.StatusServiceUnavailable)
 		return
 	}
-	d := Decide(conv, id.Subject)
 	var up *websocket.Conn
 	switch d.Action {
 	case Refuse:
@@ -230,14 +234,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go sess.runUpstream(up)
 }
 
+// decide reads the conversation and the pod it names as owner from the
+// caches and decides where subject's socket goes.
+func (s *Server) decide(ctx context.Context, key types.NamespacedName, subject string) (Decision, error) {
+	conv, err := s.cfg.Conversations.Get(ctx, key)
+	if err != nil {
+		return Decision{}, err
+	}
+	var pod *corev1.Pod
+	if conv != nil && conv.Status.Owner != nil {
+		if pod, err = s.cfg.Conversations.Pod(ctx, types.NamespacedName{Namespace: key.Namespace, Name: conv.Status.Owner.Name}); err != nil {
+			return Decision{}, err
+		}
+	}
+	return Decide(conv, pod, subject), nil
+}
+
 // dial connects to a conversation's owner, resuming at cursor. status is
 // the owner's HTTP status when it refused.
 func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName, cursor protocol.Cursor) (*websocket.Conn, int, error) {
 	u := url.URL{Scheme: "ws", Host: addr, Path: protocol.ConversationPath(key.Namespace, key.Name),
 		RawQuery: cursor.Query().Encode()}
+	token, err := s.cfg.UpstreamToken()
+	if err != nil {
+		s.cfg.Log.Error(err, "the gateway has no token for the runtimes")
+		return nil, http.StatusUnauthorized, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
-	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + string(s.cfg.UpstreamToken)}})
+	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + token}})
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode
@@ -247,7 +272,7 @@ func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName
 	}
 	if err != nil {
 		if status == http.StatusUnauthorized {
-			s.cfg.Log.Error(err, "the owner refused the gateway's upstream token: check that the gateway and the runtimes share one", "owner", addr)
+			s.cfg.Log.Error(err, "the owner refused the gateway's upstream token: check the runtime's --gateway-identity and --gateway-audience against the gateway's ServiceAccount and projected token", "owner", addr)
 		}
 		return nil, status, fmt.Errorf("connecting to the owner at %s: %w", addr, err)
 	}

@@ -320,11 +320,10 @@ func (s *session) runUpstream(up *websocket.Conn) {
 // Directory's notification goroutine, so it only reads the cache and closes
 // a socket.
 func (s *session) followOwner() {
-	conv, err := s.srv.cfg.Conversations.Get(context.Background(), s.key)
+	d, err := s.srv.decide(context.Background(), s.key, s.subject)
 	if err != nil {
 		return
 	}
-	d := Decide(conv, s.subject)
 	s.mu.Lock()
 	up, routed := s.up, s.routed
 	s.mu.Unlock()
@@ -497,13 +496,11 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 	backoff := 50 * time.Millisecond
 	var retry <-chan time.Time
 	for {
-		var d Decision
-		if conv, err := cfg.Conversations.Get(ctx, s.key); err != nil {
+		d, err := s.srv.decide(ctx, s.key, s.subject)
+		if err != nil {
 			// The cache cannot say (a nil conversation would read as
 			// "deleted"): keep holding and look again on the next change.
 			d = Decision{Action: Hold, Phase: "Unknown"}
-		} else {
-			d = Decide(conv, s.subject)
 		}
 		message := "waiting for the conversation's owner"
 		switch d.Action {

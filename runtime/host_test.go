@@ -25,14 +25,12 @@ import (
 	"tether.dev/tether/protocol"
 )
 
-const token = testworker.Token
-
 // dial binds a socket to a conversation on a worker, as the gateway does.
 func dial(t *testing.T, w *testworker.Worker, ns, name string, after int64) *websocket.Conn {
 	t.Helper()
 	url := fmt.Sprintf("ws://%s%s%s/%s?after=%d", w.Addr, protocol.PathPrefix, ns, name, after)
 	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second}
-	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
+	ws, resp, err := d.Dial(url, http.Header{"Authorization": {"Bearer " + testworker.GatewayToken(t, env)}})
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}

@@ -3,7 +3,9 @@ package runtime
 // What a runtime does with the API, and nothing more: it reads its Agent and
 // the Conversations assigned to its pod and writes their status under its
 // epoch, keeps its pod's Lease, keeps the kubernetes store's log objects, and
-// reads the Secrets its Agent's store settings name.
+// reads the Secrets its Agent's store settings name. It also creates
+// TokenReviews to check the gateway's token: they are cluster-scoped, so the
+// chart grants that alone in a ClusterRole of its own.
 //
 // +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get
 // +kubebuilder:rbac:groups=tether.dev,resources=conversations,verbs=get;list;watch

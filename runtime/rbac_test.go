@@ -31,6 +31,18 @@ func TestRuntimeNeedsNoMoreThanItsRole(t *testing.T) {
 	if err := env.Client.Create(ctx, binding); err != nil {
 		t.Fatal(err)
 	}
+	// And, as the chart grants it cluster-wide, TokenReviews to check the
+	// gateway's token.
+	review := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "tether-runtime-tokenreview-test"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}}}
+	reviewBinding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "tether-runtime-tokenreview-test"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: review.Name},
+		Subjects: binding.Subjects}
+	for _, obj := range []client.Object{review, reviewBinding} {
+		if err := env.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
 	cfg, err := env.UserConfig(user)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 package runtime
 
 import (
-	"crypto/subtle"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -15,6 +15,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
+	"tether.dev/tether/runtime/gatewayauth"
 )
 
 const (
@@ -24,13 +25,21 @@ const (
 	outboxSize = 64
 )
 
-// Server is the internal WebSocket endpoint the gateway dials. It is
-// authenticated with a shared bearer token (from a Kubernetes Secret) and
-// serves only the conversations its Host runs; for any other it answers 409
-// before upgrading, so the gateway resolves the owner again.
+// Server is the internal WebSocket endpoint the gateway dials. Only the
+// gateway may use it: it presents a token of its ServiceAccount for the
+// runtime's audience, which Gateway checks (package gatewayauth). It serves
+// only the conversations its Host runs; for any other it answers 409 before
+// upgrading, so the gateway resolves the owner again.
 type Server struct {
-	Host  *Host
-	Token []byte
+	Host    *Host
+	Gateway TokenVerifier
+}
+
+// TokenVerifier tells the gateway's token from any other: nil for the
+// gateway's, an error wrapping gatewayauth.ErrRefused for another, any other
+// error when it cannot tell now.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) error
 }
 
 var upgrader = websocket.Upgrader{
@@ -43,9 +52,15 @@ var upgrader = websocket.Upgrader{
 
 // ServeHTTP binds one socket to a conversation.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || len(s.Token) == 0 || subtle.ConstantTimeCompare([]byte(token), s.Token) != 1 {
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := s.Gateway.Verify(r.Context(), token); err != nil {
+		if errors.Is(err, gatewayauth.ErrRefused) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		ctrl.LoggerFrom(r.Context()).Error(err, "cannot verify the gateway's token now")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "cannot verify the caller now", http.StatusServiceUnavailable)
 		return
 	}
 	ns, name, cursor, err := protocol.ParseConversationURL(r.URL)

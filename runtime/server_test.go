@@ -17,6 +17,7 @@ import (
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/internal/testworker"
 	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime/gatewayauth"
 )
 
 // awaitingConversation sets up an Agent, one worker and a conversation
@@ -47,6 +48,8 @@ func TestInternalEndpointRefusesWhatItShould(t *testing.T) {
 	url := func(name string) string {
 		return fmt.Sprintf("ws://%s%s%s/%s", w.Addr, protocol.PathPrefix, conv.Namespace, name)
 	}
+	bearer := func(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+	gateway := testworker.GatewayToken(t, env)
 	for _, tc := range []struct {
 		name   string
 		url    string
@@ -54,9 +57,17 @@ func TestInternalEndpointRefusesWhatItShould(t *testing.T) {
 		status int
 	}{
 		{"no token", url("refund"), nil, http.StatusUnauthorized},
-		{"wrong token", url("refund"), http.Header{"Authorization": {"Bearer not-the-token"}}, http.StatusUnauthorized},
-		{"a conversation this pod does not own", url("someone-elses"), http.Header{"Authorization": {"Bearer " + token}}, http.StatusConflict},
-		{"a negative cursor", url("refund") + "?after=-3", http.Header{"Authorization": {"Bearer " + token}}, http.StatusBadRequest},
+		{"wrong token", url("refund"), bearer("not-the-token"), http.StatusUnauthorized},
+		// Valid tokens of the cluster that are not the gateway's: what a
+		// tenant's pod, agent code or another namespace could present.
+		{"the agent namespace's own ServiceAccount, for the runtime audience", url("refund"),
+			bearer(env.ServiceAccountToken(t, conv.Namespace, "tether-runtime", gatewayauth.DefaultAudience)), http.StatusUnauthorized},
+		{"a ServiceAccount named like the gateway's, in the agent namespace", url("refund"),
+			bearer(env.ServiceAccountToken(t, conv.Namespace, testworker.GatewayServiceAccount, gatewayauth.DefaultAudience)), http.StatusUnauthorized},
+		{"the gateway's ServiceAccount, for another audience", url("refund"),
+			bearer(env.ServiceAccountToken(t, testworker.GatewayNamespace, testworker.GatewayServiceAccount, "https://kubernetes.default.svc")), http.StatusUnauthorized},
+		{"a conversation this pod does not own", url("someone-elses"), bearer(gateway), http.StatusConflict},
+		{"a negative cursor", url("refund") + "?after=-3", bearer(gateway), http.StatusBadRequest},
 	} {
 		d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second}
 		ws, resp, err := d.Dial(tc.url, tc.header)

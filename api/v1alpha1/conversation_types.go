@@ -182,8 +182,10 @@ type OwnerPod struct {
 	// +required
 	UID string `json:"uid"`
 
-	// ip is the pod IP the gateway dials.
+	// ip is the pod IP the gateway dials: an IP address, never a host name.
+	// The gateway dials it only while its own view of the pod agrees.
 	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="status.owner.ip must be an IP address"
 	// +optional
 	IP string `json:"ip,omitempty"`
 

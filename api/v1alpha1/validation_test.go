@@ -148,6 +148,14 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want:     []string{"status.phase", `Unsupported value: "Sleeping"`},
 		},
 		{
+			// Status names where the gateway dials: never a host name.
+			name:     "conversation owner address that is a host name",
+			manifest: validConversation,
+			changes: []change{status(map[string]any{"phase": "Running",
+				"owner": map[string]any{"name": "approvals-a", "uid": "u", "ip": "attacker.example", "port": 8080}})},
+			want: []string{"status.owner.ip must be an IP address"},
+		},
+		{
 			name:     "conversation prompt over the cap",
 			manifest: validConversation,
 			changes:  []change{status(awaiting(prompt(strings.Repeat("q", tetherv1alpha1.MaxPromptTextLength+1))))},

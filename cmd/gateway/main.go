@@ -52,7 +52,8 @@ func main() {
 	flag.StringVar(&o.publicKeyFiles, "jwt-public-key-files", "", "Comma-separated PEM files of public keys (RSA, ECDSA, Ed25519) that verify tokens.")
 	flag.StringVar(&o.audience, "jwt-audience", "", "Audience tokens must name (aud); not checked when empty.")
 	flag.StringVar(&o.issuer, "jwt-issuer", "", "Issuer tokens must name (iss); not checked when empty.")
-	flag.StringVar(&o.upstreamTokenFile, "upstream-token-file", "/var/run/tether/token", "File holding the token the runtimes expect from the gateway.")
+	flag.StringVar(&o.upstreamTokenFile, "upstream-token-file", "/var/run/secrets/tether/upstream/token",
+		"File holding the gateway's projected ServiceAccount token for the runtimes' audience (tether-runtime); read again every minute as the kubelet rotates it.")
 	flag.DurationVar(&o.holdTimeout, "hold-timeout", 60*time.Second, "How long a socket is held without an owner before it is closed with 4012.")
 	flag.DurationVar(&o.pingPeriod, "ping-period", 25*time.Second, "How often both sockets of a session are pinged; keep it below the idle timeout of the proxies in front.")
 	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "After SIGTERM, how long the gateway reports not ready before closing sockets, so load balancers stop sending new ones.")
@@ -93,9 +94,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	upstreamToken, err := readSecret(o.upstreamTokenFile)
-	if err != nil {
-		return fmt.Errorf("reading the upstream token: %w", err)
+	upstreamToken := gateway.FileToken(o.upstreamTokenFile)
+	if _, err := upstreamToken(); err != nil {
+		return err
 	}
 
 	directory, err := gateway.NewDirectory(ctrl.GetConfigOrDie(), gateway.DirectoryOptions{Namespaces: split(o.namespaces)})

@@ -39,7 +39,8 @@ func main() {
 	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
 	flag.IntVar(&opts.Concurrency, "concurrency", 16, "Reconciles each controller runs at once.")
 	flag.DurationVar(&opts.NotReadyGrace, "not-ready-grace", 5*time.Second, "How long an owner pod may be not ready before its conversations move.")
-	flag.StringVar(&opts.Runtime.TokenSecret, "runtime-token-secret", "", "Secret (key token) in each Agent's namespace mounted into its pods at "+controllers.RuntimeTokenDir+", unless a template mounts something there itself.")
+	flag.StringVar(&opts.Runtime.GatewayIdentity, "gateway-identity", "",
+		"The gateway's ServiceAccount user name (system:serviceaccount:NAMESPACE:NAME), the only identity Agents' runtimes let connect; set as "+controllers.EnvGatewayIdentity+" in their pods.")
 	flag.StringVar(&opts.Runtime.ServiceAccount, "runtime-service-account", "", "ServiceAccount of an Agent's pods whose template names none.")
 	flag.StringVar(&opts.Runtime.Image, "runtime-image", "", "The runtime's image, injected into the container an Agent names in spec.agentContainer (an agent in an image of your own).")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Sustained requests per second to the API server (client-go's default of 5 is far too low for thousands of conversations).")

@@ -35,16 +35,19 @@ import (
 	tetherruntime "tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
 	"tether.dev/tether/runtime/conversation"
+	"tether.dev/tether/runtime/gatewayauth"
 	"tether.dev/tether/runtime/stdio"
 )
 
 func main() {
-	var agentName, agentCommand, tokenFile, probeAddr, metricsAddr string
+	var agentName, agentCommand, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr string
 	var shutdownTimeout time.Duration
 	var install string
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
 	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
-	flag.StringVar(&tokenFile, "token-file", "/var/run/tether/token", "File holding the token the gateway presents (mounted from a Secret).")
+	flag.StringVar(&gatewayIdentity, "gateway-identity", os.Getenv("TETHER_GATEWAY_IDENTITY"),
+		"The only identity allowed to connect: the gateway's ServiceAccount, system:serviceaccount:NAMESPACE:NAME (the manager sets TETHER_GATEWAY_IDENTITY).")
+	flag.StringVar(&gatewayAudience, "gateway-audience", gatewayauth.DefaultAudience, "The audience the gateway's tokens must be valid for.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.DurationVar(&shutdownTimeout, "shutdown-timeout", 25*time.Second,
 		"How long a stopping runtime takes at most to let go of its conversations and release its Lease; keep it under the pod's termination grace period (30 s by default).")
@@ -66,7 +69,7 @@ func main() {
 		ctrl.Log.Error(err, "choosing the agent")
 		os.Exit(2)
 	}
-	if err := run(handler, tokenFile, probeAddr, metricsAddr, shutdownTimeout); err != nil {
+	if err := run(handler, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr, shutdownTimeout); err != nil {
 		ctrl.Log.Error(err, "runtime stopped")
 		os.Exit(1)
 	}
@@ -87,18 +90,13 @@ func chooseAgent(name, command string, args []string) (conversation.Handler, err
 	return handler, nil
 }
 
-func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string, shutdownTimeout time.Duration) error {
+func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr string, shutdownTimeout time.Duration) error {
 	pod, leaseDuration, port, err := podFromEnv()
 	if err != nil {
 		return err
 	}
-	token, err := os.ReadFile(tokenFile) //nolint:gosec // the path is the operator's setting
-	if err != nil {
-		return fmt.Errorf("reading the gateway token: %w", err)
-	}
-	token = []byte(strings.TrimSpace(string(token)))
-	if len(token) < 16 {
-		return errors.New("the gateway token must be at least 16 bytes")
+	if !strings.HasPrefix(gatewayIdentity, "system:serviceaccount:") {
+		return fmt.Errorf("--gateway-identity %q is not a ServiceAccount's user name (system:serviceaccount:NAMESPACE:NAME)", gatewayIdentity)
 	}
 
 	scheme := runtime.NewScheme()
@@ -125,6 +123,11 @@ func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string,
 	defer func() { _ = log.Close() }()
 	if _, isMemory := log.(*memory.Log); isMemory {
 		ctrl.Log.Info("WARNING: " + memory.Warning)
+	}
+
+	verifier, err := gatewayauth.New(gatewayauth.Config{Client: direct, Identity: gatewayIdentity, Audience: gatewayAudience})
+	if err != nil {
+		return err
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -160,7 +163,7 @@ func run(handler conversation.Handler, tokenFile, probeAddr, metricsAddr string,
 
 	server := &http.Server{
 		Addr:              net.JoinHostPort(pod.IP, strconv.Itoa(port)),
-		Handler:           &tetherruntime.Server{Host: host, Token: token},
+		Handler:           &tetherruntime.Server{Host: host, Gateway: verifier},
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	// The Lease keeper stops after the conversations, not with the signal:

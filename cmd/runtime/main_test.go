@@ -46,11 +46,6 @@ func TestRuntimeBinaryShutdown(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("building the runtime: %v\n%s", err, out)
 	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte("runtime-shutdown-test-token"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
 	const ns, ip = "default", "127.0.31.1"
 	port := testworker.FreePort(t)
 	agent := &tetherv1alpha1.Agent{
@@ -77,7 +72,7 @@ func TestRuntimeBinaryShutdown(t *testing.T) {
 	}
 
 	probe := freeAddr(t)
-	cmd := exec.CommandContext(ctx, bin, "--agent=approval", "--token-file="+tokenFile, "--health-probe-bind-address="+probe) //nolint:gosec // the binary this test built
+	cmd := exec.CommandContext(ctx, bin, "--agent=approval", "--gateway-identity="+testworker.GatewayIdentity, "--health-probe-bind-address="+probe) //nolint:gosec // the binary this test built
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig,
 		"TETHER_POD_NAME="+pod.Name, "TETHER_POD_NAMESPACE="+ns, "TETHER_POD_UID="+string(pod.UID), "TETHER_POD_IP="+ip,
 		"TETHER_AGENT=approvals", "TETHER_LEASE_DURATION_SECONDS=10", fmt.Sprintf("TETHER_RUNTIME_PORT=%d", port))

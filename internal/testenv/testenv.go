@@ -11,9 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -184,4 +189,27 @@ func ToolsDir(root string) (string, error) {
 		}
 	}
 	return dir, nil
+}
+
+// ServiceAccountToken creates namespace ns and ServiceAccount name in it
+// when missing and returns a token the API server issued for it, valid for
+// audience for an hour: what the kubelet projects into a pod.
+func (e *Env) ServiceAccountToken(tb testing.TB, ns, name, audience string) string {
+	tb.Helper()
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+	} {
+		if err := e.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			tb.Fatal(err)
+		}
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences: []string{audience}, ExpirationSeconds: ptr.To(int64(3600))}}
+	if err := e.Client.SubResource("token").Create(ctx, sa, req); err != nil {
+		tb.Fatalf("requesting a token for %s/%s: %v", ns, name, err)
+	}
+	return req.Status.Token
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,10 +33,34 @@ import (
 	"tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
 	"tether.dev/tether/runtime/conversation"
+	"tether.dev/tether/runtime/gatewayauth"
 )
 
-// Token is the internal endpoint's bearer token of test runtimes.
-const Token = "runtime-test-token"
+// The gateway's ServiceAccount in tests: test runtimes accept only its
+// tokens for the runtime audience (GatewayToken), reviewed by the API
+// server as in a cluster.
+const (
+	GatewayNamespace      = "tether-system"
+	GatewayServiceAccount = "tether-gateway"
+)
+
+// GatewayIdentity is the user name the gateway's tokens authenticate as.
+const GatewayIdentity = "system:serviceaccount:" + GatewayNamespace + ":" + GatewayServiceAccount
+
+// GatewayToken returns a token of the gateway's ServiceAccount for the
+// runtime audience, as the kubelet projects it into the gateway's pod.
+// One is made per control plane and reused, as a gateway reuses its own.
+func GatewayToken(t testing.TB, env *testenv.Env) string {
+	t.Helper()
+	if tok, ok := gatewayTokens.Load(env); ok {
+		return tok.(string)
+	}
+	tok := env.ServiceAccountToken(t, GatewayNamespace, GatewayServiceAccount, gatewayauth.DefaultAudience)
+	gatewayTokens.Store(env, tok)
+	return tok
+}
+
+var gatewayTokens sync.Map // *testenv.Env → string
 
 // Options describe one runtime.
 type Options struct {
@@ -124,12 +149,16 @@ func Start(t testing.TB, env *testenv.Env, o Options) *Worker {
 	if err := host.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
+	verifier, err := gatewayauth.New(gatewayauth.Config{Client: o.Direct, Identity: GatewayIdentity})
+	if err != nil {
+		t.Fatal(err)
+	}
 	listener, err := (&net.ListenConfig{}).Listen(ctx, "tcp", fmt.Sprintf("%s:%d", o.IP, o.Port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	listener = w.frozen.listener(listener)
-	server := &http.Server{Handler: &runtime.Server{Host: host, Token: []byte(Token)}, ReadHeaderTimeout: 5 * time.Second}
+	server := &http.Server{Handler: &runtime.Server{Host: host, Gateway: verifier}, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{}, 3)
 	go func() { _ = keeper.Run(ctx); done <- struct{}{} }()
 	go func() { _ = mgr.Start(ctx); done <- struct{}{} }()

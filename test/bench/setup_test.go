@@ -45,7 +45,9 @@ type rig struct {
 	minproxy    *process
 	gateway     *process
 	token       string
-	idle        map[string]idleResult
+	// upstreamToken is the gateway's token for the runtime audience.
+	upstreamToken string
+	idle          map[string]idleResult
 }
 
 // setUp starts the runtime, the conversations, the minimal proxy and the
@@ -102,7 +104,7 @@ func setUp(tb testing.TB) *rig {
 		}
 		return path
 	}
-	tokenFile := write("upstream-token", testworker.Token)
+	tokenFile := write("upstream-token", testworker.GatewayToken(tb, env))
 	secretFile := write("hmac-secret", hmacSecret)
 	kubeconfig, err := env.Kubeconfig(dir)
 	if err != nil {
@@ -110,7 +112,7 @@ func setUp(tb testing.TB) *rig {
 	}
 	gatewayBin, minproxyBin := build(tb, dir, "./cmd/gateway"), build(tb, dir, "./test/bench/minproxy")
 
-	r := &rig{runtimeAddr: w.Addr, idle: map[string]idleResult{}}
+	r := &rig{runtimeAddr: w.Addr, upstreamToken: testworker.GatewayToken(tb, env), idle: map[string]idleResult{}}
 	addr, admin := "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb)), "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb))
 	r.minproxy = start(tb, minproxyBin, addr, admin, nil, "--listen", addr, "--admin-listen", admin,
 		"--upstream", w.Addr, "--upstream-token-file", tokenFile)
@@ -134,7 +136,7 @@ func setUp(tb testing.TB) *rig {
 func (r *rig) target(mode string) load.Target {
 	switch mode {
 	case "direct":
-		return load.Target{URL: r.url(r.runtimeAddr, mode), Header: http.Header{"Authorization": {"Bearer " + testworker.Token}}}
+		return load.Target{URL: r.url(r.runtimeAddr, mode), Header: http.Header{"Authorization": {"Bearer " + r.upstreamToken}}}
 	case "minproxy":
 		return load.Target{URL: r.url(r.minproxy.addr, mode)}
 	}

@@ -1,7 +1,7 @@
 // Package chart checks the Helm chart as helm renders it: lint, the
 // restricted Pod Security profile on every pod, least-privilege RBAC equal
-// to the roles generated from the code, CRDs equal to config/crd, one
-// runtime token per release, and values the schema refuses.
+// to the roles generated from the code, CRDs equal to config/crd, no secret
+// shared with agent namespaces, and values the schema refuses.
 package chart
 
 import (
@@ -197,26 +197,50 @@ func TestCRDsAreConfigs(t *testing.T) {
 	}
 }
 
-// TestOneRuntimeToken: the gateway's copy and every agent namespace's copy
-// of the runtime token are the same within a render; each agent namespace
-// gets a NetworkPolicy.
-func TestOneRuntimeToken(t *testing.T) {
-	tokens := map[string]bool{}
-	policies := 0
+// TestNoSharedSecretBetweenGatewayAndRuntimes: nothing secret is rendered
+// into an agent namespace (the gateway proves who it is with a projected
+// token of its own ServiceAccount, for the runtime audience only); the
+// runtimes may review tokens and nothing else cluster-wide; the gateway
+// reads only the agent namespaces; each gets a NetworkPolicy.
+func TestNoSharedSecretBetweenGatewayAndRuntimes(t *testing.T) {
+	agentNamespaces := []string{"team-a", "team-b"}
+	policies, projected := 0, false
 	for _, o := range render(t, "--set", "runtime.agentNamespaces={team-a,team-b}") {
 		switch {
-		case o.Kind == "Secret" && strings.HasSuffix(o.Metadata.Name, "runtime-token"):
-			var s corev1.Secret
-			if err := sigsyaml.Unmarshal(o.raw, &s); err != nil {
-				t.Fatal(err)
-			}
-			tokens[string(s.Data["token"])] = true
+		case o.Kind == "Secret" && slices.Contains(agentNamespaces, o.Metadata.Namespace):
+			t.Errorf("Secret %s/%s rendered into an agent namespace", o.Metadata.Namespace, o.Metadata.Name)
 		case o.Kind == "NetworkPolicy":
 			policies++
+		case o.Kind == "ClusterRoleBinding" && strings.HasSuffix(o.Metadata.Name, "-gateway"):
+			t.Errorf("the gateway is bound cluster-wide (%s): it reads the agent namespaces only", o.Metadata.Name)
+		case o.Kind == "ClusterRole" && strings.HasSuffix(o.Metadata.Name, "-runtime-tokenreview"):
+			var role rbacv1.ClusterRole
+			if err := sigsyaml.Unmarshal(o.raw, &role); err != nil {
+				t.Fatal(err)
+			}
+			want := []rbacv1.PolicyRule{{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}}}
+			if diff := cmp.Diff(want, role.Rules); diff != "" {
+				t.Errorf("the runtimes' cluster-wide role (-want +got):\n%s", diff)
+			}
+		case o.Kind == "Deployment" && strings.HasSuffix(o.Metadata.Name, "-gateway"):
+			var d appsv1.Deployment
+			if err := sigsyaml.Unmarshal(o.raw, &d); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Projected == nil {
+					continue
+				}
+				for _, src := range v.Projected.Sources {
+					if tok := src.ServiceAccountToken; tok != nil && tok.Audience == "tether-runtime" {
+						projected = true
+					}
+				}
+			}
 		}
 	}
-	if len(tokens) != 1 || policies != 2 {
-		t.Fatalf("%d distinct runtime tokens (want 1), %d NetworkPolicies (want 2)", len(tokens), policies)
+	if policies != len(agentNamespaces) || !projected {
+		t.Fatalf("%d NetworkPolicies (want %d); gateway token projected for tether-runtime: %v", policies, len(agentNamespaces), projected)
 	}
 }
 

@@ -43,24 +43,6 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/*
-The token the gateway presents to the runtimes: kept across upgrades,
-random on install, and the same in every Secret that holds it within one
-render.
-*/}}
-{{- define "tether.runtimeToken" -}}
-{{- if not (hasKey .Values "generatedRuntimeToken") -}}
-{{- $name := printf "%s-runtime-token" (include "tether.fullname" .) -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace $name -}}
-{{- $token := randAlphaNum 48 -}}
-{{- if and $existing $existing.data (hasKey $existing.data "token") -}}
-{{- $token = index $existing.data "token" | b64dec -}}
-{{- end -}}
-{{- $_ := set .Values "generatedRuntimeToken" $token -}}
-{{- end -}}
-{{- .Values.generatedRuntimeToken -}}
-{{- end -}}
-
 {{/* The gateway's HMAC secret when the chart creates it: kept across upgrades. */}}
 {{- define "tether.gatewayHMACSecret" -}}
 {{- $name := printf "%s-gateway-auth" (include "tether.fullname" .) -}}
