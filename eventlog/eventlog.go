@@ -36,6 +36,9 @@ var (
 	// ErrInvalid means the request was malformed (an event over the size
 	// limit, an empty batch, a bad bound). Nothing was written.
 	ErrInvalid = errors.New("eventlog: invalid request")
+	// ErrTooLarge, with ErrInvalid, means an event or a batch is over its
+	// size limit: it will never be accepted.
+	ErrTooLarge = errors.New("too large")
 	// ErrHole means the store holds less than its own index says: an event
 	// it acknowledged is missing, or a chunk disagrees with the index. The
 	// history is incomplete and is never served as if it were whole.
@@ -144,12 +147,12 @@ func ValidateAppend(epoch int64, events []Event) error {
 		}
 		size := len(e.Type) + len(e.ClientID) + len(e.Data)
 		if size > MaxEventBytes {
-			return fmt.Errorf("%w: event %d is %d bytes, the limit is %d", ErrInvalid, i, size, MaxEventBytes)
+			return fmt.Errorf("%w: %w: event %d is %d bytes, the limit is %d", ErrInvalid, ErrTooLarge, i, size, MaxEventBytes)
 		}
 		total += size
 	}
 	if total > MaxBatchBytes {
-		return fmt.Errorf("%w: batch of %d bytes, the limit is %d", ErrInvalid, total, MaxBatchBytes)
+		return fmt.Errorf("%w: %w: batch of %d bytes, the limit is %d", ErrInvalid, ErrTooLarge, total, MaxBatchBytes)
 	}
 	return nil
 }

@@ -191,16 +191,19 @@ func (s *session) readClient() {
 }
 
 // clientID is the id of a message or an answer, whose ack the gateway
-// waits for; the owner validates the frame.
+// waits for (and keeps the frame meanwhile, to send again to a new owner).
+// Only a frame that passes the protocol's full decoder is tracked: one the
+// owner will refuse is forwarded untracked, so it cannot pin memory or be
+// sent to every later owner.
 func clientID(kind int, data []byte) string {
 	if kind != websocket.TextMessage {
 		return ""
 	}
-	h, ok := protocol.PeekHead(data)
-	if !ok || (h.Type != protocol.TypeMessage && h.Type != protocol.TypeAnswer) {
+	f, err := protocol.DecodeClientFrame(data)
+	if err != nil || (f.Type != protocol.TypeMessage && f.Type != protocol.TypeAnswer) {
 		return ""
 	}
-	return h.ID
+	return f.ID
 }
 
 // forward sends a client frame to the owner, or holds it while there is

@@ -95,7 +95,41 @@ func validateText(text string) error {
 	if !utf8.ValidString(text) {
 		return errorf(CodeBadFrame, "text is not valid UTF-8")
 	}
+	if n := EncodedTextLen(text); n > MaxEncodedTextBytes {
+		return errorf(CodeTooLarge, "text of %d bytes is %d bytes as JSON; the limit is %d", len(text), n, MaxEncodedTextBytes)
+	}
 	return nil
+}
+
+// EncodedTextLen is the length of s as encoding/json writes it, a quoted
+// string with HTML-safe escapes (an invalid byte becomes \ufffd), without
+// encoding it; it may exceed it by a few bytes, never fall short.
+func EncodedTextLen(s string) int {
+	n := 2
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			n += 6
+		case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
+			n += 2
+		case r < 0x20 || r == '<' || r == '>' || r == '&' || r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += utf8.RuneLen(r)
+		}
+	}
+	return n
+}
+
+// FrameID is the id a frame names, when it is a valid id: what an error
+// frame answering a refused frame carries, so the sender can tell which of
+// its frames was refused. It is "" for anything else.
+func FrameID(data []byte) string {
+	h, ok := PeekHead(data)
+	if !ok || validateID(h.ID) != nil {
+		return ""
+	}
+	return h.ID
 }
 
 // truncateForMessage keeps what a peer sent from bloating an error message.

@@ -33,6 +33,9 @@ func TestDecodeClientFrame(t *testing.T) {
 		{"id with a space", `{"type":"message","id":"c 1","text":"hi"}`, ClientFrame{}, CodeBadFrame},
 		{"id too long", `{"type":"message","id":"` + strings.Repeat("i", MaxIDBytes+1) + `","text":"hi"}`, ClientFrame{}, CodeBadFrame},
 		{"text too long", `{"type":"message","id":"c-1","text":"` + strings.Repeat("t", MaxTextBytes+1) + `"}`, ClientFrame{}, CodeTooLarge},
+		{"text under the limit that escapes past the event limit", `{"type":"message","id":"c-1","text":"` + strings.Repeat("<", MaxTextBytes) + `"}`, ClientFrame{}, CodeTooLarge},
+		{"text that escapes to just under the encoded limit", `{"type":"message","id":"c-1","text":"` + strings.Repeat("<", (MaxEncodedTextBytes-2)/6) + `"}`,
+			ClientFrame{Type: TypeMessage, ID: "c-1", Text: strings.Repeat("<", (MaxEncodedTextBytes-2)/6)}, ""},
 		{"frame too large", `{"type":"message","id":"c-1","text":"` + strings.Repeat("t", MaxClientFrameBytes) + `"}`, ClientFrame{}, CodeTooLarge},
 		{"answer without promptId", `{"type":"answer","id":"c-2","text":"approve"}`, ClientFrame{}, CodeBadFrame},
 		{"wrong field type", `{"type":"answer","id":"c-2","promptId":"p1","promptSeq":"4","text":"approve"}`, ClientFrame{}, CodeBadFrame},
@@ -57,6 +60,34 @@ func TestDecodeClientFrame(t *testing.T) {
 				t.Errorf("error message of %d bytes echoes too much input", len(perr.Message))
 			}
 		})
+	}
+}
+
+// TestEncodedLen: the size check never underestimates what encoding/json
+// writes (it is exact but for the two escapes Go spells shorter).
+func TestEncodedLen(t *testing.T) {
+	for _, s := range []string{"", "plain", "<script>&", "quote \" and \\ back", "tab\tnew\nline\r", "\x00\x01\x1f\b\f",
+		"\u2028\u2029", "bad \xff\xfe utf-8", "héllo wörld ✓ 😀", strings.Repeat("<", 100)} {
+		data, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := EncodedTextLen(s); got < len(data) || got > len(data)+8 {
+			t.Errorf("EncodedTextLen(%q) = %d, encoding/json writes %d", s, got, len(data))
+		}
+	}
+}
+
+func TestFrameID(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"type":"message","id":"c-1","text":""}`:                             "c-1",
+		`{"type":"message","id":"c 1","text":"x"}`:                            "",
+		`{"type":"message","id":"` + strings.Repeat("i", MaxIDBytes+1) + `"}`: "",
+		`not json`: "",
+	} {
+		if got := FrameID([]byte(in)); got != want {
+			t.Errorf("FrameID(%.40s) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -15,6 +15,22 @@ const (
 	MaxClientFrameBytes = 32 << 10
 	// MaxTextBytes bounds the text of a message or an answer.
 	MaxTextBytes = 16 << 10
+	// MaxEncodedTextBytes bounds that text as the runtime stores it, a JSON
+	// string: escaping can make 16 KiB of text six times larger ("<" is
+	// \u003c), and the event holding it must stay under the event log's
+	// 64 KiB limit with room for the rest of the event (edit arguments).
+	MaxEncodedTextBytes = 40 << 10
+)
+
+// Limits on what an agent sends, below every limit downstream (the event
+// log's 64 KiB event, the gateway's read limit on an owner's frames).
+const (
+	// MaxAgentTextEncodedBytes bounds the text of an agent's message as a
+	// JSON string.
+	MaxAgentTextEncodedBytes = 60 << 10
+	// MaxDeltaEncodedBytes bounds one delta's text as a JSON string: stream
+	// long output in pieces.
+	MaxDeltaEncodedBytes = 16 << 10
 	// MaxIDBytes bounds a client message id.
 	MaxIDBytes = 128
 	// MaxPromptIDBytes bounds a prompt id.

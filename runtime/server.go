@@ -177,7 +177,9 @@ func (s *session) read(r *http.Request) {
 		case kind != websocket.TextMessage:
 			reply = protocol.ErrorFrame(protocol.CodeBadFrame, "", "frames are JSON text")
 		case err != nil:
-			reply = errorReply(err, "")
+			// The refusal names the frame when it has an id, so the sender
+			// (the gateway keeps what awaits an answer) can forget it.
+			reply = errorReply(err, protocol.FrameID(data))
 		default:
 			reply, err = s.conv.Submit(r.Context(), frame)
 			if errors.Is(err, conversation.ErrNotOwner) {
@@ -197,10 +199,18 @@ func (s *session) read(r *http.Request) {
 	}
 }
 
+// errorReply is the error frame for a refused frame. Only what may succeed
+// when sent again is "unavailable": a frame the store refuses as too large
+// or invalid will be refused every time.
 func errorReply(err error, id string) protocol.ServerFrame {
 	var perr *protocol.Error
-	if errors.As(err, &perr) {
+	switch {
+	case errors.As(err, &perr):
 		return protocol.ErrorFrame(perr.Code, id, perr.Message)
+	case errors.Is(err, eventlog.ErrTooLarge):
+		return protocol.ErrorFrame(protocol.CodeTooLarge, id, "not applied: the event would be over the event log's size limit")
+	case errors.Is(err, eventlog.ErrInvalid):
+		return protocol.ErrorFrame(protocol.CodeBadFrame, id, "not applied: the event log refuses it")
 	}
 	return protocol.ErrorFrame(protocol.CodeUnavailable, id, "not applied; send it again")
 }

@@ -91,19 +91,26 @@ func TestBadFramesChangeNothing(t *testing.T) {
 	for _, tc := range []struct {
 		frame string
 		code  protocol.Code
+		// id is the frame's id the error names (the sender forgets the
+		// frame by it).
+		id string
 	}{
-		{`{"type":"message","id":`, protocol.CodeBadFrame},
-		{`{"type":"launch_missiles"}`, protocol.CodeUnknownType},
-		{`{"type":"answer","id":"a-1","promptId":"approve-999","text":"approve"}`, protocol.CodePromptMismatch},
-		{`{"type":"answer","id":"a-2","promptId":"` + conv.Status.Prompt.ID + `","text":"maybe"}`, protocol.CodeInvalidOption},
-		{`{"type":"message","id":"m-1"}`, protocol.CodeBadFrame},
+		{`{"type":"message","id":`, protocol.CodeBadFrame, ""},
+		{`{"type":"launch_missiles"}`, protocol.CodeUnknownType, ""},
+		{`{"type":"answer","id":"a-1","promptId":"approve-999","text":"approve"}`, protocol.CodePromptMismatch, "a-1"},
+		{`{"type":"answer","id":"a-2","promptId":"` + conv.Status.Prompt.ID + `","text":"maybe"}`, protocol.CodeInvalidOption, "a-2"},
+		{`{"type":"message","id":"m-1"}`, protocol.CodeBadFrame, "m-1"},
+		{`{"type":"message","id":"m-2","text":"` + strings.Repeat("x", protocol.MaxTextBytes+1) + `"}`, protocol.CodeTooLarge, "m-2"},
+		// Under the text limit, over the event limit once escaped: refused
+		// for good, never "unavailable, send it again".
+		{`{"type":"message","id":"m-3","text":"` + strings.Repeat("<", protocol.MaxTextBytes) + `"}`, protocol.CodeTooLarge, "m-3"},
 	} {
 		if err := ws.WriteMessage(websocket.TextMessage, []byte(tc.frame)); err != nil {
 			t.Fatal(err)
 		}
 		got := next(t, ws, "an error frame", func(f protocol.ServerFrame) bool { return f.Type == protocol.TypeError })
-		if protocol.Code(got.Code) != tc.code {
-			t.Errorf("%s: error %+v, want %s", tc.frame, got, tc.code)
+		if protocol.Code(got.Code) != tc.code || got.ID != tc.id {
+			t.Errorf("%.60s: error %+v, want %s for id %q", tc.frame, got, tc.code, tc.id)
 		}
 	}
 	after := testworker.WaitConversation(t, env.Client, client.ObjectKeyFromObject(conv), "the same status", func(*tetherv1alpha1.Conversation) bool { return true })

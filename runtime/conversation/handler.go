@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/protocol"
@@ -47,16 +48,31 @@ type Turn struct {
 	steps map[string]int // steps run so far, by name
 }
 
-// Send records a message from the agent.
+// ErrOutputTooLarge is returned for a message or a delta over its limit
+// (protocol.MaxAgentTextEncodedBytes, protocol.MaxDeltaEncodedBytes): it
+// would be refused downstream every time, so it is refused here, clearly.
+var ErrOutputTooLarge = errors.New("agent output over its limit")
+
+// Send records a message from the agent: its text is at most
+// protocol.MaxAgentTextEncodedBytes as JSON (ErrOutputTooLarge).
 func (t *Turn) Send(ctx context.Context, text string) error {
+	if n := protocol.EncodedTextLen(text); n > protocol.MaxAgentTextEncodedBytes {
+		return fmt.Errorf("%w: a message of %d bytes as JSON; the limit is %d", ErrOutputTooLarge, n, protocol.MaxAgentTextEncodedBytes)
+	}
 	data, _ := json.Marshal(map[string]string{"text": text})
 	return t.c.record(ctx, protocol.EventAssistantMessage, data)
 }
 
 // Delta streams ephemeral output to the bound sockets; it is not durable and
-// not replayed (Send the whole text when it is complete).
-func (t *Turn) Delta(text string) {
+// not replayed (Send the whole text when it is complete). One delta is at
+// most protocol.MaxDeltaEncodedBytes as JSON (ErrOutputTooLarge): stream
+// long output in pieces.
+func (t *Turn) Delta(text string) error {
+	if n := protocol.EncodedTextLen(text); n > protocol.MaxDeltaEncodedBytes {
+		return fmt.Errorf("%w: a delta of %d bytes as JSON; the limit is %d", ErrOutputTooLarge, n, protocol.MaxDeltaEncodedBytes)
+	}
 	t.c.delta(text)
+	return nil
 }
 
 // Ask records a question for a human and waits for the answer. options, when

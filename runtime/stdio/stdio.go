@@ -161,7 +161,9 @@ func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
 				return err
 			}
 		case "delta":
-			t.Delta(line.Text)
+			if err := t.Delta(line.Text); err != nil {
+				return err
+			}
 		case "checkpoint":
 			if err := t.Checkpoint(ctx, line.State); err != nil {
 				return err

@@ -148,6 +148,13 @@ func TestBrokenAgentsFailTheirConversationOnly(t *testing.T) {
 		{"unknown line", `read line; echo '{"type":"reformat_disk"}'; read more`, "unknown line type"},
 		{"crash", `read line; echo 'segfault' >&2; exit 3`, "the agent process exited (exit status 3); its last error output: segfault"},
 		{"reported failure", `read line; echo '{"type":"fail","message":"model quota exceeded"}'; read more`, "the agent reported: model quota exceeded"},
+		// Output over a limit downstream (the event log, the gateway's read
+		// limit) fails the turn here, saying which limit, instead of
+		// breaking every socket on the conversation.
+		{"a delta over its limit", `read line; printf '{"type":"delta","text":"%s"}\n' "$(head -c 20000 /dev/zero | tr '\0' x)"; read more`,
+			"a delta of 20002 bytes as JSON; the limit is 16384"},
+		{"a message that escapes over its limit", `read line; printf '{"type":"send","text":"%s"}\n' "$(head -c 16000 /dev/zero | tr '\0' '<')"; read more`,
+			"a message of 96002 bytes as JSON; the limit is 61440"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := memory.New()
