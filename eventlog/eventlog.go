@@ -36,8 +36,8 @@ var (
 	// ErrInvalid means the request was malformed (an event over the size
 	// limit, an empty batch, a bad bound). Nothing was written.
 	ErrInvalid = errors.New("eventlog: invalid request")
-	// ErrTooLarge, with ErrInvalid, means an event or a batch is over its
-	// size limit: it will never be accepted.
+	// ErrTooLarge means an event or a batch is over its size limit (it
+	// comes with ErrInvalid): it will never be accepted.
 	ErrTooLarge = errors.New("too large")
 	// ErrHole means the store holds less than its own index says: an event
 	// it acknowledged is missing, or a chunk disagrees with the index. The
