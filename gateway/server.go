@@ -211,6 +211,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Dial the owner before upgrading, so its refusal can be passed on.
 		var status int
 		up, status, err = s.dial(r.Context(), d.Upstream, key, cursor)
+		if err != nil && status == http.StatusTooManyRequests {
+			release()
+			s.cfg.Metrics.Refused.WithLabelValues(refusedTooManyConns).Inc()
+			s.refuse(w, r, protocol.CloseRateLimited, tooManyOnConversation)
+			return
+		}
 		if err != nil && passThrough(status) {
 			release()
 			s.cfg.Metrics.Refused.WithLabelValues(refusedUpstreamError).Inc()
@@ -282,6 +288,10 @@ func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName
 	}
 	return conn, status, nil
 }
+
+// tooManyOnConversation is the close reason when the owner refuses one more
+// socket on the conversation (its cap on sockets per conversation).
+const tooManyOnConversation = "too many sockets on this conversation: close one, then reconnect"
 
 // passThrough reports whether an owner's refusal goes to the client as it
 // is, rather than being held through: the owner is there but cannot serve

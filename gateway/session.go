@@ -532,8 +532,11 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 			if err == nil {
 				return up, d, nil
 			}
-			if status == http.StatusUnauthorized {
+			switch status {
+			case http.StatusUnauthorized:
 				return nil, Decision{}, &closeError{protocol.CloseInternal, "the gateway cannot reach conversations now"}
+			case http.StatusTooManyRequests:
+				return nil, Decision{}, &closeError{protocol.CloseRateLimited, tooManyOnConversation}
 			}
 			retry = time.After(backoff)
 			backoff = min(2*backoff, 2*time.Second)

@@ -1,12 +1,14 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,6 +52,16 @@ type Host struct {
 	// StopWait bounds how long DropAll waits for turns to end
 	// (conversation.StopWait by default).
 	StopWait time.Duration
+	// MaxSocketsPerConversation bounds the sockets bound to one
+	// conversation [64].
+	MaxSocketsPerConversation int
+	// ReplayBudget bounds the bytes every socket's replay holds at once, on
+	// this host [32 MiB]: many sockets asking for long histories wait for
+	// their turn instead of running the runtime out of memory.
+	ReplayBudget int64
+
+	budgetOnce sync.Once
+	budget     *semaphore.Weighted
 
 	dropping sync.Mutex // serializes DropAll
 	mu       sync.Mutex
@@ -59,6 +71,12 @@ type Host struct {
 type hosted struct {
 	conv  *conversation.Conversation
 	epoch int64
+}
+
+// replayBudget is the budget every conversation of the host shares.
+func (h *Host) replayBudget() *semaphore.Weighted {
+	h.budgetOnce.Do(func() { h.budget = conversation.NewReplayBudget(cmp.Or(h.ReplayBudget, 32<<20)) })
+	return h.budget
 }
 
 // Get returns the conversation this host runs under key, if any.
@@ -118,8 +136,9 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 	c, err := conversation.Start(ctx, conversation.Config{
 		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
 		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued, Retention: h.Retention,
-		Status: func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
-		Hole:   func(err error) { h.reportHole(conv, err) },
+		Status:         func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
+		Hole:           func(err error) { h.reportHole(conv, err) },
+		MaxSubscribers: cmp.Or(h.MaxSocketsPerConversation, 64), ReplayBudget: h.replayBudget(),
 		// Serve sockets before the status says this pod owns it.
 		Ready: func(c *conversation.Conversation) { h.register(key, c, epoch) },
 	})

@@ -78,6 +78,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, conversation.ErrNotOwner):
 			http.Error(w, "this pod does not own the conversation", http.StatusConflict)
+		case errors.Is(err, conversation.ErrTooManySubscribers):
+			http.Error(w, "too many sockets on this conversation", http.StatusTooManyRequests)
 		case errors.Is(err, eventlog.ErrHole):
 			ctrl.LoggerFrom(r.Context()).Error(err, "refused a replay: the event log has a hole", "conversation", types.NamespacedName{Namespace: ns, Name: name})
 			http.Error(w, "the conversation's history has a hole: an operator must look at its event log", http.StatusServiceUnavailable)
@@ -115,11 +117,14 @@ func (s *session) run(r *http.Request) {
 	defer s.sub.Close()
 	ticker := time.NewTicker(pingPeriod)
 	defer ticker.Stop()
-	for _, f := range s.sub.Replay {
-		if err := s.write(f); err != nil {
-			_ = s.ws.Close()
+	if err := s.sub.Replay(r.Context(), s.write); err != nil {
+		if errors.Is(err, eventlog.ErrHole) {
+			log.Error(err, "stopped a replay: the event log has a hole")
+			closeWith(s.ws, protocol.CloseInternal, "the conversation's history has a hole: an operator must look at its event log")
 			return
 		}
+		_ = s.ws.Close()
+		return
 	}
 	for {
 		select {

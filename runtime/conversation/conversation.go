@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/protocol"
@@ -57,6 +59,11 @@ type Config struct {
 	Retention int
 	// SubscriberBuffer bounds each bound socket's queue (256 by default).
 	SubscriberBuffer int
+	// MaxSubscribers bounds the sockets bound at once (unbounded when 0).
+	MaxSubscribers int
+	// ReplayBudget, if set, bounds the bytes every replay sharing it holds
+	// at once (NewReplayBudget).
+	ReplayBudget *semaphore.Weighted
 	// Hole, if set, is told when the event log was found to have a hole:
 	// the history is incomplete and an operator must look (a Warning event,
 	// a metric). Reads that find one fail; nothing is served as complete.
@@ -73,14 +80,15 @@ type Conversation struct {
 	cfg Config
 
 	// mu serializes every change: appends, state, subscribers. It is held
-	// across a log append, a status write (with its conflict retries) and
-	// a new socket's replay read, on purpose: an event is applied to the
-	// state and fanned out to every socket in the order the log took it,
-	// and a socket's replay ends exactly where its live frames begin, so
-	// it sees each event once. The cost: while the store or the API server
-	// is slow, this conversation's next append, its deltas and a socket
-	// binding to it wait behind the slow call (other conversations do
-	// not); a bound socket's live frames are already queued and flow.
+	// across a log append and a status write (with its conflict retries)
+	// on purpose: an event is applied to the state and fanned out to every
+	// socket in the order the log took it. A socket's replay is read
+	// outside it (replay_stream.go): binding notes where the replay ends
+	// and queues live frames from there, so it sees each event once. The
+	// cost: while the store or the API server is slow, this conversation's
+	// next append, its deltas and a socket binding to it wait behind the
+	// slow call (other conversations do not); a bound socket's live frames
+	// are already queued and flow.
 	mu      sync.Mutex
 	st      *state
 	replay  []eventlog.Event // the interrupted turn's recorded events, still to match

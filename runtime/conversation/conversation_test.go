@@ -131,14 +131,14 @@ func TestHumanInTheLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, f := range sub.Replay {
+	for _, f := range replayed(t, sub) {
 		got = append(got, f.Type+":"+f.Event)
 	}
 	want := []string{"event:user_message", "event:assistant_message", "event:prompt", "replay_complete:", "pending_prompt:"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("bind sequence %v, want %v", got, want)
 	}
-	if rc := sub.Replay[3]; !*rc.Complete || rc.LastSeq != 3 {
+	if rc := replayed(t, sub)[3]; !*rc.Complete || rc.LastSeq != 3 {
 		t.Errorf("replay_complete %+v", rc)
 	}
 
@@ -249,7 +249,7 @@ func TestTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if last := sub.Replay[len(sub.Replay)-1]; last.Type != protocol.TypePendingPrompt || last.Prompt.ID != "approve-1" || last.Seq != 3 {
+	if last := replayed(t, sub)[len(replayed(t, sub))-1]; last.Type != protocol.TypePendingPrompt || last.Prompt.ID != "approve-1" || last.Seq != 3 {
 		t.Fatalf("B's bind ends with %+v", last)
 	}
 
@@ -350,7 +350,7 @@ func TestReplayAfterRetentionSaysIncomplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	var marker protocol.ServerFrame
-	for _, f := range sub.Replay {
+	for _, f := range replayed(t, sub) {
 		if f.Type == protocol.TypeReplayComplete {
 			marker = f
 		}
@@ -363,7 +363,7 @@ func TestReplayAfterRetentionSaysIncomplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range sub2.Replay {
+	for _, f := range replayed(t, sub2) {
 		if f.Type == protocol.TypeReplayComplete && !*f.Complete {
 			t.Fatalf("resume after 2 reported incomplete: %+v", f)
 		}
@@ -405,7 +405,7 @@ func TestCursorThatDoesNotNameTheHistoryIsReset(t *testing.T) {
 			defer sub.Close()
 			var events []int64
 			var marker *protocol.ServerFrame
-			for i, f := range sub.Replay {
+			for i, f := range replayed(t, sub) {
 				switch f.Type {
 				case protocol.TypeReset:
 					if i != 0 {
@@ -420,10 +420,10 @@ func TestCursorThatDoesNotNameTheHistoryIsReset(t *testing.T) {
 					marker = &f
 				}
 			}
-			if tc.reset != "" && sub.Replay[0].Type != protocol.TypeReset {
-				t.Fatalf("no reset frame for cursor %+v: %+v", tc.cursor, sub.Replay[0])
+			if tc.reset != "" && replayed(t, sub)[0].Type != protocol.TypeReset {
+				t.Fatalf("no reset frame for cursor %+v: %+v", tc.cursor, replayed(t, sub)[0])
 			}
-			if tc.reset == "" && sub.Replay[0].Type == protocol.TypeReset {
+			if tc.reset == "" && replayed(t, sub)[0].Type == protocol.TypeReset {
 				t.Fatalf("cursor %+v names the history but was reset", tc.cursor)
 			}
 			if len(events) != tc.replayLen || (len(events) > 0 && events[0] != tc.firstSeq) {
@@ -543,4 +543,25 @@ func TestAQuestionOverTheLimitsFailsTheConversation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// replays holds each subscription's replay once read: Replay reads the log
+// once, and a test looks at the frames more than once.
+var replays sync.Map // *conversation.Subscription → []protocol.ServerFrame
+
+// replayed is sub's replay, read through Replay as a socket reads it.
+func replayed(t *testing.T, sub *conversation.Subscription) []protocol.ServerFrame {
+	t.Helper()
+	if frames, ok := replays.Load(sub); ok {
+		return frames.([]protocol.ServerFrame)
+	}
+	var frames []protocol.ServerFrame
+	if err := sub.Replay(context.Background(), func(f protocol.ServerFrame) error {
+		frames = append(frames, f)
+		return nil
+	}); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	replays.Store(sub, frames)
+	return frames
 }

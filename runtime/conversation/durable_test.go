@@ -287,12 +287,12 @@ func TestStepResultsStayWithTheAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	for i, f := range sub.Replay[:3] {
+	for i, f := range replayed(t, sub)[:3] {
 		if f.Seq != int64(i+1) {
 			t.Fatalf("frame %d has seq %d", i, f.Seq)
 		}
 	}
-	step := sub.Replay[1]
+	step := replayed(t, sub)[1]
 	if step.Event != protocol.EventStep || string(step.Data) != `{"name":"propose-refund"}` {
 		t.Fatalf("a client got the step frame %+v (data %s)", step, step.Data)
 	}
@@ -377,7 +377,7 @@ func TestShownStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer replay.Close()
-	for _, f := range replay.Replay {
+	for _, f := range replayed(t, replay) {
 		if strings.Contains(string(f.Data), "secret-receipt") {
 			t.Fatalf("a client got the step's result: %+v %s", f, f.Data)
 		}
@@ -419,7 +419,7 @@ func TestReviewPrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pending := sub.Replay[len(sub.Replay)-1]
+	pending := replayed(t, sub)[len(replayed(t, sub))-1]
 	sub.Close()
 	if r := pending.Prompt.Review; pending.Type != protocol.TypePendingPrompt || r == nil || r.Action != "refund" ||
 		string(r.Args) != `{"order":1234,"amount":150}` || fmt.Sprint(r.Allowed) != "[accept edit respond]" {

@@ -120,8 +120,14 @@ func unavailable(err error) error {
 		return ErrNotOwner
 	}
 	var perr *protocol.Error
-	if errors.As(err, &perr) {
+	switch {
+	case errors.As(err, &perr):
 		return perr
+	case errors.Is(err, eventlog.ErrTooLarge):
+		// Refused for good: never "send it again".
+		return &protocol.Error{Code: protocol.CodeTooLarge, Message: "not applied: the event would be over the event log's size limit"}
+	case errors.Is(err, eventlog.ErrInvalid):
+		return &protocol.Error{Code: protocol.CodeBadFrame, Message: "not applied: the event log refuses it"}
 	}
 	return &protocol.Error{Code: protocol.CodeUnavailable, Message: "not applied: the event log is unavailable; send it again"}
 }
@@ -129,9 +135,6 @@ func unavailable(err error) error {
 // Subscription is a socket bound to the conversation: its replay, then live
 // frames on C until it is closed (Code and Reason say why).
 type Subscription struct {
-	// Replay holds the events after the client's cursor, the
-	// replay_complete marker and the pending prompt, in order.
-	Replay []protocol.ServerFrame
 	// C carries live frames; it is closed when the subscription ends. A
 	// frame is shared by every subscriber: read it, never change it. (The
 	// channel holds pointers so that its buffer costs 8 bytes a slot, not
@@ -142,41 +145,63 @@ type Subscription struct {
 
 	c      *Conversation
 	closed bool
+
+	// The replay (see Replay): head (a reset frame), the events in
+	// (after, upTo], read a page at a time, then tail (replay_complete and
+	// the pending prompt). page is the first page, read before the socket
+	// is upgraded so that a hole is refused with 503; pageHeld is what it
+	// holds of the replay budget.
+	head, tail  []protocol.ServerFrame
+	after, upTo int64
+	page        []eventlog.Event
+	pageHeld    int64
 }
 
 // Subscribe binds a socket that has seen every event up to cursor.After of
-// history cursor.Log. Nothing is appended between its replay and its first
-// live frame, so it sees every event once, in order. A cursor that does not
+// history cursor.Log. Its replay (Replay) ends exactly where its live frames
+// begin, so it sees every event once, in order. A cursor that does not
 // name this history, or that is past its end, is never honoured: the
 // replay starts with a reset frame saying so and then replays the history
-// from its first retained event.
+// from its start. At most Config.MaxSubscribers sockets bind at once
+// (ErrTooManySubscribers).
 func (c *Conversation) Subscribe(ctx context.Context, cursor protocol.Cursor) (*Subscription, error) {
+	s, err := c.subscribe(ctx, cursor)
+	if err != nil {
+		return nil, err
+	}
+	// The first page, outside the lock: a hole or a store that is down is
+	// refused before the socket is upgraded.
+	if s.after < s.upTo {
+		if s.page, s.pageHeld, err = s.readPage(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (c *Conversation) subscribe(ctx context.Context, cursor protocol.Cursor) (*Subscription, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.isStopped() {
 		return nil, ErrNotOwner
+	}
+	if c.cfg.MaxSubscribers > 0 && len(c.subs) >= c.cfg.MaxSubscribers {
+		return nil, ErrTooManySubscribers
 	}
 	bounds, err := c.cfg.Log.Bounds(ctx, c.cfg.Key)
 	if err != nil {
 		return nil, err
 	}
 	s := &Subscription{C: make(chan *protocol.ServerFrame, c.cfg.SubscriberBuffer), c: c}
-	after := cursor.After
+	s.after, s.upTo = cursor.After, c.st.last
 	if code, message := checkCursor(cursor, bounds.LogID, c.st.last); code != "" {
-		s.Replay = append(s.Replay, protocol.ResetFrame(code, bounds.LogID, message))
-		after = 0
+		s.head = append(s.head, protocol.ResetFrame(code, bounds.LogID, message))
+		s.after = 0
 	}
-	events, err := readRange(ctx, c.cfg.Log, c.cfg.Key, after, c.st.last)
-	if err != nil {
-		c.reportHole(err)
-		return nil, err
-	}
-	for _, e := range events {
-		s.Replay = append(s.Replay, clientFrame(e))
-	}
-	s.Replay = append(s.Replay, protocol.ReplayCompleteFrame(bounds.Complete(after), bounds.FirstSeq, c.st.last, bounds.LogID))
+	s.tail = append(s.tail, protocol.ReplayCompleteFrame(bounds.Complete(s.after), bounds.FirstSeq, c.st.last, bounds.LogID))
 	if p := c.st.prompt; p != nil {
-		s.Replay = append(s.Replay, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, Review: p.Review, AskedAt: c.promptTime()}, c.st.promptSeq))
+		s.tail = append(s.tail, protocol.PendingPromptFrame(protocol.Prompt{ID: p.ID, Text: p.Text, Options: p.Options, Review: p.Review, AskedAt: c.promptTime()}, c.st.promptSeq))
 	}
 	c.subs[s] = struct{}{}
 	if len(c.subs) == 1 {
@@ -199,6 +224,8 @@ func checkCursor(cursor protocol.Cursor, logID string, last int64) (code, messag
 
 // Close unbinds the subscription.
 func (s *Subscription) Close() {
+	s.release(s.pageHeld) // a first page never replayed
+	s.page, s.pageHeld = nil, 0
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	s.closeLocked(protocol.CloseNormal, "")
