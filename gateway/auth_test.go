@@ -48,7 +48,10 @@ func TestRefusals(t *testing.T) {
 			c.Audience = jwt.ClaimStrings{"someone-else"}
 		})), wantClose: protocol.CloseUnauthorized},
 		{name: "wrong subject", header: bearer(token(t, "mallory")), wantClose: protocol.CloseForbidden},
-		{name: "no such conversation", url: g.url(ns, "missing"), header: bearer(token(t, "alice")), wantClose: protocol.CloseNotFound},
+		{name: "no such conversation", url: g.url(ns, "missing"), header: bearer(token(t, "alice")), wantClose: protocol.CloseForbidden},
+		{name: "a token valid for a century", header: bearer(token(t, "alice", func(c *jwt.RegisteredClaims) {
+			c.ExpiresAt = jwt.NewNumericDate(time.Now().AddDate(100, 0, 0))
+		})), wantClose: protocol.CloseUnauthorized},
 		{name: "forbidden origin", header: http.Header{"Authorization": {"Bearer " + token(t, "alice")}, "Origin": {"https://evil.example"}},
 			wantStatus: http.StatusForbidden},
 		{name: "bad cursor", url: url + "?after=-1", header: bearer(token(t, "alice")), wantStatus: http.StatusBadRequest},

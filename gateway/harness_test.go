@@ -93,7 +93,7 @@ func startGatewayAs(t testing.TB, restConfig *rest.Config, mutate ...func(*gatew
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gw{srv: srv, http: &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}, addr: l.Addr().String()}
+	g := &gw{srv: srv, http: &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second, ConnState: srv.TrackConn}, addr: l.Addr().String()}
 	go func() { _ = g.http.Serve(l) }()
 	t.Cleanup(func() {
 		_ = g.http.Close()

@@ -10,6 +10,7 @@ import (
 // sets: never a conversation, a subject or an error text.
 type Metrics struct {
 	Connections       prometheus.Gauge
+	Unauthenticated   prometheus.Gauge
 	Holds             prometheus.Gauge
 	HoldSeconds       prometheus.Histogram
 	UpstreamReconnect prometheus.Counter
@@ -27,6 +28,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tether_gateway_connections", Help: "Client sockets open.",
+		}),
+		Unauthenticated: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tether_gateway_unauthenticated_connections", Help: "TCP connections accepted whose WebSocket handshake is not done (not authenticated yet).",
 		}),
 		Holds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tether_gateway_holds", Help: "Client sockets held open while their conversation has no owner.",
@@ -53,14 +57,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.framesIn, m.framesOut = m.Frames.WithLabelValues("in"), m.Frames.WithLabelValues("out")
 	for _, r := range []auth.Reason{auth.ReasonNoToken, auth.ReasonMalformed, auth.ReasonBadSignature, auth.ReasonExpired,
-		auth.ReasonNotYetValid, auth.ReasonWrongAudience, auth.ReasonWrongIssuer, auth.ReasonNoSubject, auth.ReasonForbiddenOrigin} {
+		auth.ReasonNotYetValid, auth.ReasonWrongAudience, auth.ReasonWrongIssuer, auth.ReasonNoSubject, auth.ReasonForbiddenOrigin, auth.ReasonTooLong} {
 		m.AuthFailures.WithLabelValues(string(r))
 	}
 	for _, r := range refusalReasons {
 		m.Refused.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Connections, m.Holds, m.HoldSeconds, m.UpstreamReconnect, m.OwnerChanged, m.Frames, m.AuthFailures, m.Refused)
+		reg.MustRegister(m.Connections, m.Unauthenticated, m.Holds, m.HoldSeconds, m.UpstreamReconnect, m.OwnerChanged, m.Frames, m.AuthFailures, m.Refused)
 	}
 	return m
 }
@@ -77,7 +81,10 @@ const (
 	refusedSlowConsumer  = "slow_consumer"
 	refusedBadRequest    = "bad_request"
 	refusedUpstreamError = "upstream_error"
+	refusedUnauthLimit   = "unauthenticated_limit"
+	refusedConnectRate   = "connect_rate"
 )
 
 var refusalReasons = []string{refusedForbidden, refusedNotFound, refusedFinished, refusedTooManyConns, refusedFlood,
-	refusedTooLarge, refusedHoldTimeout, refusedSlowConsumer, refusedBadRequest, refusedUpstreamError}
+	refusedTooLarge, refusedHoldTimeout, refusedSlowConsumer, refusedBadRequest, refusedUpstreamError,
+	refusedUnauthLimit, refusedConnectRate}

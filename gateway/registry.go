@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"sync"
+
+	"golang.org/x/time/rate"
 )
 
 // registry holds the open sessions: http.Server.Shutdown does not wait for
@@ -53,16 +55,49 @@ func (r *registry) wait(ctx context.Context) error {
 	}
 }
 
-// subjectCounter bounds the sockets one subject holds open.
+// subjectCounter bounds the sockets one subject holds open, and how fast it
+// opens them.
 type subjectCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
+	mu       sync.Mutex
+	counts   map[string]int
+	limiters map[string]*rate.Limiter
+}
+
+// maxIdleLimiters is how many subjects' connect limiters are kept before
+// those that are full again (idle) are forgotten.
+const maxIdleLimiters = 10000
+
+// allowConnect takes one of subject's connects per the rate; a limiter that
+// has filled up again is as good as a new one, so the map is pruned of them
+// when it grows.
+func (c *subjectCounter) allowConnect(subject string, r rate.Limit, burst int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.limiters == nil {
+		c.limiters = map[string]*rate.Limiter{}
+	}
+	l := c.limiters[subject]
+	if l == nil {
+		if len(c.limiters) >= maxIdleLimiters {
+			for s, old := range c.limiters {
+				if old.Tokens() >= float64(old.Burst()) {
+					delete(c.limiters, s)
+				}
+			}
+		}
+		l = rate.NewLimiter(r, burst)
+		c.limiters[subject] = l
+	}
+	return l.Allow()
 }
 
 // acquire takes one of subject's max slots; release gives it back (once).
 func (c *subjectCounter) acquire(subject string, max int) (release func(), ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
 	if c.counts[subject] >= max {
 		return nil, false
 	}

@@ -39,6 +39,10 @@ type Decision struct {
 	Reason    string
 }
 
+// NotYours is the close reason for a conversation that does not exist and
+// for one the subject may not use, alike.
+const NotYours = "no conversation of that name that your subject may use"
+
 // Decide routes subject's socket for conv; conv is nil when the conversation
 // does not exist. ownerPod is the pod conv's status names as owner, as the
 // gateway's pod informer holds it (nil when it holds none): a socket is
@@ -46,10 +50,10 @@ type Decision struct {
 // otherwise.
 func Decide(conv *tetherv1alpha1.Conversation, ownerPod *corev1.Pod, subject string) Decision {
 	switch {
-	case conv == nil:
-		return Decision{Action: Refuse, CloseCode: protocol.CloseNotFound, Reason: "no such conversation"}
-	case !auth.Allowed(subject, conv.Spec.Subjects):
-		return Decision{Action: Refuse, CloseCode: protocol.CloseForbidden, Reason: "this conversation does not allow your subject"}
+	case conv == nil || !auth.Allowed(subject, conv.Spec.Subjects):
+		// One answer for both: a subject cannot probe which conversations
+		// exist, in its namespace or any other.
+		return Decision{Action: Refuse, CloseCode: protocol.CloseForbidden, Reason: NotYours}
 	case conv.DeletionTimestamp != nil:
 		return Decision{Action: Refuse, CloseCode: protocol.CloseNotFound, Reason: "the conversation is being deleted"}
 	}

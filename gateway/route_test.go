@@ -69,8 +69,8 @@ func TestDecide(t *testing.T) {
 		{"suspended, wake asked for already: hold, do not ask again", wakeAsked, nil, "alice", Decision{Action: Hold, Phase: tetherv1alpha1.PhaseSuspended}},
 		{"finished, owner still there: replay its history", conversation(tetherv1alpha1.PhaseSucceeded, true), ownerPod(), "alice", routed(tetherv1alpha1.PhaseSucceeded)},
 		{"finished, no owner", conversation(tetherv1alpha1.PhaseFailed, false), nil, "alice", Decision{Action: Refuse, CloseCode: protocol.CloseFinished, Reason: "the conversation is over"}},
-		{"another subject", conversation(tetherv1alpha1.PhaseRunning, true), ownerPod(), "mallory", Decision{Action: Refuse, CloseCode: protocol.CloseForbidden, Reason: "this conversation does not allow your subject"}},
-		{"no such conversation", nil, nil, "alice", Decision{Action: Refuse, CloseCode: protocol.CloseNotFound, Reason: "no such conversation"}},
+		{"another subject", conversation(tetherv1alpha1.PhaseRunning, true), ownerPod(), "mallory", Decision{Action: Refuse, CloseCode: protocol.CloseForbidden, Reason: NotYours}},
+		{"no such conversation: the same answer as another subject's", nil, nil, "alice", Decision{Action: Refuse, CloseCode: protocol.CloseForbidden, Reason: NotYours}},
 		{"being deleted", deleting, ownerPod(), "alice", Decision{Action: Refuse, CloseCode: protocol.CloseNotFound, Reason: "the conversation is being deleted"}},
 		// A status written to point elsewhere is held, never dialed.
 		{"owner pod unknown to the gateway", conversation(tetherv1alpha1.PhaseRunning, true), nil, "alice", held},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -56,6 +57,15 @@ type Config struct {
 	MaxUnacked int
 	// MaxConnsPerSubject bounds one subject's open sockets [32].
 	MaxConnsPerSubject int
+	// ConnectRate and ConnectBurst bound how fast one subject opens sockets
+	// [5 a second, burst 40]: every connect to a suspended conversation may
+	// cost the API server a write, and every connect a token check.
+	ConnectRate  float64
+	ConnectBurst int
+	// MaxUnauthenticated bounds the connections accepted whose WebSocket
+	// handshake (and so authentication) is not done [1024]; more are closed
+	// at once. It holds when the http.Server's ConnState is TrackConn.
+	MaxUnauthenticated int
 	// MessageRate and MessageBurst bound the frames a socket may send per
 	// second [10, burst 20]; a flood is closed with 4009.
 	MessageRate  float64
@@ -84,6 +94,9 @@ func (c *Config) defaults() error {
 	setDefault(&c.HoldFrames, 16)
 	setDefault(&c.MaxUnacked, 64)
 	setDefault(&c.MaxConnsPerSubject, 32)
+	setDefault(&c.ConnectRate, 5)
+	setDefault(&c.ConnectBurst, 40)
+	setDefault(&c.MaxUnauthenticated, 1024)
 	setDefault(&c.MessageRate, 10)
 	setDefault(&c.MessageBurst, 20)
 	setDefault(&c.DialTimeout, 5*time.Second)
@@ -116,6 +129,34 @@ type Server struct {
 	subjects subjectCounter
 	sessions registry
 	draining atomic.Bool
+	// unauthenticated counts the connections TrackConn sees before their
+	// handshake ends; counted holds which.
+	unauthenticated atomic.Int64
+	counted         sync.Map // net.Conn → struct{}
+}
+
+// TrackConn is the http.Server's ConnState: it counts connections from
+// accept until their WebSocket handshake ends (hijacked) or they close, and
+// closes a new one at once when MaxUnauthenticated are already counted, so
+// connections that never authenticate (slow headers, idle keep-alives)
+// cannot pile up.
+func (s *Server) TrackConn(c net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		if s.unauthenticated.Add(1) > int64(s.cfg.MaxUnauthenticated) {
+			s.unauthenticated.Add(-1)
+			s.cfg.Metrics.Refused.WithLabelValues(refusedUnauthLimit).Inc()
+			_ = c.Close()
+			return
+		}
+		s.counted.Store(c, struct{}{})
+		s.cfg.Metrics.Unauthenticated.Inc()
+	case http.StateHijacked, http.StateClosed:
+		if _, ok := s.counted.LoadAndDelete(c); ok {
+			s.unauthenticated.Add(-1)
+			s.cfg.Metrics.Unauthenticated.Dec()
+		}
+	}
 }
 
 // NewServer checks cfg and returns a Server.
@@ -126,7 +167,7 @@ func NewServer(cfg Config) (*Server, error) {
 	// Write buffers are taken from a pool for each write, so an idle
 	// socket holds none.
 	pool := &sync.Pool{}
-	s := &Server{cfg: cfg, subjects: subjectCounter{counts: map[string]int{}}, sessions: registry{sessions: map[*session]struct{}{}}}
+	s := &Server{cfg: cfg, sessions: registry{sessions: map[*session]struct{}{}}}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: cfg.WriteWait,
 		ReadBufferSize:   cfg.ReadBufferSize, WriteBufferSize: 4096, WriteBufferPool: pool,
@@ -184,6 +225,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Browsers see no HTTP status of a refused WebSocket: upgrade and
 		// close with the code that tells the client to get a new token.
 		s.refuse(w, r, protocol.CloseUnauthorized, aerr.Message)
+		return
+	}
+	if !s.subjects.allowConnect(id.Subject, rate.Limit(s.cfg.ConnectRate), s.cfg.ConnectBurst) {
+		s.cfg.Metrics.Refused.WithLabelValues(refusedConnectRate).Inc()
+		s.refuse(w, r, protocol.CloseRateLimited, fmt.Sprintf("too many connects: at most %g a second per subject", s.cfg.ConnectRate))
 		return
 	}
 	release, ok := s.subjects.acquire(id.Subject, s.cfg.MaxConnsPerSubject)

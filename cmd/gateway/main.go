@@ -7,9 +7,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -29,17 +27,20 @@ import (
 )
 
 type options struct {
-	listen, adminListen            string
-	namespaces, origins            string
-	hmacSecretFile, publicKeyFiles string
-	audience, issuer               string
-	upstreamTokenFile              string
-	holdTimeout, pingPeriod        time.Duration
-	drainDelay, shutdownTimeout    time.Duration
-	holdFrames, maxConnsPerSubject int
-	messageBurst                   int
-	messageRate                    float64
-	pprof                          bool
+	listen, adminListen              string
+	namespaces, origins              string
+	hmacSecretFile, publicKeyFiles   string
+	audience, issuer                 string
+	upstreamTokenFile                string
+	maxTokenLifetime                 time.Duration
+	connectRate                      float64
+	connectBurst, maxUnauthenticated int
+	holdTimeout, pingPeriod          time.Duration
+	drainDelay, shutdownTimeout      time.Duration
+	holdFrames, maxConnsPerSubject   int
+	messageBurst                     int
+	messageRate                      float64
+	pprof                            bool
 }
 
 func main() {
@@ -48,8 +49,10 @@ func main() {
 	flag.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:8081", "Address of /healthz, /readyz and /metrics (in a pod: :8081).")
 	flag.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces whose conversations this gateway serves; all when empty.")
 	flag.StringVar(&o.origins, "allowed-origins", "", "Comma-separated Origins (scheme://host[:port]) browsers may connect from; \"*\" allows any. Programs send no Origin and are allowed.")
-	flag.StringVar(&o.hmacSecretFile, "jwt-hmac-secret-file", "", "File holding the HMAC secret (32 bytes or more) that verifies HS256/384/512 tokens.")
-	flag.StringVar(&o.publicKeyFiles, "jwt-public-key-files", "", "Comma-separated PEM files of public keys (RSA, ECDSA, Ed25519) that verify tokens.")
+	flag.StringVar(&o.hmacSecretFile, "jwt-hmac-secret-file", "",
+		"File holding the HMAC secrets (32 bytes or more, one per line: all are accepted, for a rotation with overlap) that verify HS256/384/512 tokens; read again when it changes.")
+	flag.StringVar(&o.publicKeyFiles, "jwt-public-key-files", "", "Comma-separated PEM files of public keys (RSA, ECDSA, Ed25519) that verify tokens; read again when they change.")
+	flag.DurationVar(&o.maxTokenLifetime, "max-token-lifetime", 24*time.Hour, "Longest lifetime (exp - iat) of a token accepted.")
 	flag.StringVar(&o.audience, "jwt-audience", "", "Audience tokens must name (aud); not checked when empty.")
 	flag.StringVar(&o.issuer, "jwt-issuer", "", "Issuer tokens must name (iss); not checked when empty.")
 	flag.StringVar(&o.upstreamTokenFile, "upstream-token-file", "/var/run/secrets/tether/upstream/token",
@@ -60,6 +63,10 @@ func main() {
 	flag.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "How long closing sockets may take after the drain delay.")
 	flag.IntVar(&o.holdFrames, "hold-frames", 16, "Client frames held per socket while its conversation has no owner.")
 	flag.IntVar(&o.maxConnsPerSubject, "max-connections-per-subject", 32, "Open sockets one token subject may hold on this replica.")
+	flag.Float64Var(&o.connectRate, "connect-rate", 5, "New sockets per second one token subject may open on this replica.")
+	flag.IntVar(&o.connectBurst, "connect-burst", 40, "New sockets one token subject may open at once above the connect rate.")
+	flag.IntVar(&o.maxUnauthenticated, "max-unauthenticated-connections", 1024,
+		"Connections accepted whose WebSocket handshake is not done, on this replica; more are closed at once.")
 	flag.Float64Var(&o.messageRate, "message-rate", 10, "Frames per second a socket may send on average; a flood is closed with 4009.")
 	flag.IntVar(&o.messageBurst, "message-burst", 20, "Frames a socket may send at once above the rate.")
 	flag.BoolVar(&o.pprof, "pprof", false, "Serve /debug/pprof on the admin address.")
@@ -75,25 +82,18 @@ func main() {
 
 func run(ctx context.Context, o options) error {
 	log := ctrl.Log.WithName("gateway")
-	authCfg := auth.Config{Audience: o.audience, Issuer: o.issuer, AllowedOrigins: split(o.origins)}
-	if o.hmacSecretFile != "" {
-		secret, err := readSecret(o.hmacSecretFile)
-		if err != nil {
-			return fmt.Errorf("reading the HMAC secret: %w", err)
-		}
-		authCfg.HMACSecret = secret
-	}
-	for _, path := range split(o.publicKeyFiles) {
-		keys, err := readPublicKeys(path)
-		if err != nil {
-			return err
-		}
-		authCfg.PublicKeys = append(authCfg.PublicKeys, keys...)
+	authCfg := auth.Config{Audience: o.audience, Issuer: o.issuer, AllowedOrigins: split(o.origins), MaxTokenLifetime: o.maxTokenLifetime}
+	keys := keyFiles{hmac: o.hmacSecretFile, public: split(o.publicKeyFiles)}
+	loaded := keys.fingerprint()
+	var err error
+	if authCfg.HMACSecrets, authCfg.PublicKeys, err = keys.load(); err != nil {
+		return err
 	}
 	authenticator, err := auth.New(authCfg)
 	if err != nil {
 		return err
 	}
+	go keys.watch(ctx, authenticator, loaded, 30*time.Second, log)
 	upstreamToken := gateway.FileToken(o.upstreamTokenFile)
 	if _, err := upstreamToken(); err != nil {
 		return err
@@ -111,6 +111,7 @@ func run(ctx context.Context, o options) error {
 	server, err := gateway.NewServer(gateway.Config{
 		Auth: authenticator, Conversations: directory, UpstreamToken: upstreamToken,
 		HoldTimeout: o.holdTimeout, HoldFrames: o.holdFrames, MaxConnsPerSubject: o.maxConnsPerSubject,
+		ConnectRate: o.connectRate, ConnectBurst: o.connectBurst, MaxUnauthenticated: o.maxUnauthenticated,
 		MessageRate: o.messageRate, MessageBurst: o.messageBurst, PingPeriod: o.pingPeriod,
 		Metrics: gateway.NewMetrics(registry), Log: log,
 	})
@@ -137,7 +138,8 @@ func run(ctx context.Context, o options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/conversations/", server)
 
-	public := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 32 << 10, IdleTimeout: 60 * time.Second}
+	public := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 32 << 10, IdleTimeout: 60 * time.Second,
+		ConnState: server.TrackConn}
 	adminServer := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	publicListener, err := (&net.ListenConfig{}).Listen(ctx, "tcp", o.listen)
 	if err != nil {
@@ -181,16 +183,4 @@ func split(s string) []string {
 		}
 	}
 	return out
-}
-
-func readSecret(path string) ([]byte, error) {
-	data, err := os.ReadFile(path) //nolint:gosec // the path is the operator's setting
-	if err != nil {
-		return nil, err
-	}
-	data = []byte(strings.TrimSpace(string(data)))
-	if len(data) == 0 {
-		return nil, errors.New(path + " is empty")
-	}
-	return data, nil
 }

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -43,6 +44,7 @@ const (
 	ReasonWrongIssuer     Reason = "wrong_issuer"
 	ReasonNoSubject       Reason = "no_subject"
 	ReasonForbiddenOrigin Reason = "forbidden_origin"
+	ReasonTooLong         Reason = "lifetime_too_long"
 )
 
 // Error is a refused request: the reason (for metrics and the close or HTTP
@@ -62,8 +64,15 @@ func refuse(reason Reason, format string, args ...any) *Error {
 type Config struct {
 	// HMACSecret verifies HS256/384/512 tokens.
 	HMACSecret []byte
+	// HMACSecrets are more HMAC secrets, all accepted at once: a rotation
+	// adds the new secret, moves issuers to it, then drops the old.
+	HMACSecrets [][]byte
 	// PublicKeys verify RS*, PS*, ES* and EdDSA tokens.
 	PublicKeys []crypto.PublicKey
+	// MaxTokenLifetime bounds exp - iat (exp - now for a token without
+	// iat) [24h]: a token valid for a century is refused, whatever signed
+	// it.
+	MaxTokenLifetime time.Duration
 	// Audience, when set, must be among the token's aud claims.
 	Audience string
 	// Issuer, when set, must be the token's iss claim.
@@ -78,21 +87,22 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Authenticator verifies requests.
+// Authenticator verifies requests. Its keys can be replaced while it
+// serves (SetKeys), so a Secret's new keys take effect without a restart.
 type Authenticator struct {
-	cfg     Config
-	parser  *jwt.Parser
-	methods []string
+	cfg  Config
+	keys atomic.Pointer[keySet]
+}
+
+// keySet is the keys in force and the parser that accepts their methods.
+type keySet struct {
+	hmac   [][]byte
+	public []crypto.PublicKey
+	parser *jwt.Parser
 }
 
 // New checks cfg and returns an Authenticator.
 func New(cfg Config) (*Authenticator, error) {
-	if len(cfg.HMACSecret) == 0 && len(cfg.PublicKeys) == 0 {
-		return nil, errors.New("auth: no HMAC secret and no public key: every token would be refused")
-	}
-	if len(cfg.HMACSecret) > 0 && len(cfg.HMACSecret) < 32 {
-		return nil, errors.New("auth: the HMAC secret must be at least 32 bytes")
-	}
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
 			continue
@@ -105,27 +115,54 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
 	}
+	if cfg.MaxTokenLifetime == 0 {
+		cfg.MaxTokenLifetime = 24 * time.Hour
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var methods []string
+	a := &Authenticator{cfg: cfg}
+	secrets := cfg.HMACSecrets
 	if len(cfg.HMACSecret) > 0 {
+		secrets = append([][]byte{cfg.HMACSecret}, secrets...)
+	}
+	if err := a.SetKeys(secrets, cfg.PublicKeys); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// SetKeys replaces the keys that verify tokens: every HMAC secret and
+// public key given is accepted, and no other. Sockets already open keep
+// running until their tokens expire.
+func (a *Authenticator) SetKeys(hmacSecrets [][]byte, publicKeys []crypto.PublicKey) error {
+	if len(hmacSecrets) == 0 && len(publicKeys) == 0 {
+		return errors.New("auth: no HMAC secret and no public key: every token would be refused")
+	}
+	for _, s := range hmacSecrets {
+		if len(s) < 32 {
+			return errors.New("auth: an HMAC secret must be at least 32 bytes")
+		}
+	}
+	var methods []string
+	if len(hmacSecrets) > 0 {
 		methods = append(methods, "HS256", "HS384", "HS512")
 	}
-	if len(cfg.PublicKeys) > 0 {
+	if len(publicKeys) > 0 {
 		methods = append(methods, "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(methods), jwt.WithLeeway(cfg.Leeway), jwt.WithExpirationRequired(),
-		jwt.WithTimeFunc(cfg.Now),
+		jwt.WithValidMethods(methods), jwt.WithLeeway(a.cfg.Leeway), jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(a.cfg.Now),
 	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	if a.cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.cfg.Audience))
 	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	if a.cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.cfg.Issuer))
 	}
-	return &Authenticator{cfg: cfg, parser: jwt.NewParser(opts...), methods: methods}, nil
+	a.keys.Store(&keySet{hmac: hmacSecrets, public: publicKeys, parser: jwt.NewParser(opts...)})
+	return nil
 }
 
 // Identity is who a verified token says the client is.
@@ -152,7 +189,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 
 // Verify checks a raw token.
 func (a *Authenticator) Verify(raw string) (Identity, error) {
-	token, err := a.parser.ParseWithClaims(raw, &jwt.RegisteredClaims{}, a.key)
+	ks := a.keys.Load()
+	token, err := ks.parser.ParseWithClaims(raw, &jwt.RegisteredClaims{}, ks.key)
 	if err != nil {
 		return Identity{}, classify(err)
 	}
@@ -160,19 +198,29 @@ func (a *Authenticator) Verify(raw string) (Identity, error) {
 	if claims.Subject == "" {
 		return Identity{}, refuse(ReasonNoSubject, "the token has no subject (sub)")
 	}
+	issued := a.cfg.Now()
+	if claims.IssuedAt != nil {
+		issued = claims.IssuedAt.Time
+	}
+	if lifetime := claims.ExpiresAt.Sub(issued); lifetime > a.cfg.MaxTokenLifetime+a.cfg.Leeway {
+		return Identity{}, refuse(ReasonTooLong, "the token's lifetime (exp - iat) is %s; the maximum is %s", lifetime.Round(time.Second), a.cfg.MaxTokenLifetime)
+	}
 	return Identity{Subject: claims.Subject, Expiry: claims.ExpiresAt.Time}, nil
 }
 
-// key picks the verification key for the token's algorithm family.
-func (a *Authenticator) key(t *jwt.Token) (any, error) {
+// key picks the verification keys for the token's algorithm family: every
+// key in force of that family is tried. The kid header, when present, is
+// not trusted to pick among them.
+func (ks *keySet) key(t *jwt.Token) (any, error) {
+	var keys []jwt.VerificationKey
 	if _, ok := t.Method.(*jwt.SigningMethodHMAC); ok {
-		return a.cfg.HMACSecret, nil
-	}
-	// Asymmetric: try each key of a matching type. The kid header, when
-	// present, is not trusted to pick among them.
-	keys := make([]jwt.VerificationKey, 0, len(a.cfg.PublicKeys))
-	for _, k := range a.cfg.PublicKeys {
-		keys = append(keys, k)
+		for _, s := range ks.hmac {
+			keys = append(keys, s)
+		}
+	} else {
+		for _, k := range ks.public {
+			keys = append(keys, k)
+		}
 	}
 	return jwt.VerificationKeySet{Keys: keys}, nil
 }

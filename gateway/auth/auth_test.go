@@ -78,6 +78,12 @@ func TestAuthenticate(t *testing.T) {
 		{"expired", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)) }))), ReasonExpired},
 		{"not valid yet", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) }))), ReasonNotYetValid},
 		{"no expiry", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.ExpiresAt = nil }))), ReasonMalformed},
+		{"valid for a century", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.ExpiresAt = jwt.NewNumericDate(now.AddDate(100, 0, 0)) }))), ReasonTooLong},
+		{"valid for 25 hours, without iat", bearer(hs(claims(func(c *jwt.RegisteredClaims) {
+			c.IssuedAt, c.ExpiresAt = nil, jwt.NewNumericDate(now.Add(25*time.Hour))
+		}))), ReasonTooLong},
+		{"issued long ago to look short-lived", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.IssuedAt = jwt.NewNumericDate(now.Add(-30 * 24 * time.Hour)) }))), ReasonTooLong},
+		{"a 24 hour token", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(24*time.Hour - time.Minute)) }))), ""},
 		{"wrong audience", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.Audience = jwt.ClaimStrings{"billing"} }))), ReasonWrongAudience},
 		{"wrong issuer", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.Issuer = "https://evil.example" }))), ReasonWrongIssuer},
 		{"no subject", bearer(hs(claims(func(c *jwt.RegisteredClaims) { c.Subject = "" }))), ReasonNoSubject},
@@ -124,5 +130,39 @@ func TestConfigIsChecked(t *testing.T) {
 func TestAllowed(t *testing.T) {
 	if !Allowed("alice", []string{"bob", "alice"}) || Allowed("mallory", []string{"alice"}) || Allowed("", []string{""}) {
 		t.Error("subject check")
+	}
+}
+
+// TestKeyRotationWithOverlap: several HMAC secrets are accepted at once,
+// and keys replaced while serving take effect at once: a rotation adds the
+// new secret, moves the issuer to it, then drops the old one.
+func TestKeyRotationWithOverlap(t *testing.T) {
+	oldSecret, newSecret := secret, []byte("a-new-secret-for-the-rotation-0123456789")
+	a, err := New(Config{HMACSecret: oldSecret, Audience: "tether", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedWith := func(key []byte) string { return sign(t, jwt.SigningMethodHS256, key, claims()) }
+	verify := func(token string) error { _, err := a.Verify(token); return err }
+	if verify(signedWith(newSecret)) == nil {
+		t.Fatal("a secret not yet in force was accepted")
+	}
+	if err := a.SetKeys([][]byte{oldSecret, newSecret}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if verify(signedWith(oldSecret)) != nil || verify(signedWith(newSecret)) != nil {
+		t.Fatal("during the overlap, both secrets must verify")
+	}
+	if err := a.SetKeys([][]byte{newSecret}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if verify(signedWith(oldSecret)) == nil || verify(signedWith(newSecret)) != nil {
+		t.Fatal("after the rotation, only the new secret may verify")
+	}
+	if a.SetKeys([][]byte{[]byte("short")}, nil) == nil || a.SetKeys(nil, nil) == nil {
+		t.Fatal("a short secret, or no key at all, was accepted")
+	}
+	if verify(signedWith(newSecret)) != nil {
+		t.Fatal("a refused SetKeys changed the keys in force")
 	}
 }

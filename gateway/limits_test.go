@@ -1,0 +1,167 @@
+package gateway_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"k8s.io/client-go/util/retry"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/gateway"
+	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/protocol"
+)
+
+// closeOf reads until the socket closes and returns its close frame.
+func closeOf(t *testing.T, ws *websocket.Conn) *websocket.CloseError {
+	t.Helper()
+	for {
+		if _, err := readFrame(t, ws); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) {
+				t.Fatalf("socket ended with %v, not a close frame", err)
+			}
+			return ce
+		}
+	}
+}
+
+// TestUnauthenticatedConnectionsAreBounded: connections that never finish
+// a handshake (a slowloris, or idle sockets) hold at most the bound; more
+// are closed at once, and room is made as they go.
+func TestUnauthenticatedConnectionsAreBounded(t *testing.T) {
+	const bound = 4
+	g := startGateway(t, func(c *gateway.Config) { c.MaxUnauthenticated = bound })
+	var held []net.Conn
+	closedAtOnce := 0
+	for range 10 {
+		c, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", g.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) {
+			closedAtOnce++ // closed by the gateway
+			continue
+		}
+		held = append(held, c)
+	}
+	t.Logf("10 connections that send nothing: %d held, %d closed at once (bound %d)", len(held), closedAtOnce, bound)
+	if len(held) != bound || closedAtOnce != 10-bound {
+		t.Fatalf("%d held and %d closed, want %d and %d", len(held), closedAtOnce, bound, 10-bound)
+	}
+	for _, c := range held {
+		_ = c.Close()
+	}
+	// Room again: a real client connects (it is refused as not yours,
+	// after its handshake: the bound let it in).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ws, _, err := dialRaw(t, g.url("default", "nobody"), bearer(token(t, "alice")))
+		if err == nil {
+			if code := closeCode(t, ws); code != protocol.CloseForbidden {
+				t.Fatalf("close %d", code)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room after the held connections closed: %v", err)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// TestConnectsPerSubjectAreRateLimited: a subject reconnecting in a loop is
+// refused with 4009 past its burst (each connect may cost a wake and a
+// token check); another subject is not affected.
+func TestConnectsPerSubjectAreRateLimited(t *testing.T) {
+	g := startGateway(t, func(c *gateway.Config) { c.ConnectRate, c.ConnectBurst = 0.01, 3 })
+	connect := func(subject string) *websocket.CloseError {
+		ws, _, err := dialRaw(t, g.url("default", "nobody"), bearer(token(t, subject)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return closeOf(t, ws)
+	}
+	for i := range 3 {
+		if ce := connect("mallory"); ce.Code != protocol.CloseForbidden {
+			t.Fatalf("connect %d within the burst: %v", i+1, ce)
+		}
+	}
+	if ce := connect("mallory"); ce.Code != protocol.CloseRateLimited {
+		t.Fatalf("connect past the burst: %v, want %d", ce, protocol.CloseRateLimited)
+	}
+	if ce := connect("alice"); ce.Code != protocol.CloseForbidden {
+		t.Fatalf("another subject: %v", ce)
+	}
+}
+
+// TestNamesCannotBeProbed: a conversation that does not exist and one the
+// subject may not use (here, in another namespace) get the same close code
+// and reason.
+func TestNamesCannotBeProbed(t *testing.T) {
+	ns := namespace(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", testworker.FreePort(t), tetherv1alpha1.StoreSpec{})
+	createConversation(t, ns, "secret-deal")
+	g := startGateway(t)
+	var answers []string
+	for _, name := range []string{"secret-deal", "no-such-deal"} {
+		ws, _, err := dialRaw(t, g.url(ns, name), bearer(token(t, "mallory")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce := closeOf(t, ws)
+		answers = append(answers, ce.Error())
+	}
+	if answers[0] != answers[1] {
+		t.Fatalf("an existing conversation answered %q, a missing one %q: its existence leaks", answers[0], answers[1])
+	}
+}
+
+// TestRemovedSubjectIsDisconnected: an open socket is authorized again
+// whenever its Conversation changes: a subject removed from spec.subjects
+// is closed with 4003 at once, whatever state the conversation is in.
+func TestRemovedSubjectIsDisconnected(t *testing.T) {
+	ns := namespace(t)
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.23.1", Port: port})
+	key := createConversation(t, ns, "revoked")
+	testworker.WaitConversation(t, env.Client, key, "AwaitingInput", awaiting("approvals-a"))
+	g := startGateway(t)
+	ws, _, err := dialRaw(t, g.url(ns, key.Name), bearer(token(t, "alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := readFrame(t, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == protocol.TypePendingPrompt {
+			break
+		}
+	}
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		conv := &tetherv1alpha1.Conversation{}
+		if err := env.Client.Get(context.Background(), key, conv); err != nil {
+			return err
+		}
+		conv.Spec.Subjects = []string{"bob"}
+		return env.Client.Update(context.Background(), conv)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ce := closeOf(t, ws); ce.Code != protocol.CloseForbidden {
+		t.Fatalf("after alice was removed: %v, want %d", ce, protocol.CloseForbidden)
+	}
+}
