@@ -2,18 +2,24 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/internal/testworker"
 	"tether.dev/tether/protocol"
+	"tether.dev/tether/runtime/agents"
 )
 
 // closeOf reads until the socket closes and returns its close frame.
@@ -163,5 +169,71 @@ func TestRemovedSubjectIsDisconnected(t *testing.T) {
 	}
 	if ce := closeOf(t, ws); ce.Code != protocol.CloseForbidden {
 		t.Fatalf("after alice was removed: %v, want %d", ce, protocol.CloseForbidden)
+	}
+}
+
+// TestMessageIDsAreScopedToTheirSubject: bob, a second subject of alice's
+// conversation, sends his message with the id alice's next message will
+// have. Both are applied; alice's is not acknowledged as a duplicate and
+// dropped; and each user event names its subject.
+func TestMessageIDsAreScopedToTheirSubject(t *testing.T) {
+	ns := namespace(t)
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "echo", port, tetherv1alpha1.StoreSpec{})
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "echo", Name: "echo-a", IP: "127.0.23.2", Port: port, Handler: agents.Echo})
+	conv := &tetherv1alpha1.Conversation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"},
+		Spec:       tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "echo"}, Subjects: []string{"alice", "bob"}},
+	}
+	if err := env.Client.Create(context.Background(), conv); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t)
+	send := func(subject, text string) protocol.ServerFrame {
+		ws, _, err := dialRaw(t, g.url(ns, conv.Name), bearer(token(t, subject)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ws.WriteJSON(protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: text}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			f, err := readFrame(t, ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Type == protocol.TypeAck && f.ID == "m-1" {
+				return f
+			}
+		}
+	}
+	bobs := send("bob", "bob's guess")
+	alices := send("alice", "alice's real message")
+	if bobs.Duplicate || alices.Duplicate || alices.Seq == bobs.Seq {
+		t.Fatalf("bob's ack %+v, alice's %+v: alice's message was taken for bob's", bobs, alices)
+	}
+	again := send("alice", "alice's real message")
+	if !again.Duplicate || again.Seq != alices.Seq {
+		t.Fatalf("alice sending m-1 again: %+v, want a duplicate of seq %d", again, alices.Seq)
+	}
+	log := kubelog.New(env.Client)
+	fresh := &tetherv1alpha1.Conversation{}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(conv), fresh); err != nil {
+		t.Fatal(err)
+	}
+	events, err := log.Read(context.Background(), eventlog.Key{Namespace: ns, Name: conv.Name, UID: string(fresh.UID)}, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := map[int64]string{}
+	for _, e := range events {
+		if e.Type == protocol.EventUserMessage {
+			var d protocol.TextData
+			_ = json.Unmarshal(e.Data, &d)
+			subjects[e.Seq] = d.Subject
+		}
+	}
+	if subjects[bobs.Seq] != "bob" || subjects[alices.Seq] != "alice" {
+		t.Fatalf("user events record subjects %v, want bob at %d and alice at %d", subjects, bobs.Seq, alices.Seq)
 	}
 }

@@ -256,7 +256,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case Route:
 		// Dial the owner before upgrading, so its refusal can be passed on.
 		var status int
-		up, status, err = s.dial(r.Context(), d.Upstream, key, cursor)
+		up, status, err = s.dial(r.Context(), d.Upstream, key, id.Subject, cursor)
 		if err != nil && status == http.StatusTooManyRequests {
 			release()
 			s.cfg.Metrics.Refused.WithLabelValues(refusedTooManyConns).Inc()
@@ -304,7 +304,7 @@ func (s *Server) decide(ctx context.Context, key types.NamespacedName, subject s
 
 // dial connects to a conversation's owner, resuming at cursor. status is
 // the owner's HTTP status when it refused.
-func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName, cursor protocol.Cursor) (*websocket.Conn, int, error) {
+func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName, subject string, cursor protocol.Cursor) (*websocket.Conn, int, error) {
 	u := url.URL{Scheme: "ws", Host: addr, Path: protocol.ConversationPath(key.Namespace, key.Name),
 		RawQuery: cursor.Query().Encode()}
 	token, err := s.cfg.UpstreamToken()
@@ -314,7 +314,7 @@ func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
-	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + token}})
+	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + token}, protocol.SubjectHeader: {subject}})
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode

@@ -528,7 +528,7 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 				woken = true
 			}
 		case d.Action == Route && retry == nil:
-			up, status, err := s.srv.dial(ctx, d.Upstream, s.key, s.cursor)
+			up, status, err := s.srv.dial(ctx, d.Upstream, s.key, s.subject, s.cursor)
 			if err == nil {
 				return up, d, nil
 			}

@@ -126,7 +126,17 @@ type ClientFrame struct {
 	// the edited Args for edit and Text for respond.
 	Decision string          `json:"decision,omitempty"`
 	Args     json.RawMessage `json:"args,omitempty"`
+	// Subject is who sent the frame, as the gateway authenticated it (the
+	// SubjectHeader of the gateway's connection to the owner); never read
+	// from the client's JSON.
+	Subject string `json:"-"`
 }
+
+// SubjectHeader carries, on the gateway's connection to an owner, the
+// subject its client authenticated as. Only the gateway can connect to an
+// owner, so the owner trusts it: it scopes message ids to their subject and
+// is recorded on user events.
+const SubjectHeader = "Tether-Subject"
 
 // ServerFrame is a frame a server sends. Which fields are set depends on
 // Type; the constructors below build each kind.
@@ -219,6 +229,9 @@ type (
 	// TextData is the payload of user_message and assistant_message.
 	TextData struct {
 		Text string `json:"text"`
+		// Subject is who sent a user message (empty for the initial input
+		// and messages from the runtime's own API).
+		Subject string `json:"subject,omitempty"`
 	}
 	// AnswerData is the payload of answer.
 	AnswerData struct {
@@ -229,6 +242,8 @@ type (
 		// Decision and Args of an answer to a review.
 		Decision string          `json:"decision,omitempty"`
 		Args     json.RawMessage `json:"args,omitempty"`
+		// Subject is who answered.
+		Subject string `json:"subject,omitempty"`
 	}
 	// StepData is the payload of step: the step's name, its idempotency
 	// key and its result (never sent to clients).

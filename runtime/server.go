@@ -186,6 +186,7 @@ func (s *session) read(r *http.Request) {
 			// (the gateway keeps what awaits an answer) can forget it.
 			reply = errorReply(err, protocol.FrameID(data))
 		default:
+			frame.Subject = r.Header.Get(protocol.SubjectHeader)
 			reply, err = s.conv.Submit(r.Context(), frame)
 			if errors.Is(err, conversation.ErrNotOwner) {
 				return // the subscription closes with CloseNotOwner

@@ -52,7 +52,7 @@ func restore(events []eventlog.Event) (*state, error) {
 func (s *state) apply(e eventlog.Event) error {
 	s.last = e.Seq
 	if e.ClientID != "" {
-		s.applied[e.ClientID] = e.Seq
+		s.applied[appliedKey(subjectOf(e), e.ClientID)] = e.Seq
 	}
 	switch e.Type {
 	case protocol.EventUserMessage:
@@ -88,4 +88,26 @@ func (s *state) apply(e eventlog.Event) error {
 		s.turnEvents = append(s.turnEvents, e)
 	}
 	return nil
+}
+
+// appliedKey scopes a client's message id to its subject: two subjects of
+// one conversation may pick the same id, and one must never have the
+// other's message acknowledged as a duplicate and dropped.
+func appliedKey(subject, id string) string {
+	if subject == "" {
+		return id
+	}
+	return subject + "\x00" + id
+}
+
+// subjectOf is the subject a user message or an answer records.
+func subjectOf(e eventlog.Event) string {
+	if e.Type != protocol.EventUserMessage && e.Type != protocol.EventAnswer {
+		return ""
+	}
+	var d struct {
+		Subject string `json:"subject"`
+	}
+	_ = json.Unmarshal(e.Data, &d) // an event without a subject is the runtime's own
+	return d.Subject
 }

@@ -26,7 +26,7 @@ func (c *Conversation) Submit(ctx context.Context, f protocol.ClientFrame) (prot
 	if c.isStopped() {
 		return protocol.ServerFrame{}, ErrNotOwner
 	}
-	if seq, ok := c.st.applied[f.ID]; ok {
+	if seq, ok := c.st.applied[appliedKey(f.Subject, f.ID)]; ok {
 		return protocol.AckFrame(f.ID, seq, true), nil
 	}
 	if c.dirty {
@@ -34,7 +34,7 @@ func (c *Conversation) Submit(ctx context.Context, f protocol.ClientFrame) (prot
 		if err := c.resyncLocked(ctx); err != nil {
 			return protocol.ServerFrame{}, unavailable(err)
 		}
-		if seq, ok := c.st.applied[f.ID]; ok {
+		if seq, ok := c.st.applied[appliedKey(f.Subject, f.ID)]; ok {
 			return protocol.AckFrame(f.ID, seq, true), nil
 		}
 	}
@@ -64,7 +64,7 @@ func (c *Conversation) messageLocked(ctx context.Context, f protocol.ClientFrame
 			}
 		}
 	}
-	data, _ := json.Marshal(protocol.TextData{Text: f.Text})
+	data, _ := json.Marshal(protocol.TextData{Text: f.Text, Subject: f.Subject})
 	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventUserMessage, ClientID: f.ID, Data: data})
 	if err != nil {
 		return protocol.ServerFrame{}, unavailable(err)
@@ -98,7 +98,7 @@ func (c *Conversation) answerLocked(ctx context.Context, f protocol.ClientFrame)
 		return protocol.ServerFrame{}, &protocol.Error{Code: protocol.CodeBadFrame, Message: "an edit's args are the action's arguments, a JSON object"}
 	}
 	promptSeq := c.st.promptSeq
-	answer := protocol.AnswerData{PromptID: f.PromptID, PromptSeq: promptSeq, Text: f.Text, Decision: f.Decision, Args: f.Args}
+	answer := protocol.AnswerData{PromptID: f.PromptID, PromptSeq: promptSeq, Text: f.Text, Decision: f.Decision, Args: f.Args, Subject: f.Subject}
 	data, _ := json.Marshal(answer)
 	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventAnswer, ClientID: f.ID, Data: data})
 	if err != nil {
