@@ -3,7 +3,8 @@
 # the chart with helm, runs test/e2e inside the cluster's network namespace,
 # checks that helm uninstall leaves nothing behind but what is kept on
 # purpose, and tears the cluster down (KEEP_CLUSTER=1 keeps it).
-# E2E_RUNS sets the measured runs of the failover scenarios (1; docs use 20).
+# E2E_RUNS sets the measured runs of the failover scenarios (1; docs use 20);
+# E2E_RUN, a regular expression, picks the tests to run (all by default).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -32,7 +33,7 @@ step "end-to-end tests (inside the namespace)"
 set +e
 in_ns env TETHER_E2E_KUBECONFIG="$KUBECONFIG_ADMIN" TETHER_E2E_BIN="$BIN" TETHER_E2E_ROOT="$ROOT" \
 	TETHER_E2E_CONTAINERD="$CONTAINERD_SOCK" TETHER_E2E_REPORT="${TETHER_E2E_REPORT:-}" \
-	"$STATE/e2e.test" -test.v -test.timeout 40m -e2e.runs "${E2E_RUNS:-1}" 2>&1 | tee "$LOGS/e2e.log"
+	"$STATE/e2e.test" -test.v -test.timeout 40m -test.run "${E2E_RUN:-.}" -e2e.runs "${E2E_RUNS:-1}" 2>&1 | tee "$LOGS/e2e.log"
 status=${PIPESTATUS[0]}
 set -e
 [[ $status -eq 0 ]] || { echo "end-to-end tests failed (log: $LOGS/e2e.log; the cluster's logs are beside it)" >&2; exit 1; }

@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"tether.dev/tether/protocol"
+)
+
+// TestTenantCredentialsAreRefused performs, on the real cluster, what a
+// tenant's code could do with the credentials it can get: a token of the
+// agent namespace's own ServiceAccount, minted for the runtime audience, is
+// refused by a runtime (only the gateway's identity connects); a runtime
+// ServiceAccount token bound to one worker pod cannot write another pod's
+// Lease, another application's Lease, or the status of a conversation that
+// pod does not own (the API server refuses, by the chart's policy).
+func TestTenantCredentialsAreRefused(t *testing.T) {
+	c := need(t)
+	name := c.conversation(t, "tenant")
+	r := c.connect(t, name)
+	r.wait(t, "the prompt", 1, isPrompt)
+	owner := c.field(t, name, ".status.owner.name")
+	ip, port := c.field(t, name, ".status.owner.ip"), c.field(t, name, ".status.owner.port")
+
+	// 1. The runtime refuses a token the namespace can mint for itself.
+	tenantToken := c.kubectl(t, "create", "token", "tether-runtime", "--audience", "tether-runtime", "--duration", "10m")
+	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, resp, err := d.DialContext(ctx, "ws://"+ip+":"+port+protocol.ConversationPath("default", name),
+		http.Header{"Authorization": {"Bearer " + tenantToken}})
+	if ws != nil {
+		_ = ws.Close()
+	}
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a tenant's own token at the runtime: %v (%v), want 401", err, resp)
+	}
+
+	// 2. A runtime's pod-bound token cannot reach beyond its own pod.
+	other := c.kubectl(t, "get", "pods", "-l", "tether.dev/agent=approvals", "-o",
+		"jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}")
+	var bystander string
+	for _, p := range strings.Fields(other) {
+		if p != owner {
+			bystander = p
+		}
+	}
+	if bystander == "" {
+		t.Fatalf("the approvals Agent has one pod (%s); the test needs two", other)
+	}
+	bound := c.kubectl(t, "create", "token", "tether-runtime", "--bound-object-kind", "Pod", "--bound-object-name", bystander, "--duration", "10m")
+	// replace reads an object as the administrator, changes it, and
+	// writes it back (PUT, the verb the runtime's role has) with the token.
+	replace := func(kind, object, subresource string, change func(map[string]any)) (string, error) {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(c.kubectl(t, "get", kind, object, "-o", "json")), &obj); err != nil {
+			t.Fatal(err)
+		}
+		change(obj)
+		data, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--token", bound, "replace", "-f", "-"}
+		if subresource != "" {
+			args = append(args, "--subresource", subresource)
+		}
+		cmd := exec.Command(filepath.Join(c.bin, "kubectl"), args...) //nolint:gosec,noctx // the pinned kubectl
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, attack := range []struct {
+		name  string
+		write func() (string, error)
+	}{
+		{"keep the owner's Lease alive", func() (string, error) {
+			return replace("lease", owner, "", func(o map[string]any) {
+				o["spec"].(map[string]any)["renewTime"] = time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
+			})
+		}},
+		{"delete the owner's Lease", func() (string, error) { return c.run("kubectl", "--token", bound, "delete", "lease", owner) }},
+		{"write the status of a conversation it does not own", func() (string, error) {
+			return replace("conversation", name, "status", func(o map[string]any) {
+				o["status"].(map[string]any)["phase"] = "Failed"
+			})
+		}},
+	} {
+		out, err := attack.write()
+		if err == nil || !strings.Contains(out, "ValidatingAdmissionPolicy") {
+			t.Errorf("%s with a token bound to %s: %v\n%s\nwant refused by the admission policy", attack.name, bystander, err, out)
+		}
+	}
+	r.finish(t, c.field(t, name, ".status.prompt.id"))
+}
