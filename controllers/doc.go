@@ -7,6 +7,6 @@
 // them on request and deletes finished ones after their TTL.
 //
 // Decisions are pure functions of the objects and the time (placement.go,
-// health.go, lifecycle.go); the reconcilers read from the cache, decide, and
+// podhealth.go, lifecycle.go); the reconcilers read from the cache, decide, and
 // write once.
 package controllers
