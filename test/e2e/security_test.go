@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -62,6 +63,9 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 		t.Fatalf("the approvals Agent has one pod (%s); the test needs two", other)
 	}
 	bound := c.kubectl(t, "create", "token", "tether-runtime", "--bound-object-kind", "Pod", "--bound-object-name", bystander, "--duration", "10m")
+	// kubectl with only that token: the administrator's kubeconfig would
+	// authenticate with its client certificate first.
+	asRuntime := tokenOnly(t, c, bound)
 	// replace reads an object as the administrator, changes it, and
 	// writes it back (PUT, the verb the runtime's role has) with the token.
 	replace := func(kind, object, subresource string, change func(map[string]any)) (string, error) {
@@ -74,12 +78,11 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		args := []string{"--token", bound, "replace", "-f", "-"}
+		args := append(asRuntime, "replace", "-f", "-")
 		if subresource != "" {
 			args = append(args, "--subresource", subresource)
 		}
 		cmd := exec.Command(filepath.Join(c.bin, "kubectl"), args...) //nolint:gosec,noctx // the pinned kubectl
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
 		cmd.Stdin = bytes.NewReader(data)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
@@ -93,7 +96,7 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 				o["spec"].(map[string]any)["renewTime"] = time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
 			})
 		}},
-		{"delete the owner's Lease", func() (string, error) { return c.run("kubectl", "--token", bound, "delete", "lease", owner) }},
+		{"delete the owner's Lease", func() (string, error) { return c.run("kubectl", append(asRuntime, "delete", "lease", owner)...) }},
 		{"write the status of a conversation it does not own", func() (string, error) {
 			return replace("conversation", name, "status", func(o map[string]any) {
 				o["status"].(map[string]any)["phase"] = "Failed"
@@ -106,4 +109,24 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 		}
 	}
 	r.finish(t, c.field(t, name, ".status.prompt.id"))
+}
+
+// tokenOnly is kubectl's arguments to reach the cluster with token and no
+// other credential.
+func tokenOnly(t *testing.T, c *cluster, token string) []string {
+	t.Helper()
+	server := c.kubectl(t, "config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+	ca, err := base64.StdEncoding.DecodeString(c.kubectl(t, "config", "view", "--raw", "--minify", "--flatten", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	caFile, empty := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(caFile, ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(empty, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--kubeconfig", empty, "--server", server, "--certificate-authority", caFile, "--token", token, "-n", "default"}
 }
