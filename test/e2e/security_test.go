@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		args := append(asRuntime, "replace", "-f", "-")
+		args := append(slices.Clone(asRuntime), "replace", "-f", "-")
 		if subresource != "" {
 			args = append(args, "--subresource", subresource)
 		}
@@ -96,7 +97,9 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 				o["spec"].(map[string]any)["renewTime"] = time.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
 			})
 		}},
-		{"delete the owner's Lease", func() (string, error) { return c.run("kubectl", append(asRuntime, "delete", "lease", owner)...) }},
+		{"delete the owner's Lease", func() (string, error) {
+			return c.run("kubectl", append(slices.Clone(asRuntime), "delete", "lease", owner)...)
+		}},
 		{"write the status of a conversation it does not own", func() (string, error) {
 			return replace("conversation", name, "status", func(o map[string]any) {
 				o["status"].(map[string]any)["phase"] = "Failed"
