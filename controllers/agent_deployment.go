@@ -61,6 +61,11 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*apps
 		template.Spec.InitContainers[i].Env = withEnv(template.Spec.InitContainers[i].Env, env)
 	}
 	for i := range template.Spec.Containers {
+		// The agent's own container gets none of Tether's environment: its
+		// programs see only what the template gives them.
+		if agent.Spec.AgentContainer != "" && template.Spec.Containers[i].Name == agent.Spec.AgentContainer {
+			continue
+		}
 		template.Spec.Containers[i].Env = withEnv(template.Spec.Containers[i].Env, env)
 	}
 	replicas := int32(1)

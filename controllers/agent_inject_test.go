@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 )
@@ -21,13 +22,15 @@ func mustDeployment(t *testing.T, agent *tetherv1alpha1.Agent, w RuntimeWiring) 
 }
 
 // TestInjectRuntime: an Agent naming its own image's container gets the
-// runtime copied in by an init container and its command wrapped; the
-// runtime runs the user's command as its stdio agent.
+// runtime binary copied in by an init container, its container runs it as
+// the spawner of its command, and the runtime runs in a container of its
+// own, the only one with the pod's ServiceAccount token.
 func TestInjectRuntime(t *testing.T) {
 	agent := &tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{
 		AgentContainer: "agent", LeaseDurationSeconds: 4, RuntimePort: 8080,
 		Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
-			{Name: "agent", Image: "my-python-agent:1", Command: []string{"/usr/bin/python3", "/app/agent.py"}, Args: []string{"--model", "small"}},
+			{Name: "agent", Image: "my-python-agent:1", Command: []string{"/usr/bin/python3", "/app/agent.py"}, Args: []string{"--model", "small"},
+				Env: []corev1.EnvVar{{Name: "MODEL_KEY", Value: "the user's"}}},
 			{Name: "sidecar", Image: "logs:1"},
 		}}},
 	}}
@@ -37,15 +40,43 @@ func TestInjectRuntime(t *testing.T) {
 	if diff := cmp.Diff([]string{runtimeBinPath}, agentC.Command); diff != "" {
 		t.Errorf("command (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"--agent-command=/usr/bin/python3", "--", "/app/agent.py", "--model", "small"}, agentC.Args); diff != "" {
+	if diff := cmp.Diff([]string{"--serve-spawner=" + spawnerSocket, "--agent-command=/usr/bin/python3", "--", "/app/agent.py", "--model", "small"}, agentC.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
 	if len(spec.InitContainers) != 1 || spec.InitContainers[0].Image != "tether-runtime:0.1.0" ||
 		strings.Join(spec.InitContainers[0].Command, " ") != "/runtime --install="+runtimeBinPath {
 		t.Fatalf("init containers %+v", spec.InitContainers)
 	}
-	if !mountsAt(&agentC, runtimeBinDir) {
+	if !mountsAt(&agentC, runtimeBinDir) || !mountsAt(&agentC, spawnerDir) {
 		t.Fatalf("the agent container mounts %+v", agentC.VolumeMounts)
+	}
+	// The agent's container: its own environment only, and no token.
+	if diff := cmp.Diff([]corev1.EnvVar{{Name: "MODEL_KEY", Value: "the user's"}}, agentC.Env); diff != "" {
+		t.Errorf("the agent container's environment (-want +got):\n%s", diff)
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Fatal("the pod's ServiceAccount token is mounted into every container")
+	}
+	for _, c := range append(spec.Containers, spec.InitContainers...) {
+		if mountsAt(&c, apiAccessDir) != (c.Name == RuntimeContainer) {
+			t.Errorf("container %s: token mounted %v", c.Name, mountsAt(&c, apiAccessDir))
+		}
+	}
+	// The runtime's container: Tether's image, the spawner's socket, the
+	// token, Tether's environment.
+	if len(spec.Containers) != 3 || spec.Containers[2].Name != RuntimeContainer {
+		t.Fatalf("containers %+v", spec.Containers)
+	}
+	runtimeC := spec.Containers[2]
+	if runtimeC.Image != "tether-runtime:0.1.0" || strings.Join(runtimeC.Args, " ") != "--agent-spawner="+spawnerSocket || !mountsAt(&runtimeC, spawnerDir) {
+		t.Fatalf("runtime container %+v", runtimeC)
+	}
+	env := map[string]bool{}
+	for _, e := range runtimeC.Env {
+		env[e.Name] = true
+	}
+	if !env[EnvPodName] || !env[EnvGatewayIdentity] {
+		t.Fatalf("the runtime container's environment %+v", runtimeC.Env)
 	}
 	if spec.Containers[1].Command != nil {
 		t.Fatalf("another container was wrapped: %+v", spec.Containers[1])
@@ -62,6 +93,10 @@ func TestInjectRuntime(t *testing.T) {
 		{"no such container", func(a *tetherv1alpha1.Agent) { a.Spec.AgentContainer = "nope" }, RuntimeWiring{Image: "r"}},
 		{"no command", func(a *tetherv1alpha1.Agent) { a.Spec.Template.Spec.Containers[0].Command = nil }, RuntimeWiring{Image: "r"}},
 		{"no runtime image", func(*tetherv1alpha1.Agent) {}, RuntimeWiring{}},
+		{"the token mounted everywhere", func(a *tetherv1alpha1.Agent) { a.Spec.Template.Spec.AutomountServiceAccountToken = ptr.To(true) }, RuntimeWiring{Image: "r"}},
+		{"a container named as the runtime's", func(a *tetherv1alpha1.Agent) {
+			a.Spec.Template.Spec.Containers[1].Name = RuntimeContainer
+		}, RuntimeWiring{Image: "r"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := agent.DeepCopy()

@@ -42,7 +42,7 @@ import (
 func main() {
 	var agentName, agentCommand, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr string
 	var shutdownTimeout time.Duration
-	var install string
+	var install, serveSpawner, agentSpawner string
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
 	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
 	flag.StringVar(&gatewayIdentity, "gateway-identity", os.Getenv("TETHER_GATEWAY_IDENTITY"),
@@ -53,6 +53,8 @@ func main() {
 		"How long a stopping runtime takes at most to let go of its conversations and release its Lease; keep it under the pod's termination grace period (30 s by default).")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of /metrics (plain HTTP), or 0 for none. tether_runtime_event_log_holes_total is there.")
 	flag.StringVar(&install, "install", "", "Copy this binary to the given path and exit (how the manager puts the runtime into an image of your own).")
+	flag.StringVar(&serveSpawner, "serve-spawner", "", "Run as the spawner of the agent's own container: listen on this Unix socket and start --agent-command once per conversation for the runtime in the pod's other container (how the manager runs spec.agentContainer).")
+	flag.StringVar(&agentSpawner, "agent-spawner", "", "Have agent programs started by the spawner listening on this Unix socket, in the agent's own container, instead of in this one.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -64,7 +66,14 @@ func main() {
 		}
 		return
 	}
-	handler, err := chooseAgent(agentName, agentCommand, flag.Args())
+	if serveSpawner != "" {
+		if err := runSpawner(serveSpawner, agentCommand, flag.Args()); err != nil {
+			ctrl.Log.Error(err, "spawner stopped")
+			os.Exit(1)
+		}
+		return
+	}
+	handler, err := chooseAgent(agentName, agentCommand, agentSpawner, flag.Args())
 	if err != nil {
 		ctrl.Log.Error(err, "choosing the agent")
 		os.Exit(2)
@@ -76,8 +85,12 @@ func main() {
 }
 
 // chooseAgent returns the in-process agent named, or the stdio program.
-func chooseAgent(name, command string, args []string) (conversation.Handler, error) {
+func chooseAgent(name, command, spawner string, args []string) (conversation.Handler, error) {
 	switch {
+	case spawner != "" && (name != "" || command != ""):
+		return nil, errors.New("give --agent-spawner alone: the spawner knows the agent's command")
+	case spawner != "":
+		return &stdio.Handler{Spawner: spawner}, nil
 	case name != "" && command != "":
 		return nil, errors.New("give --agent or --agent-command, not both")
 	case command != "":
@@ -247,6 +260,32 @@ func podFromEnv() (tetherruntime.Pod, time.Duration, int, error) {
 		return pod, 0, 0, fmt.Errorf("TETHER_RUNTIME_PORT=%q is not a port", port)
 	}
 	return pod, time.Duration(seconds) * time.Second, p, nil
+}
+
+// runSpawner serves the agent container's spawner on socket until SIGTERM.
+// Its programs get this container's environment, which holds no Kubernetes
+// credentials.
+func runSpawner(socket, command string, args []string) error {
+	if command == "" {
+		return errors.New("--serve-spawner needs --agent-command")
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "unix", socket)
+	if err != nil {
+		return err
+	}
+	// The runtime's container runs as another user; only the two containers
+	// mount the socket's volume.
+	if err := os.Chmod(socket, 0o666); err != nil { //nolint:gosec // see above
+		return err
+	}
+	ctrl.Log.Info("spawner started", "socket", socket, "command", command)
+	spawner := &stdio.Spawner{Command: command, Args: args, Env: os.Environ()}
+	return spawner.Serve(ctx, l)
 }
 
 // installSelf copies this executable to path (an emptyDir shared with the

@@ -52,6 +52,23 @@ func buildPython(tag, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The extension modules an agent's HTTPS calls need load libssl and
+	// libcrypto, which the interpreter itself does not.
+	var modules []string
+	for _, module := range []string{"_ssl", "_hashlib"} {
+		found, err := filepath.Glob(filepath.Join(pythonLib, "lib-dynload", module+".cpython-*.so"))
+		if err != nil {
+			return "", err
+		}
+		modules = append(modules, found...)
+	}
+	for _, m := range modules {
+		more, err := sharedLibraries(m)
+		if err != nil {
+			return "", err
+		}
+		libs = append(libs, more...)
+	}
 	for _, lib := range libs {
 		add(lib, lib)
 	}

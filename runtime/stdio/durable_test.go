@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,8 +32,12 @@ import (
 
 // refundWorld runs sdk/python/examples/refund_agent.py with its ledger (the
 // outside world: model calls and refunds) and hold files in a temp dir.
+// With spawn, every owner's agent runs on a Spawner of its own, as in an
+// Agent with spec.agentContainer (the runtime in one container, the agent
+// program in another).
 type refundWorld struct {
 	ledger, hold string
+	spawn        bool
 }
 
 func newRefundWorld(t *testing.T) *refundWorld {
@@ -48,7 +53,31 @@ func (w *refundWorld) agent(t *testing.T) *stdio.Handler {
 	}
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "sdk", "python", "examples", "refund_agent.py")
-	return &stdio.Handler{Command: python, Args: []string{script}, Env: []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}}
+	env := []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}
+	if !w.spawn {
+		return &stdio.Handler{Command: python, Args: []string{script}, Env: env}
+	}
+	return &stdio.Handler{Spawner: serveSpawner(t, &stdio.Spawner{Command: python, Args: []string{script}, Env: env})}
+}
+
+// serveSpawner runs s on a Unix socket in a temp dir until the test ends.
+func serveSpawner(t *testing.T, s *stdio.Spawner) string {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "spawner.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return socket
 }
 
 // lines is what the outside world saw.
@@ -146,11 +175,20 @@ func proposed(t *testing.T, lines []string) string {
 // not call the model again (the ledger says one call), replays the recorded
 // proposal and answer, and refunds exactly the approved amount, once.
 func TestPythonRefundAfterTheAnswer(t *testing.T) {
-	forEachStore(t, "py-refund-after", pythonRefundAfterTheAnswer)
+	forEachStore(t, "py-refund-after", func(t *testing.T, log eventlog.Log, key eventlog.Key) {
+		pythonRefundAfterTheAnswer(t, log, key, newRefundWorld(t))
+	})
 }
 
-func pythonRefundAfterTheAnswer(t *testing.T, log eventlog.Log, key eventlog.Key) {
+// TestPythonRefundThroughTheSpawner: the same with each owner's agent
+// program started by a Spawner, the runtime talking to it over a socket.
+func TestPythonRefundThroughTheSpawner(t *testing.T) {
 	w := newRefundWorld(t)
+	w.spawn = true
+	pythonRefundAfterTheAnswer(t, memory.New(), eventlogtest.NewKey("py-refund-spawned"), w)
+}
+
+func pythonRefundAfterTheAnswer(t *testing.T, log eventlog.Log, key eventlog.Key, w *refundWorld) {
 	a, stA := start(t, log, key, 1, w.agent(t))
 	submit(t, a, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 1234"})
 	asked := waitPhase(t, stA, tetherv1alpha1.PhaseAwaitingInput)

@@ -20,13 +20,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"tether.dev/tether/eventlog"
@@ -43,6 +39,10 @@ type Handler struct {
 	Args    []string
 	// Env is added to the process's environment.
 	Env []string
+	// Spawner, when set, is the Unix socket of a Spawner in the agent's
+	// own container: programs are started there (Command, Args and Env
+	// are the spawner's then), not in the runtime's container.
+	Spawner string
 
 	mu    sync.Mutex
 	procs map[eventlog.Key]*process
@@ -103,21 +103,9 @@ type fromAgent struct {
 // (complete is then false).
 const maxHistoryBytes = MaxLineBytes / 2
 
-type process struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *os.File
-	lines  *bufio.Scanner
-	stderr *tailBuffer
-	// exit is closed once the process has exited and its error output is
-	// all read; waitErr is then its exit status.
-	exit    chan struct{}
-	waitErr error
-}
-
 // HandleTurn implements conversation.Handler.
 func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
-	p, fresh, err := h.process(t.Conversation)
+	p, fresh, err := h.process(ctx, t.Conversation)
 	if err != nil {
 		return err
 	}
@@ -267,47 +255,39 @@ func (h *Handler) step(ctx context.Context, p *process, t *conversation.Turn, na
 
 // process returns the conversation's process, starting it if needed; fresh
 // says it was started now.
-func (h *Handler) process(key eventlog.Key) (p *process, fresh bool, err error) {
+func (h *Handler) process(ctx context.Context, key eventlog.Key) (p *process, fresh bool, err error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if p, ok := h.procs[key]; ok {
+	p, ok := h.procs[key]
+	h.mu.Unlock()
+	if ok {
 		return p, false, nil
 	}
-	cmd := exec.Command(h.Command, h.Args...) //nolint:gosec,noctx // the Agent's configured program; stopped by Forget
-	cmd.Env = append(cmd.Environ(), h.Env...)
-	cmd.Env = append(cmd.Env, "TETHER_CONVERSATION="+key.String())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdin, err := cmd.StdinPipe()
+	var prog program
+	if h.Spawner != "" {
+		prog, err = startRemote(ctx, h.Spawner, key.String())
+	} else {
+		env := append(os.Environ(), h.Env...)
+		prog, err = startLocal(h.Command, h.Args, append(env, "TETHER_CONVERSATION="+key.String()), nil)
+	}
 	if err != nil {
 		return nil, false, err
 	}
-	// Our own pipe, not StdoutPipe: Wait closes StdoutPipe's read end when
-	// the process exits, racing the reader; with this one the reader sees
-	// the process's last lines and then EOF.
-	stdout, stdoutWriter, err := os.Pipe()
-	if err != nil {
-		return nil, false, err
-	}
-	cmd.Stdout = stdoutWriter
-	stderr := &tailBuffer{max: 2048}
-	cmd.Stderr = stderr
-	err = cmd.Start()
-	_ = stdoutWriter.Close() // the child has its copy
-	if err != nil {
-		_ = stdout.Close()
-		return nil, false, fmt.Errorf("starting the agent %s: %w", h.Command, err)
-	}
-	lines := bufio.NewScanner(stdout)
-	lines.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
-	p = &process{cmd: cmd, stdin: stdin, stdout: stdout, lines: lines, stderr: stderr, exit: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exit)
-	}()
+	p = newProcess(prog)
+	h.mu.Lock()
 	if h.procs == nil {
 		h.procs = map[eventlog.Key]*process{}
 	}
-	h.procs[key] = p
+	other, raced := h.procs[key]
+	if !raced {
+		h.procs[key] = p
+	}
+	h.mu.Unlock()
+	if raced {
+		// A conversation's turns run one at a time; this is only for
+		// safety.
+		p.stop(time.Second)
+		return other, false, nil
+	}
 	return p, true, nil
 }
 
@@ -317,18 +297,9 @@ func (h *Handler) Forget(key eventlog.Key) {
 	p, ok := h.procs[key]
 	delete(h.procs, key)
 	h.mu.Unlock()
-	if !ok {
-		return
+	if ok {
+		p.stop(5 * time.Second)
 	}
-	_ = p.stdin.Close()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exit:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exit
-	}
-	_ = p.stdout.Close()
 }
 
 func (p *process) write(m toAgent) error {
@@ -336,28 +307,8 @@ func (p *process) write(m toAgent) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.stdin.Write(append(data, '\n'))
+	_, err = p.prog.stdin().Write(append(data, '\n'))
 	return err
-}
-
-// exited describes a process that stopped answering.
-func (p *process) exited(cause error) error {
-	msg := "the agent process exited"
-	select {
-	case <-p.exit:
-		if p.waitErr != nil {
-			msg += " (" + p.waitErr.Error() + ")"
-		}
-	case <-time.After(2 * time.Second):
-		msg = "the agent process stopped answering"
-	}
-	if cause != nil && !errors.Is(cause, io.EOF) {
-		msg += fmt.Sprintf(" (%v)", cause)
-	}
-	if tail := strings.TrimSpace(p.stderr.String()); tail != "" {
-		msg += "; its last error output: " + tail
-	}
-	return errors.New(msg)
 }
 
 // tailBuffer keeps the last max bytes written to it.
