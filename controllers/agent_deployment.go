@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog/stores"
 )
 
 // templateHashAnnotation on an Agent's Deployment records the hash of the pod
@@ -60,13 +61,22 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*apps
 	for i := range template.Spec.InitContainers {
 		template.Spec.InitContainers[i].Env = withEnv(template.Spec.InitContainers[i].Env, env)
 	}
+	secrets := storeSecrets(stores.SecretRefs(agent.Spec.Store))
+	if secrets != nil {
+		template.Spec.Volumes = append(template.Spec.Volumes, *secrets)
+	}
 	for i := range template.Spec.Containers {
-		// The agent's own container gets none of Tether's environment: its
-		// programs see only what the template gives them.
-		if agent.Spec.AgentContainer != "" && template.Spec.Containers[i].Name == agent.Spec.AgentContainer {
+		c := &template.Spec.Containers[i]
+		// The agent's own container gets none of Tether's environment and
+		// none of its store's Secrets: its programs see only what the
+		// template gives them.
+		if agent.Spec.AgentContainer != "" && c.Name == agent.Spec.AgentContainer {
 			continue
 		}
-		template.Spec.Containers[i].Env = withEnv(template.Spec.Containers[i].Env, env)
+		c.Env = withEnv(c.Env, env)
+		if secrets != nil && !mountsAt(c, stores.MountDir) {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: storeSecretsVolume, MountPath: stores.MountDir, ReadOnly: true})
+		}
 	}
 	replicas := int32(1)
 	if agent.Spec.Replicas != nil {

@@ -6,6 +6,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
+
+	"tether.dev/tether/eventlog/stores"
 )
 
 // Running an agent in an image of the user's own (spec.agentContainer),
@@ -129,4 +131,25 @@ func apiAccess() corev1.Volume {
 			}}},
 		},
 	}}}
+}
+
+// Secrets an Agent's store names (the Redis password and CA) are mounted
+// into the containers that run the runtime, which has no access to Secrets
+// in the API; the agent's own container does not get them. They are at
+// stores.MountDir, as NAME/KEY.
+const storeSecretsVolume = "tether-store-secrets"
+
+// storeSecrets is the volume of the Secret keys refs name, or nil.
+func storeSecrets(refs []*corev1.SecretKeySelector) *corev1.Volume {
+	if len(refs) == 0 {
+		return nil
+	}
+	projected := &corev1.ProjectedVolumeSource{DefaultMode: ptr.To[int32](0o444)}
+	for _, ref := range refs {
+		projected.Sources = append(projected.Sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+			LocalObjectReference: ref.LocalObjectReference,
+			Items:                []corev1.KeyToPath{{Key: ref.Key, Path: stores.MountedSecretPath(ref)}},
+		}})
+	}
+	return &corev1.Volume{Name: storeSecretsVolume, VolumeSource: corev1.VolumeSource{Projected: projected}}
 }

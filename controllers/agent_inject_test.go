@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog/stores"
 )
 
 func mustDeployment(t *testing.T, agent *tetherv1alpha1.Agent, w RuntimeWiring) *appsv1.Deployment {
@@ -105,5 +106,49 @@ func TestInjectRuntime(t *testing.T) {
 				t.Fatal("rendered a Deployment that cannot run")
 			}
 		})
+	}
+}
+
+// TestStoreSecretsAreMountedForTheRuntime: the Secret keys an Agent's Redis
+// store names are mounted where the runtime reads them, into the runtime's
+// container and not the agent's.
+func TestStoreSecretsAreMountedForTheRuntime(t *testing.T) {
+	password := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "redis-auth"}, Key: "password"}
+	ca := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "redis-ca"}, Key: "ca.crt"}
+	agent := &tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{
+		AgentContainer: "agent", LeaseDurationSeconds: 4, RuntimePort: 8080,
+		Store: tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreRedis, Redis: &tetherv1alpha1.RedisStoreSpec{
+			Addresses: []string{"redis:6379"}, PasswordSecretRef: password, TLS: &tetherv1alpha1.RedisTLSSpec{CASecretRef: ca},
+		}},
+		Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "agent", Image: "my-agent:1", Command: []string{"/agent"}},
+		}}},
+	}}
+	spec := mustDeployment(t, agent, RuntimeWiring{Image: "tether-runtime:0.1.0"}).Spec.Template.Spec
+	var items []string
+	for _, v := range spec.Volumes {
+		if v.Name == storeSecretsVolume {
+			for _, s := range v.Projected.Sources {
+				for _, item := range s.Secret.Items {
+					items = append(items, s.Secret.Name+":"+item.Key+"->"+item.Path)
+				}
+			}
+		}
+	}
+	want := []string{"redis-auth:password->" + stores.MountedSecretPath(password), "redis-ca:ca.crt->" + stores.MountedSecretPath(ca)}
+	if diff := cmp.Diff(want, items); diff != "" {
+		t.Fatalf("mounted keys (-want +got):\n%s", diff)
+	}
+	for _, c := range spec.Containers {
+		if mountsAt(&c, stores.MountDir) != (c.Name == RuntimeContainer) {
+			t.Errorf("container %s: store Secrets mounted %v", c.Name, mountsAt(&c, stores.MountDir))
+		}
+	}
+	// A kubernetes store names no Secret: nothing is mounted.
+	agent.Spec.Store = tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreKubernetes}
+	for _, v := range mustDeployment(t, agent, RuntimeWiring{Image: "r"}).Spec.Template.Spec.Volumes {
+		if v.Name == storeSecretsVolume {
+			t.Fatal("store Secrets mounted for a kubernetes store")
+		}
 	}
 }

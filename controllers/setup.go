@@ -45,7 +45,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Client: mgr.GetClient(), Clock: opts.Clock, NotReadyGrace: opts.NotReadyGrace,
 		Recorder: mgr.GetEventRecorder("tether-conversation-controller"),
 		OpenStore: func(ctx context.Context, spec tetherv1alpha1.StoreSpec, namespace string) (eventlog.Log, error) {
-			return stores.Open(ctx, spec, namespace, direct, secrets)
+			return stores.Open(ctx, spec, namespace, direct, stores.APISecrets{Reader: secrets})
 		},
 	}
 	if err := conv.SetupWithManager(ctx, mgr, opts.Concurrency); err != nil {

@@ -129,7 +129,7 @@ func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, probeAd
 	if err := direct.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: pod.Agent}, &agent); err != nil {
 		return fmt.Errorf("reading Agent %s/%s: %w", pod.Namespace, pod.Agent, err)
 	}
-	log, err := stores.Open(ctx, agent.Spec.Store, pod.Namespace, direct, direct)
+	log, err := stores.Open(ctx, agent.Spec.Store, pod.Namespace, direct, stores.MountedSecrets{Dir: stores.MountDir})
 	if err != nil {
 		return fmt.Errorf("opening the event log: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,7 +38,7 @@ func TestOpenPicksTheBackend(t *testing.T) {
 		{tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreMemory}, &memory.Log{}},
 		{tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreRedis, Redis: &tetherv1alpha1.RedisStoreSpec{Addresses: []string{"127.0.0.1:1"}}}, &redislog.Log{}},
 	} {
-		log, err := stores.Open(ctx, tc.spec, "default", env.Client, env.Client)
+		log, err := stores.Open(ctx, tc.spec, "default", env.Client, stores.APISecrets{Reader: env.Client})
 		if err != nil {
 			t.Fatalf("%+v: %v", tc.spec, err)
 		}
@@ -45,7 +47,7 @@ func TestOpenPicksTheBackend(t *testing.T) {
 		}
 		_ = log.Close()
 	}
-	if _, err := stores.Open(ctx, tetherv1alpha1.StoreSpec{Type: "postgres"}, "default", env.Client, env.Client); err == nil {
+	if _, err := stores.Open(ctx, tetherv1alpha1.StoreSpec{Type: "postgres"}, "default", env.Client, stores.APISecrets{Reader: env.Client}); err == nil {
 		t.Error("an unknown store type opened")
 	}
 }
@@ -73,7 +75,7 @@ func TestRedisPasswordComesFromASecret(t *testing.T) {
 		}}
 	}
 
-	log, err := stores.Open(ctx, spec("redis", "password"), ns.Name, env.Client, env.Client)
+	log, err := stores.Open(ctx, spec("redis", "password"), ns.Name, env.Client, stores.APISecrets{Reader: env.Client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +85,13 @@ func TestRedisPasswordComesFromASecret(t *testing.T) {
 		t.Fatalf("with the password from the Secret: %v", err)
 	}
 
-	if _, err := stores.Open(ctx, spec("absent", "password"), ns.Name, env.Client, env.Client); err == nil || !strings.Contains(err.Error(), "reading Secret stores-test/absent") {
+	if _, err := stores.Open(ctx, spec("absent", "password"), ns.Name, env.Client, stores.APISecrets{Reader: env.Client}); err == nil || !strings.Contains(err.Error(), "reading Secret stores-test/absent") {
 		t.Errorf("a missing Secret: %v", err)
 	}
-	if _, err := stores.Open(ctx, spec("redis", "pass"), ns.Name, env.Client, env.Client); err == nil || !strings.Contains(err.Error(), `has no key "pass"`) {
+	if _, err := stores.Open(ctx, spec("redis", "pass"), ns.Name, env.Client, stores.APISecrets{Reader: env.Client}); err == nil || !strings.Contains(err.Error(), `has no key "pass"`) {
 		t.Errorf("a missing key: %v", err)
 	}
-	wrong, err := stores.Open(ctx, spec("stale", "password"), ns.Name, env.Client, env.Client)
+	wrong, err := stores.Open(ctx, spec("stale", "password"), ns.Name, env.Client, stores.APISecrets{Reader: env.Client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,5 +99,34 @@ func TestRedisPasswordComesFromASecret(t *testing.T) {
 	_, err = wrong.Claim(ctx, key, 2)
 	if err == nil || errors.Is(err, eventlog.ErrFenced) || !strings.Contains(err.Error(), "WRONGPASS") {
 		t.Errorf("a wrong password: %v", err)
+	}
+}
+
+// TestRuntimeReadsMountedSecrets: the runtime, which may not read Secrets
+// from the API, opens the store with the keys mounted into its container
+// at the paths the manager mounts them to.
+func TestRuntimeReadsMountedSecrets(t *testing.T) {
+	ctx := context.Background()
+	server := testredis.StartWithPassword(t, "correct horse battery staple")
+	ref := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "redis"}, Key: "password"}
+	spec := tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreRedis, Redis: &tetherv1alpha1.RedisStoreSpec{Addresses: []string{server.Addr}, PasswordSecretRef: ref}}
+	dir := t.TempDir()
+	if _, err := stores.Open(ctx, spec, "default", nil, stores.MountedSecrets{Dir: dir}); err == nil || !strings.Contains(err.Error(), "is not mounted into the runtime's container") {
+		t.Fatalf("nothing mounted: %v", err)
+	}
+	path := filepath.Join(dir, stores.MountedSecretPath(ref))
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(server.Password), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	log, err := stores.Open(ctx, spec, "default", nil, stores.MountedSecrets{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = log.Close() }()
+	if _, err := log.Claim(ctx, eventlogtest.NewKey("mounted"), 1); err != nil {
+		t.Fatalf("with the mounted password: %v", err)
 	}
 }
