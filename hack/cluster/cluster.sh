@@ -63,7 +63,7 @@ up() {
 		--service-cluster-ip-range "$SERVICE_CIDR" --client-ca-file "$PKI/ca.crt" \
 		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
 		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
-		--kubelet-certificate-authority "$PKI/ca.crt" \
+		--kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
 		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true

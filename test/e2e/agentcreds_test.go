@@ -45,7 +45,7 @@ spec:
     - name: probe
       image: tether-python-agent:0.1.0
       imagePullPolicy: Never
-      command: [/usr/bin/python3, /sdk/examples/credentials_probe.py, --once]
+      command: [/usr/bin/python3, /sdk/examples/credentials_probe.py, --once, /dev/termination-log]
       securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 `
 
@@ -97,7 +97,7 @@ func TestAgentCodeHasNoCredentials(t *testing.T) {
 		out, _ := c.run("kubectl", "get", "pod", control, "-o", "jsonpath={.status.phase}")
 		return out == "Succeeded" || out == "Failed"
 	})
-	out := c.kubectl(t, "logs", control)
+	out := c.kubectl(t, "get", "pod", control, "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}")
 	t.Logf("the same probe in a pod with the token: %s", out)
 	var plain probeReport
 	if err := json.Unmarshal([]byte(out), &plain); err != nil {

@@ -9,7 +9,8 @@ it saw as JSON. The end-to-end tests run it where Tether runs agents (it
 must find nothing and be refused) and, as a control, in a plain pod with the
 runtime's ServiceAccount (it must find the token and be let in).
 
-With --once it prints the report and exits, without Tether.
+With --once PATH it writes the report to PATH (a pod's termination
+message, say) and exits, without Tether.
 """
 import json
 import os
@@ -72,7 +73,8 @@ def handle(turn):
 
 
 if __name__ == "__main__":
-    if "--once" in sys.argv:
-        print(json.dumps(report(), sort_keys=True), flush=True)
+    if len(sys.argv) == 3 and sys.argv[1] == "--once":
+        with open(sys.argv[2], "w", encoding="utf-8") as f:
+            f.write(json.dumps(report(), sort_keys=True))
     else:
         tether_agent.run(handle)
