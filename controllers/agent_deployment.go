@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -61,9 +63,17 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*apps
 	for i := range template.Spec.InitContainers {
 		template.Spec.InitContainers[i].Env = withEnv(template.Spec.InitContainers[i].Env, env)
 	}
-	secrets := storeSecrets(stores.SecretRefs(agent.Spec.Store))
-	if secrets != nil {
-		template.Spec.Volumes = append(template.Spec.Volumes, *secrets)
+	// Volumes for the containers that run the runtime, by where they are
+	// mounted.
+	mounts := wiring.volumes()
+	if secrets := storeSecrets(stores.SecretRefs(agent.Spec.Store)); secrets != nil {
+		if mounts == nil {
+			mounts = map[string]corev1.Volume{}
+		}
+		mounts[stores.MountDir] = *secrets
+	}
+	for _, dir := range slices.Sorted(maps.Keys(mounts)) {
+		template.Spec.Volumes = append(template.Spec.Volumes, mounts[dir])
 	}
 	for i := range template.Spec.Containers {
 		c := &template.Spec.Containers[i]
@@ -74,8 +84,10 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*apps
 			continue
 		}
 		c.Env = withEnv(c.Env, env)
-		if secrets != nil && !mountsAt(c, stores.MountDir) {
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: storeSecretsVolume, MountPath: stores.MountDir, ReadOnly: true})
+		for _, dir := range slices.Sorted(maps.Keys(mounts)) {
+			if !mountsAt(c, dir) {
+				c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: mounts[dir].Name, MountPath: dir, ReadOnly: true})
+			}
 		}
 	}
 	replicas := int32(1)

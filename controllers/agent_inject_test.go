@@ -152,3 +152,37 @@ func TestStoreSecretsAreMountedForTheRuntime(t *testing.T) {
 		}
 	}
 }
+
+// TestRuntimeTLSIsMountedForTheRuntime: the namespace's serving key pair is
+// mounted into the runtime's container, which is told where; the agent's
+// container gets neither.
+func TestRuntimeTLSIsMountedForTheRuntime(t *testing.T) {
+	for _, agentContainer := range []string{"", "agent"} {
+		agent := &tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{
+			AgentContainer: agentContainer, LeaseDurationSeconds: 4, RuntimePort: 8080,
+			Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{
+				{Name: "agent", Image: "my-agent:1", Command: []string{"/agent"}},
+			}}},
+		}}
+		spec := mustDeployment(t, agent, RuntimeWiring{Image: "tether-runtime:0.1.0", TLSSecret: "tether-runtime-tls"}).Spec.Template.Spec
+		var secret string
+		for _, v := range spec.Volumes {
+			if v.Name == runtimeTLSVolume {
+				secret = v.Secret.SecretName
+			}
+		}
+		if secret != "tether-runtime-tls" {
+			t.Fatalf("agentContainer %q: the key pair's volume names %q", agentContainer, secret)
+		}
+		for _, c := range spec.Containers {
+			runsRuntime := agentContainer == "" || c.Name == RuntimeContainer
+			told := false
+			for _, e := range c.Env {
+				told = told || e.Name == EnvRuntimeTLSDir && e.Value == runtimeTLSDir
+			}
+			if mountsAt(&c, runtimeTLSDir) != runsRuntime || told != runsRuntime {
+				t.Errorf("agentContainer %q, container %s: key pair mounted %v, told %v", agentContainer, c.Name, mountsAt(&c, runtimeTLSDir), told)
+			}
+		}
+	}
+}

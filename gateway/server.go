@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/gateway/auth"
+	"tether.dev/tether/internal/tlsfiles"
 	"tether.dev/tether/protocol"
 )
 
@@ -46,6 +48,11 @@ type Config struct {
 	// UpstreamToken authenticates the gateway to the runtimes' internal
 	// endpoint.
 	UpstreamToken TokenSource
+	// RuntimeCA, when set, is the CA bundle that signs the runtimes'
+	// serving certificates: the gateway then dials them over TLS (wss),
+	// checking the name of the conversation's namespace
+	// (protocol.RuntimeServerName). Nil dials plain ws.
+	RuntimeCA *tlsfiles.CAPool
 	// HoldTimeout bounds how long a socket is held without an owner [60s];
 	// then it is closed with 4012 and the client retries.
 	HoldTimeout time.Duration
@@ -312,9 +319,18 @@ func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName
 		s.cfg.Log.Error(err, "the gateway has no token for the runtimes")
 		return nil, http.StatusUnauthorized, err
 	}
+	dialer := s.dialer
+	if s.cfg.RuntimeCA != nil {
+		roots, err := s.cfg.RuntimeCA.Pool()
+		if err != nil {
+			return nil, 0, err
+		}
+		u.Scheme = "wss"
+		dialer.TLSClientConfig = &tls.Config{RootCAs: roots, ServerName: protocol.RuntimeServerName(key.Namespace), MinVersion: tls.VersionTLS13}
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
-	conn, resp, err := s.dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + token}, protocol.SubjectHeader: {subject}})
+	conn, resp, err := dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + token}, protocol.SubjectHeader: {subject}})
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode

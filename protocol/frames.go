@@ -138,6 +138,12 @@ type ClientFrame struct {
 // is recorded on user events.
 const SubjectHeader = "Tether-Subject"
 
+// RuntimeServerName is the name the serving certificate of the runtimes of
+// namespace carries, and the one the gateway checks when it dials them over
+// TLS: a certificate of one namespace's runtimes is worth nothing for
+// another's.
+func RuntimeServerName(namespace string) string { return "tether-runtime." + namespace }
+
 // ServerFrame is a frame a server sends. Which fields are set depends on
 // Type; the constructors below build each kind.
 type ServerFrame struct {

@@ -24,6 +24,7 @@ import (
 
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/gateway/auth"
+	"tether.dev/tether/internal/tlsfiles"
 )
 
 type options struct {
@@ -32,6 +33,7 @@ type options struct {
 	hmacSecretFile, publicKeyFiles   string
 	audience, issuer                 string
 	upstreamTokenFile                string
+	runtimeCAFile                    string
 	maxTokenLifetime                 time.Duration
 	connectRate                      float64
 	connectBurst, maxUnauthenticated int
@@ -55,6 +57,8 @@ func main() {
 	flag.DurationVar(&o.maxTokenLifetime, "max-token-lifetime", 24*time.Hour, "Longest lifetime (exp - iat) of a token accepted.")
 	flag.StringVar(&o.audience, "jwt-audience", "", "Audience tokens must name (aud); not checked when empty.")
 	flag.StringVar(&o.issuer, "jwt-issuer", "", "Issuer tokens must name (iss); not checked when empty.")
+	flag.StringVar(&o.runtimeCAFile, "runtime-ca-file", "",
+		"PEM bundle of the CA that signs the runtimes' serving certificates: the gateway then dials them over TLS, checking the name tether-runtime.NAMESPACE; read again when it changes. Plain ws:// when empty.")
 	flag.StringVar(&o.upstreamTokenFile, "upstream-token-file", "/var/run/secrets/tether/upstream/token",
 		"File holding the gateway's projected ServiceAccount token for the runtimes' audience (tether-runtime); read again every minute as the kubelet rotates it.")
 	flag.DurationVar(&o.holdTimeout, "hold-timeout", 60*time.Second, "How long a socket is held without an owner before it is closed with 4012.")
@@ -99,6 +103,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	var runtimeCA *tlsfiles.CAPool
+	if o.runtimeCAFile != "" {
+		if runtimeCA, err = tlsfiles.NewCAPool(o.runtimeCAFile); err != nil {
+			return err
+		}
+	}
+
 	directory, err := gateway.NewDirectory(ctrl.GetConfigOrDie(), gateway.DirectoryOptions{Namespaces: split(o.namespaces)})
 	if err != nil {
 		return err
@@ -109,7 +120,7 @@ func run(ctx context.Context, o options) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	server, err := gateway.NewServer(gateway.Config{
-		Auth: authenticator, Conversations: directory, UpstreamToken: upstreamToken,
+		Auth: authenticator, Conversations: directory, UpstreamToken: upstreamToken, RuntimeCA: runtimeCA,
 		HoldTimeout: o.holdTimeout, HoldFrames: o.holdFrames, MaxConnsPerSubject: o.maxConnsPerSubject,
 		ConnectRate: o.connectRate, ConnectBurst: o.connectBurst, MaxUnauthenticated: o.maxUnauthenticated,
 		MessageRate: o.messageRate, MessageBurst: o.messageBurst, PingPeriod: o.pingPeriod,

@@ -42,6 +42,8 @@ func main() {
 	flag.StringVar(&opts.Runtime.GatewayIdentity, "gateway-identity", "",
 		"The gateway's ServiceAccount user name (system:serviceaccount:NAMESPACE:NAME), the only identity Agents' runtimes let connect; set as "+controllers.EnvGatewayIdentity+" in their pods.")
 	flag.StringVar(&opts.Runtime.ServiceAccount, "runtime-service-account", "", "ServiceAccount of an Agent's pods whose template names none.")
+	flag.StringVar(&opts.Runtime.TLSSecret, "runtime-tls-secret", "",
+		"A kubernetes.io/tls Secret, in each agent namespace, whose certificate the runtimes serve the gateway with (the chart makes one per namespace, for the name tether-runtime.NAMESPACE); plain when empty.")
 	flag.StringVar(&opts.Runtime.Image, "runtime-image", "", "The runtime's image, injected into the container an Agent names in spec.agentContainer (an agent in an image of your own).")
 	flag.Float64Var(&qps, "kube-api-qps", 200, "Sustained requests per second to the API server (client-go's default of 5 is far too low for thousands of conversations).")
 	flag.IntVar(&burst, "kube-api-burst", 400, "Request burst to the API server.")

@@ -10,12 +10,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +34,7 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/memory"
 	"tether.dev/tether/eventlog/stores"
+	"tether.dev/tether/internal/tlsfiles"
 	tetherruntime "tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
 	"tether.dev/tether/runtime/conversation"
@@ -42,7 +45,7 @@ import (
 func main() {
 	var agentName, agentCommand, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr string
 	var shutdownTimeout time.Duration
-	var install, serveSpawner, agentSpawner string
+	var install, serveSpawner, agentSpawner, tlsDir string
 	flag.StringVar(&agentName, "agent", "", "The in-process agent to run: echo or approval.")
 	flag.StringVar(&agentCommand, "agent-command", "", "A program speaking JSON lines over stdio (docs/agents.md), run once per conversation; its arguments follow --.")
 	flag.StringVar(&gatewayIdentity, "gateway-identity", os.Getenv("TETHER_GATEWAY_IDENTITY"),
@@ -55,6 +58,8 @@ func main() {
 	flag.StringVar(&install, "install", "", "Copy this binary to the given path and exit (how the manager puts the runtime into an image of your own).")
 	flag.StringVar(&serveSpawner, "serve-spawner", "", "Run as the spawner of the agent's own container: listen on this Unix socket and start --agent-command once per conversation for the runtime in the pod's other container (how the manager runs spec.agentContainer).")
 	flag.StringVar(&agentSpawner, "agent-spawner", "", "Have agent programs started by the spawner listening on this Unix socket, in the agent's own container, instead of in this one.")
+	flag.StringVar(&tlsDir, "tls-dir", os.Getenv("TETHER_RUNTIME_TLS_DIR"),
+		"Directory of tls.crt and tls.key (a kubernetes.io/tls Secret) to serve the gateway over TLS with, read again when they change; plain when empty (the manager sets TETHER_RUNTIME_TLS_DIR).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -78,7 +83,7 @@ func main() {
 		ctrl.Log.Error(err, "choosing the agent")
 		os.Exit(2)
 	}
-	if err := run(handler, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr, shutdownTimeout); err != nil {
+	if err := run(handler, gatewayIdentity, gatewayAudience, tlsDir, probeAddr, metricsAddr, shutdownTimeout); err != nil {
 		ctrl.Log.Error(err, "runtime stopped")
 		os.Exit(1)
 	}
@@ -103,7 +108,7 @@ func chooseAgent(name, command, spawner string, args []string) (conversation.Han
 	return handler, nil
 }
 
-func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, probeAddr, metricsAddr string, shutdownTimeout time.Duration) error {
+func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, tlsDir, probeAddr, metricsAddr string, shutdownTimeout time.Duration) error {
 	pod, leaseDuration, port, err := podFromEnv()
 	if err != nil {
 		return err
@@ -179,6 +184,15 @@ func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, probeAd
 		Handler:           &tetherruntime.Server{Host: host, Gateway: verifier},
 		ReadHeaderTimeout: 5 * time.Second,
 	}
+	serve := server.ListenAndServe
+	if tlsDir != "" {
+		pair, err := tlsfiles.NewKeyPair(filepath.Join(tlsDir, "tls.crt"), filepath.Join(tlsDir, "tls.key"))
+		if err != nil {
+			return err
+		}
+		server.TLSConfig = &tls.Config{GetCertificate: pair.GetCertificate, MinVersion: tls.VersionTLS13}
+		serve = func() error { return server.ListenAndServeTLS("", "") }
+	}
 	// The Lease keeper stops after the conversations, not with the signal:
 	// the Lease must be held until nothing acts for them any more.
 	keeperCtx, stopKeeper := context.WithCancel(context.WithoutCancel(ctx))
@@ -188,11 +202,11 @@ func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, probeAd
 	go func() { defer close(keeperDone); errs <- keeper.Run(keeperCtx) }()
 	go func() { defer close(mgrDone); errs <- mgr.Start(ctx) }()
 	go func() {
-		if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs <- err
 		}
 	}()
-	ctrl.Log.Info("runtime started", "pod", pod.Name, "agent", pod.Agent, "listen", server.Addr, "store", agent.Spec.Store.Type)
+	ctrl.Log.Info("runtime started", "pod", pod.Name, "agent", pod.Agent, "listen", server.Addr, "tls", tlsDir != "", "store", agent.Spec.Store.Type)
 	var failed error
 	select {
 	case <-ctx.Done():

@@ -6,6 +6,7 @@ package testworker
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -77,6 +78,11 @@ type Options struct {
 	Direct client.Client
 	// Handler is the agent (agents.Approval by default).
 	Handler conversation.Handler
+	// TLS, when set, is what the runtime serves the gateway with.
+	TLS *tls.Config
+	// Wrap, when set, wraps the runtime's listener below TLS: what it sees
+	// is what crosses the network.
+	Wrap func(net.Listener) net.Listener
 }
 
 // Worker is a running runtime and its pod object.
@@ -158,6 +164,12 @@ func Start(t testing.TB, env *testenv.Env, o Options) *Worker {
 		t.Fatal(err)
 	}
 	listener = w.frozen.listener(listener)
+	if o.Wrap != nil {
+		listener = o.Wrap(listener)
+	}
+	if o.TLS != nil {
+		listener = tls.NewListener(listener, o.TLS)
+	}
 	server := &http.Server{Handler: &runtime.Server{Host: host, Gateway: verifier}, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{}, 3)
 	go func() { _ = keeper.Run(ctx); done <- struct{}{} }()

@@ -203,8 +203,9 @@ func TestCRDsAreConfigs(t *testing.T) {
 }
 
 // TestNoSharedSecretBetweenGatewayAndRuntimes: nothing secret is rendered
-// into an agent namespace (the gateway proves who it is with a projected
-// token of its own ServiceAccount, for the runtime audience only); the
+// into an agent namespace but that namespace's own runtime key pair
+// (TestRuntimeTLS): the gateway proves who it is with a projected token of
+// its own ServiceAccount, for the runtime audience only; the
 // runtimes may review tokens and nothing else cluster-wide; the gateway
 // reads only the agent namespaces; each gets a NetworkPolicy.
 func TestNoSharedSecretBetweenGatewayAndRuntimes(t *testing.T) {
@@ -212,7 +213,7 @@ func TestNoSharedSecretBetweenGatewayAndRuntimes(t *testing.T) {
 	policies, projected := 0, false
 	for _, o := range render(t, "--set", "runtime.agentNamespaces={team-a,team-b}") {
 		switch {
-		case o.Kind == "Secret" && slices.Contains(agentNamespaces, o.Metadata.Namespace):
+		case o.Kind == "Secret" && slices.Contains(agentNamespaces, o.Metadata.Namespace) && o.Metadata.Name != "tether-runtime-tls":
 			t.Errorf("Secret %s/%s rendered into an agent namespace", o.Metadata.Namespace, o.Metadata.Name)
 		case o.Kind == "NetworkPolicy":
 			policies++

@@ -186,10 +186,20 @@ func TestHelmUpgradeKeepsConversations(t *testing.T) {
 	if strings.Contains(c.kubectl(t, "-n", "tether-system", "get", "deployment", "tether-gateway", "-o", "jsonpath={.spec.template.spec.containers[0].args}"), "--hold-frames=17") {
 		frames = 18
 	}
+	// The hop's TLS material the chart made is kept: runtimes and gateway
+	// roll with the same CA and key pairs.
+	tlsMaterial := func() string {
+		return c.kubectl(t, "-n", "tether-system", "get", "secret", "tether-runtime-ca", "-o", "jsonpath={.data.tls\\.crt}") +
+			c.kubectl(t, "get", "secret", "tether-runtime-tls", "-o", "jsonpath={.data.tls\\.crt}{.data.tls\\.key}")
+	}
+	before := tlsMaterial()
 	out, err := c.run("helm", "upgrade", "tether", c.root+"/charts/tether", "-n", "tether-system", "--reuse-values",
 		"--set", "gateway.holdFrames="+strconv.Itoa(frames), "--set", "manager.concurrency="+strconv.Itoa(frames-8), "--wait", "--timeout", "180s")
 	if err != nil {
 		t.Fatalf("helm upgrade: %v\n%s", err, out)
+	}
+	if after := tlsMaterial(); after != before || len(before) < 100 {
+		t.Fatalf("the upgrade changed the runtimes' CA or key pair (%d bytes before)", len(before))
 	}
 	again, _ := r.wait(t, "the prompt after the upgrade", 2, isPrompt)
 	r.finish(t, again.Prompt.ID)
