@@ -22,9 +22,15 @@ go test -c -o "$STATE/e2e.test" ./test/e2e
 hack/cluster/cluster.sh up
 export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
 step "helm install tether charts/tether"
+# Two agent namespaces: default, where the tests' Agents run, and team-b, a
+# second tenant whose credentials must get nothing of default's.
+kubectl_ns create namespace team-b --dry-run=client -o yaml | kubectl_ns apply -f - >/dev/null
 in_ns "$BIN/helm" upgrade --install tether charts/tether -n tether-system --create-namespace \
-	--set image.pullPolicy=Never --wait --timeout 180s >/dev/null
+	--set image.pullPolicy=Never --set 'runtime.agentNamespaces={default,team-b}' --wait --timeout 180s >/dev/null
 hack/cluster/cluster.sh ingress tether-system tether-gateway
+# On a kept cluster, worker pods of an earlier run hold tokens of the
+# ServiceAccount the last helm uninstall deleted: replace them.
+kubectl_ns delete pods -A -l tether.dev/agent --wait=false >/dev/null
 # The demo's Agent with a 4 s Lease: the frozen-owner tests measure against it.
 sed 's/leaseDurationSeconds: 10/leaseDurationSeconds: 4/' hack/demo/approvals.yaml | kubectl_ns apply --server-side -f - >/dev/null
 kubectl_ns wait --for=jsonpath='{.status.readyReplicas}'=2 agent/approvals --timeout=120s >/dev/null

@@ -22,8 +22,10 @@ import (
 
 // TestTenantCredentialsAreRefused performs, on the real cluster, what a
 // tenant's code could do with the credentials it can get: a token of the
-// agent namespace's own ServiceAccount, minted for the runtime audience, is
-// refused by a runtime (only the gateway's identity connects); a runtime
+// agent namespace's own ServiceAccount, or of another agent namespace's,
+// minted for the runtime audience, is refused by a runtime (only the
+// gateway's identity connects); another agent namespace's runtime
+// credentials cannot read this namespace's conversation; a runtime
 // ServiceAccount token bound to one worker pod cannot write another pod's
 // Lease, another application's Lease, or the status of a conversation that
 // pod does not own (the API server refuses, by the chart's policy).
@@ -35,23 +37,32 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 	owner := c.field(t, name, ".status.owner.name")
 	ip, port := c.field(t, name, ".status.owner.ip"), c.field(t, name, ".status.owner.port")
 
-	// 1. The runtime refuses a token the namespace can mint for itself.
-	tenantToken := c.kubectl(t, "create", "token", "tether-runtime", "--audience", "tether-runtime", "--duration", "10m")
+	// 1. The runtime refuses a token the namespace can mint for itself,
+	// and one another tenant (the agent namespace team-b) can.
 	// The attacker does not care whose certificate the runtime presents.
 	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 5 * time.Second,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the attacker's side
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, resp, err := d.DialContext(ctx, "wss://"+ip+":"+port+protocol.ConversationPath("default", name),
-		http.Header{"Authorization": {"Bearer " + tenantToken}})
-	if ws != nil {
-		_ = ws.Close()
+	for _, tenant := range []string{"default", "team-b"} {
+		tenantToken := c.kubectl(t, "-n", tenant, "create", "token", "tether-runtime", "--audience", "tether-runtime", "--duration", "10m")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ws, resp, err := d.DialContext(ctx, "wss://"+ip+":"+port+protocol.ConversationPath("default", name),
+			http.Header{"Authorization": {"Bearer " + tenantToken}})
+		cancel()
+		if ws != nil {
+			_ = ws.Close()
+		}
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s's runtime token at default's runtime: %v (%v), want 401", tenant, err, resp)
+		}
 	}
-	if resp != nil && resp.Body != nil {
-		_ = resp.Body.Close()
-	}
-	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("a tenant's own token at the runtime: %v (%v), want 401", err, resp)
+	// Nor can team-b's runtime credentials read default's conversation
+	// from the API server.
+	apiToken := c.kubectl(t, "-n", "team-b", "create", "token", "tether-runtime", "--duration", "10m")
+	if out, err := c.run("kubectl", append(tokenOnly(t, c, apiToken), "-n", "default", "get", "conversation", name)...); err == nil || !strings.Contains(out, "forbidden") {
+		t.Fatalf("team-b's runtime reading default's conversation: %v\n%s\nwant forbidden", err, out)
 	}
 
 	// 2. A runtime's pod-bound token cannot reach beyond its own pod.
