@@ -22,7 +22,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/controllers"
-	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testing/testenv"
 )
 
 // One control plane and one manager running the real controllers serve every

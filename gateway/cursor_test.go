@@ -11,7 +11,7 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	tetherclient "tether.dev/tether/client"
 	"tether.dev/tether/eventlog"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 

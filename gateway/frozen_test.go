@@ -5,7 +5,7 @@ import (
 	"time"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 

@@ -27,7 +27,7 @@ import (
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/gateway/auth"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 

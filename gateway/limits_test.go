@@ -17,7 +17,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/gateway"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/agents"
 )

@@ -12,7 +12,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/gateway"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 

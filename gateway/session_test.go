@@ -17,8 +17,8 @@ import (
 	tetherclient "tether.dev/tether/client"
 	"tether.dev/tether/eventlog/redislog"
 	"tether.dev/tether/gateway"
-	"tether.dev/tether/internal/testredis"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testredis"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 

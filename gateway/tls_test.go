@@ -11,8 +11,8 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/gateway"
-	"tether.dev/tether/internal/testcerts"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testcerts"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/internal/tlsfiles"
 	"tether.dev/tether/protocol"
 )

@@ -20,8 +20,8 @@ import (
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/eventlog/redislog"
 	"tether.dev/tether/internal/fencing"
-	"tether.dev/tether/internal/testredis"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testredis"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 

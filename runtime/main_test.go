@@ -3,8 +3,8 @@ package runtime_test
 import (
 	"testing"
 
-	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testworker"
 )
 
 // env is a real control plane; the real controllers run against it in this

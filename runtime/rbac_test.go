@@ -11,7 +11,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/kubelog"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 )
 
 // TestRuntimeNeedsNoMoreThanItsRole runs a runtime as a user that has only

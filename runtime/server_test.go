@@ -15,7 +15,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/kubelog"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/gatewayauth"
 )

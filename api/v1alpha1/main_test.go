@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testing/testenv"
 )
 
 // env is one control plane shared by this package's tests; each test works

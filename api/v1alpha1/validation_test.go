@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testing/testenv"
 )
 
 const validAgent = `

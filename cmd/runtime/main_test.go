@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/runtime/conversation"
 )
 

@@ -13,7 +13,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
 	"tether.dev/tether/eventlog/redislog"
-	"tether.dev/tether/internal/testredis"
+	"tether.dev/tether/internal/testing/testredis"
 )
 
 func newLog(t testing.TB, addr string) *redislog.Log {

@@ -19,8 +19,8 @@ import (
 	"tether.dev/tether/eventlog/memory"
 	"tether.dev/tether/eventlog/redislog"
 	"tether.dev/tether/eventlog/stores"
-	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/internal/testredis"
+	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testredis"
 )
 
 var env *testenv.Env

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"tether.dev/tether/internal/testcerts"
+	"tether.dev/tether/internal/testing/testcerts"
 )
 
 // TestFilesAreReloadedWhenTheyChange: a rotated pair and bundle are used

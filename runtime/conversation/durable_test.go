@@ -19,8 +19,8 @@ import (
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/eventlog/memory"
 	"tether.dev/tether/eventlog/redislog"
-	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/internal/testredis"
+	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testredis"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 )

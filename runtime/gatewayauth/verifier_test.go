@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testing/testenv"
 	"tether.dev/tether/runtime/gatewayauth"
 )
 

@@ -5,8 +5,8 @@ import (
 	"os"
 	"testing"
 
-	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testworker"
 )
 
 var env *testenv.Env

@@ -22,8 +22,8 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/memory"
 	"tether.dev/tether/internal/load"
-	"tether.dev/tether/internal/testenv"
-	"tether.dev/tether/internal/testworker"
+	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/agents"
 )

@@ -19,7 +19,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testing/testenv"
 )
 
 // TestRuntimeWritesAreConfinedByTheAPIServer installs the chart's

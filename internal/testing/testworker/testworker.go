@@ -30,7 +30,7 @@ import (
 	"tether.dev/tether/controllers"
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/kubelog"
-	"tether.dev/tether/internal/testenv"
+	"tether.dev/tether/internal/testing/testenv"
 	"tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
 	"tether.dev/tether/runtime/conversation"
