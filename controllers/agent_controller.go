@@ -76,7 +76,7 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 	status, recheck := computeAgentStatus(agent, workers, loads, selector.String(), r.Clock.Now())
 	if deployErr != nil {
 		meta.SetStatusCondition(&status.Conditions, metav1.Condition{
-			Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonDeploymentFailed,
+			Type: string(tetherv1alpha1.ConditionReady), Status: metav1.ConditionFalse, Reason: string(tetherv1alpha1.ReasonDeploymentFailed),
 			Message: textlimit.Truncate(deployErr.Error(), 1024), LastTransitionTime: metav1.NewTime(r.Clock.Now()), ObservedGeneration: agent.Generation,
 		})
 	}

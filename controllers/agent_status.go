@@ -42,18 +42,18 @@ func computeAgentStatus(agent *tetherv1alpha1.Agent, workers []workerPod, loads 
 		}
 	}
 
-	cond := metav1.Condition{Type: tetherv1alpha1.ConditionReady, ObservedGeneration: agent.Generation, LastTransitionTime: metav1.NewTime(now)}
+	cond := metav1.Condition{Type: string(tetherv1alpha1.ConditionReady), ObservedGeneration: agent.Generation, LastTransitionTime: metav1.NewTime(now)}
 	switch {
 	case len(workers) == 0:
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, tetherv1alpha1.ReasonNoReadyPods, "no worker pods"
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, string(tetherv1alpha1.ReasonNoReadyPods), "no worker pods"
 	case status.ReadyReplicas == 0:
-		cond.Status, cond.Reason = metav1.ConditionFalse, tetherv1alpha1.ReasonNoReadyPods
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(tetherv1alpha1.ReasonNoReadyPods)
 		cond.Message = fmt.Sprintf("none of %d worker pods can take conversations (%s)", len(workers), describeCounts(unusable))
 	case status.FreeCapacity == 0:
-		cond.Status, cond.Reason = metav1.ConditionFalse, tetherv1alpha1.ReasonFull
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(tetherv1alpha1.ReasonFull)
 		cond.Message = fmt.Sprintf("all %d ready pods hold %d conversations, their capacity; scale the Agent", status.ReadyReplicas, perPod)
 	default:
-		cond.Status, cond.Reason = metav1.ConditionTrue, tetherv1alpha1.ReasonPodsReady
+		cond.Status, cond.Reason = metav1.ConditionTrue, string(tetherv1alpha1.ReasonPodsReady)
 		cond.Message = fmt.Sprintf("%d of %d pods ready, %d free slots", status.ReadyReplicas, status.Replicas, status.FreeCapacity)
 	}
 	meta.SetStatusCondition(&status.Conditions, cond)

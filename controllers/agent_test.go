@@ -103,7 +103,7 @@ func TestAgentRunsItsPodsAsADeployment(t *testing.T) {
 			return false, err.Error()
 		}
 		s := got.Status
-		ready := meta.FindStatusCondition(s.Conditions, tetherv1alpha1.ConditionReady)
+		ready := meta.FindStatusCondition(s.Conditions, string(tetherv1alpha1.ConditionReady))
 		return s.Replicas == 3 && s.ReadyReplicas == 2 && s.Conversations == 1 && s.Capacity == 100 && s.FreeCapacity == 99 &&
 			s.Selector == tetherv1alpha1.AgentLabel+"=approvals" && ready != nil && ready.Status == metav1.ConditionTrue &&
 			s.ObservedGeneration == got.Generation, fmt.Sprintf("%+v", s)
@@ -120,8 +120,8 @@ func TestAgentWithoutReadyPodsSaysWhy(t *testing.T) {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(agent), &got); err != nil {
 			return false, err.Error()
 		}
-		ready := meta.FindStatusCondition(got.Status.Conditions, tetherv1alpha1.ConditionReady)
-		return ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == tetherv1alpha1.ReasonNoReadyPods &&
+		ready := meta.FindStatusCondition(got.Status.Conditions, string(tetherv1alpha1.ConditionReady))
+		return ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == string(tetherv1alpha1.ReasonNoReadyPods) &&
 			ready.Message == "none of 1 worker pods can take conversations (1 no Lease held by the runtime)", fmt.Sprintf("%+v", got.Status)
 	})
 	// No Deployment for an Agent whose pods the user runs.

@@ -56,10 +56,10 @@ func (r *ConversationReconciler) finalize(ctx context.Context, conv *tetherv1alp
 		return ctrl.Result{}, err
 	}
 	if agent == nil {
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, "LogNotDeleted", "DeleteLog",
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, string(tetherv1alpha1.EventLogNotDeleted), "DeleteLog",
 			"Agent %q is gone, so its store is unknown; the conversation's event log could not be deleted", conv.Spec.AgentRef.Name)
 	} else if err := r.deleteLog(ctx, conv, agent); err != nil {
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, "LogNotDeleted", "DeleteLog", "deleting the event log: %v; retrying", err)
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, string(tetherv1alpha1.EventLogNotDeleted), "DeleteLog", "deleting the event log: %v; retrying", err)
 		return ctrl.Result{}, err
 	}
 	patch := client.MergeFromWithOptions(conv.DeepCopy(), client.MergeFromWithOptimisticLock{})

@@ -43,11 +43,12 @@ type ConversationReconciler struct {
 // outcome is what a reconcile did, reported as events and metrics once the
 // status write has succeeded.
 type outcome struct {
-	lostFrom, lostReason, lostMessage string
-	lostAt                            time.Time
-	suspended, woken                  bool
-	placedOn                          string
-	waitingSince                      time.Time
+	lostFrom, lostMessage string
+	lostReason            tetherv1alpha1.ConditionReason
+	lostAt                time.Time
+	suspended, woken      bool
+	placedOn              string
+	waitingSince          time.Time
 	// flapping holds off suspension; flapWarning, once a window, lists the
 	// phases of its recent ownership changes.
 	flapping    bool
@@ -125,7 +126,7 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 
 	if out.flapWarning != "" {
 		flapsTotal.Inc()
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, tetherv1alpha1.ReasonFlapping, "HoldSuspension",
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, string(tetherv1alpha1.ReasonFlapping), "HoldSuspension",
 			"changed owner more than %d times in %s (%s); not suspended until it settles: look for a client waking it or a pod that keeps failing",
 			maxOwnershipChanges, flapWindow, out.flapWarning)
 	}
@@ -284,7 +285,7 @@ func (r *ConversationReconciler) reconcileFinished(ctx context.Context, conv *te
 		}
 		return ctrl.Result{}, fmt.Errorf("deleting after TTL: %w", err)
 	}
-	r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, "Deleted", "DeleteAfterTTL",
+	r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, string(tetherv1alpha1.EventDeleted), "DeleteAfterTTL",
 		"deleted %ds after it finished (ttlSecondsAfterFinished)", *conv.Spec.TTLSecondsAfterFinished)
 	return ctrl.Result{}, nil
 }
@@ -315,22 +316,22 @@ func (r *ConversationReconciler) clearWake(ctx context.Context, conv *tetherv1al
 // report emits events and observes metrics for a status write that landed.
 func (r *ConversationReconciler) report(conv *tetherv1alpha1.Conversation, out *outcome, now time.Time) {
 	if out.lostFrom != "" {
-		reschedulesTotal.WithLabelValues(out.lostReason).Inc()
+		reschedulesTotal.WithLabelValues(string(out.lostReason)).Inc()
 		to := "no pod yet"
 		if out.placedOn != "" {
 			to = "pod " + out.placedOn
 			ownerLossToNewOwnerSeconds.Observe(now.Sub(out.lostAt).Seconds())
 		}
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, "Rescheduled", "Reschedule",
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, string(tetherv1alpha1.EventRescheduled), "Reschedule",
 			"moved from pod %s to %s (epoch %d): %s: %s", out.lostFrom, to, conv.Status.Lease.Epoch, out.lostReason, out.lostMessage)
 		return
 	}
 	if out.suspended {
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, "Suspended", "Suspend", "idle while awaiting input; pod slot released")
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, string(tetherv1alpha1.EventSuspended), "Suspend", "idle while awaiting input; pod slot released")
 		return
 	}
 	if out.woken {
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, "Woken", "Wake", "wake requested")
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, string(tetherv1alpha1.EventWoken), "Wake", "wake requested")
 	}
 	if out.placedOn != "" {
 		if conv.Status.Phase == tetherv1alpha1.PhaseRescheduling {
@@ -340,6 +341,6 @@ func (r *ConversationReconciler) report(conv *tetherv1alpha1.Conversation, out *
 		} else {
 			placementSeconds.Observe(now.Sub(out.waitingSince).Seconds())
 		}
-		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, "Placed", "Place", "placed on pod %s (epoch %d)", out.placedOn, conv.Status.Lease.Epoch)
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, string(tetherv1alpha1.EventPlaced), "Place", "placed on pod %s (epoch %d)", out.placedOn, conv.Status.Lease.Epoch)
 	}
 }

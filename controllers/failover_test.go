@@ -88,7 +88,7 @@ func TestOwnerPodDeletedReschedules(t *testing.T) {
 	eventually(t, 5*time.Second, "a Rescheduled event naming both pods", func() (bool, string) {
 		notes := events(t, conv, "Rescheduled")
 		for _, n := range notes {
-			if strings.Contains(n, "from pod approvals-a to pod approvals-b") && strings.Contains(n, tetherv1alpha1.ReasonOwnerPodDeleted) {
+			if strings.Contains(n, "from pod approvals-a to pod approvals-b") && strings.Contains(n, string(tetherv1alpha1.ReasonOwnerPodDeleted)) {
 				return true, ""
 			}
 		}
@@ -143,7 +143,7 @@ func TestOwnerLeaseExpiryReschedulesAfterExpiryNotBefore(t *testing.T) {
 	// Events are recorded asynchronously.
 	eventually(t, 5*time.Second, "a Rescheduled event naming the Lease expiry", func() (bool, string) {
 		notes := events(t, conv, "Rescheduled")
-		return len(notes) > 0 && strings.Contains(notes[0], tetherv1alpha1.ReasonOwnerLeaseExpired), fmt.Sprint(notes)
+		return len(notes) > 0 && strings.Contains(notes[0], string(tetherv1alpha1.ReasonOwnerLeaseExpired)), fmt.Sprint(notes)
 	})
 }
 
@@ -160,9 +160,9 @@ func TestOwnerLeaseDeletedReschedules(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "rescheduled off the pod without a Lease", func() (bool, string) {
 		got := getConversation(t, conv)
-		cond := meta.FindStatusCondition(got.Status.Conditions, tetherv1alpha1.ConditionReady)
+		cond := meta.FindStatusCondition(got.Status.Conditions, string(tetherv1alpha1.ConditionReady))
 		return got.Status.Owner != nil && got.Status.Owner.Name == "released-b" && cond != nil &&
-			cond.Reason == tetherv1alpha1.ReasonOwnerLeaseMissing, fmt.Sprintf("%+v", got.Status)
+			cond.Reason == string(tetherv1alpha1.ReasonOwnerLeaseMissing), fmt.Sprintf("%+v", got.Status)
 	})
 }
 
@@ -260,8 +260,8 @@ func TestAgentDeletedWhileConversationsRun(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "Rescheduling with AgentNotFound", func() (bool, string) {
 		got := getConversation(t, conv)
-		cond := meta.FindStatusCondition(got.Status.Conditions, tetherv1alpha1.ConditionScheduled)
+		cond := meta.FindStatusCondition(got.Status.Conditions, string(tetherv1alpha1.ConditionScheduled))
 		return got.Status.Phase == tetherv1alpha1.PhaseRescheduling && got.Status.Owner == nil && got.Status.Prompt != nil &&
-			cond != nil && cond.Reason == tetherv1alpha1.ReasonAgentNotFound, fmt.Sprintf("%+v", got.Status)
+			cond != nil && cond.Reason == string(tetherv1alpha1.ReasonAgentNotFound), fmt.Sprintf("%+v", got.Status)
 	})
 }

@@ -48,7 +48,7 @@ func deleteAt(conv *tetherv1alpha1.Conversation) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	finished := conv.CreationTimestamp.Time
-	if ready := meta.FindStatusCondition(conv.Status.Conditions, tetherv1alpha1.ConditionReady); ready != nil {
+	if ready := meta.FindStatusCondition(conv.Status.Conditions, string(tetherv1alpha1.ConditionReady)); ready != nil {
 		finished = ready.LastTransitionTime.Time
 	}
 	if conv.Status.CompletionTime != nil {

@@ -72,7 +72,7 @@ func TestDeleteAt(t *testing.T) {
 			c.Status.CompletionTime = ptr.To(metav1.NewTime(*completed))
 		}
 		if ready != nil {
-			c.Status.Conditions = []metav1.Condition{{Type: tetherv1alpha1.ConditionReady, LastTransitionTime: metav1.NewTime(*ready)}}
+			c.Status.Conditions = []metav1.Condition{{Type: string(tetherv1alpha1.ConditionReady), LastTransitionTime: metav1.NewTime(*ready)}}
 		}
 		return c
 	}
@@ -137,7 +137,7 @@ func TestComputeAgentStatus(t *testing.T) {
 		Replicas: 3, ReadyReplicas: 2, Conversations: 15, Capacity: 20, FreeCapacity: 6,
 		Selector: "tether.dev/agent=chat", ObservedGeneration: 3,
 		Conditions: []metav1.Condition{{
-			Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: tetherv1alpha1.ReasonPodsReady,
+			Type: string(tetherv1alpha1.ConditionReady), Status: metav1.ConditionTrue, Reason: string(tetherv1alpha1.ReasonPodsReady),
 			Message: "2 of 3 pods ready, 6 free slots", ObservedGeneration: 3, LastTransitionTime: metav1.NewTime(t0),
 		}},
 	}
@@ -149,11 +149,11 @@ func TestComputeAgentStatus(t *testing.T) {
 	}
 
 	full, _ := computeAgentStatus(agent, workers[1:2], map[string]int32{"b": 10}, "", t0)
-	if c := full.Conditions[0]; c.Reason != tetherv1alpha1.ReasonFull || c.Status != metav1.ConditionFalse {
+	if c := full.Conditions[0]; c.Reason != string(tetherv1alpha1.ReasonFull) || c.Status != metav1.ConditionFalse {
 		t.Errorf("a full Agent: %+v", c)
 	}
 	none, _ := computeAgentStatus(agent, nil, nil, "", t0)
-	if c := none.Conditions[0]; c.Reason != tetherv1alpha1.ReasonNoReadyPods || c.Message != "no worker pods" {
+	if c := none.Conditions[0]; c.Reason != string(tetherv1alpha1.ReasonNoReadyPods) || c.Message != "no worker pods" {
 		t.Errorf("an Agent without pods: %+v", c)
 	}
 }

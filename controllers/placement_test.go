@@ -85,8 +85,8 @@ func TestPlacementRespectsCapacityAndWaitsForIt(t *testing.T) {
 			return false, fmt.Sprintf("%d waiting", len(w))
 		}
 		for _, c := range w {
-			cond := meta.FindStatusCondition(c.Status.Conditions, tetherv1alpha1.ConditionScheduled)
-			if c.Status.Phase != tetherv1alpha1.PhasePending || cond == nil || cond.Reason != tetherv1alpha1.ReasonNoCapacity {
+			cond := meta.FindStatusCondition(c.Status.Conditions, string(tetherv1alpha1.ConditionScheduled))
+			if c.Status.Phase != tetherv1alpha1.PhasePending || cond == nil || cond.Reason != string(tetherv1alpha1.ReasonNoCapacity) {
 				return false, fmt.Sprintf("%s: %+v", c.Name, c.Status)
 			}
 		}
@@ -97,7 +97,7 @@ func TestPlacementRespectsCapacityAndWaitsForIt(t *testing.T) {
 			t.Errorf("pod %s holds %d conversations, over its capacity of 3", pod, n)
 		}
 	}
-	msg := meta.FindStatusCondition(waiting()[0].Status.Conditions, tetherv1alpha1.ConditionScheduled).Message
+	msg := meta.FindStatusCondition(waiting()[0].Status.Conditions, string(tetherv1alpha1.ConditionScheduled)).Message
 	if !strings.Contains(msg, "capacity") {
 		t.Errorf("NoCapacity message %q does not say why", msg)
 	}
@@ -121,8 +121,8 @@ func TestPodWithoutLeaseIsNotUsed(t *testing.T) {
 	conv := newConversation(t, ns, "c", "nolease")
 	eventually(t, 10*time.Second, "a NoCapacity condition naming the missing Lease", func() (bool, string) {
 		got := getConversation(t, conv)
-		cond := meta.FindStatusCondition(got.Status.Conditions, tetherv1alpha1.ConditionScheduled)
-		return cond != nil && cond.Reason == tetherv1alpha1.ReasonNoCapacity && strings.Contains(cond.Message, "no Lease held by the runtime"),
+		cond := meta.FindStatusCondition(got.Status.Conditions, string(tetherv1alpha1.ConditionScheduled))
+		return cond != nil && cond.Reason == string(tetherv1alpha1.ReasonNoCapacity) && strings.Contains(cond.Message, "no Lease held by the runtime"),
 			fmt.Sprintf("%+v", got.Status.Conditions)
 	})
 	if got := getConversation(t, conv); got.Status.Owner != nil {
@@ -139,9 +139,9 @@ func TestUnknownAgent(t *testing.T) {
 	conv := newConversation(t, ns, "orphan", "missing")
 	eventually(t, 10*time.Second, "an AgentNotFound condition", func() (bool, string) {
 		got := getConversation(t, conv)
-		cond := meta.FindStatusCondition(got.Status.Conditions, tetherv1alpha1.ConditionScheduled)
+		cond := meta.FindStatusCondition(got.Status.Conditions, string(tetherv1alpha1.ConditionScheduled))
 		return got.Status.Phase == tetherv1alpha1.PhasePending && cond != nil && cond.Status == metav1.ConditionFalse &&
-			cond.Reason == tetherv1alpha1.ReasonAgentNotFound && strings.Contains(cond.Message, `Agent "missing" does not exist`) &&
+			cond.Reason == string(tetherv1alpha1.ReasonAgentNotFound) && strings.Contains(cond.Message, `Agent "missing" does not exist`) &&
 			cond.ObservedGeneration == got.Generation, fmt.Sprintf("%+v", got.Status)
 	})
 	// Creating the Agent and a pod places it.

@@ -64,7 +64,7 @@ func usable(pod *corev1.Pod, lease *coordinationv1.Lease, now time.Time) (bool, 
 type ownerVerdict struct {
 	// lost means the conversation must move; reason and message say why.
 	lost    bool
-	reason  string
+	reason  tetherv1alpha1.ConditionReason
 	message string
 	// lostAt is when the owner was lost, as well as can be told.
 	lostAt time.Time

@@ -21,9 +21,9 @@ import (
 
 // setCondition sets a condition with the object's generation, keeping the
 // message within the API's cap.
-func setCondition(conv *tetherv1alpha1.Conversation, condType string, status metav1.ConditionStatus, reason, message string, now time.Time) {
+func setCondition(conv *tetherv1alpha1.Conversation, condType tetherv1alpha1.ConditionType, status metav1.ConditionStatus, reason tetherv1alpha1.ConditionReason, message string, now time.Time) {
 	meta.SetStatusCondition(&conv.Status.Conditions, metav1.Condition{
-		Type: condType, Status: status, Reason: reason, Message: textlimit.Truncate(message, tetherv1alpha1.MaxConditionMessageLength),
+		Type: string(condType), Status: status, Reason: string(reason), Message: textlimit.Truncate(message, tetherv1alpha1.MaxConditionMessageLength),
 		ObservedGeneration: conv.Generation, LastTransitionTime: metav1.NewTime(now),
 	})
 }
@@ -39,7 +39,7 @@ func nextEpoch(status *tetherv1alpha1.ConversationStatus) int64 {
 // revoke takes the conversation away from its owner: no owner, a new epoch,
 // and phase (Rescheduling or Suspended). The prompt is kept, so the next
 // owner presents it again.
-func revoke(conv *tetherv1alpha1.Conversation, phase tetherv1alpha1.ConversationPhase, reason, message string, now time.Time) {
+func revoke(conv *tetherv1alpha1.Conversation, phase tetherv1alpha1.ConversationPhase, reason tetherv1alpha1.ConditionReason, message string, now time.Time) {
 	conv.Status.Lease = &tetherv1alpha1.ConversationLease{Epoch: nextEpoch(&conv.Status)}
 	conv.Status.Owner = nil
 	conv.Status.Phase = phase
@@ -67,8 +67,8 @@ func assign(conv *tetherv1alpha1.Conversation, pod *corev1.Pod, agent *tetherv1a
 	setCondition(conv, tetherv1alpha1.ConditionScheduled, metav1.ConditionTrue, tetherv1alpha1.ReasonPlaced, "placed on pod "+pod.Name, now)
 }
 
-func findCondition(conv *tetherv1alpha1.Conversation, condType string) *metav1.Condition {
-	return meta.FindStatusCondition(conv.Status.Conditions, condType)
+func findCondition(conv *tetherv1alpha1.Conversation, condType tetherv1alpha1.ConditionType) *metav1.Condition {
+	return meta.FindStatusCondition(conv.Status.Conditions, string(condType))
 }
 
 // describeCounts renders {"not ready": 2, "Lease expired": 1} as

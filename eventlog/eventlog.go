@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"tether.dev/tether/protocol"
 )
 
 // Limits every backend enforces.
@@ -20,9 +22,9 @@ const (
 	// MaxReadEvents bounds the events of one read.
 	MaxReadEvents = 1000
 	// MaxTypeLength bounds an event type.
-	MaxTypeLength = 64
+	MaxTypeLength = protocol.MaxEventTypeBytes
 	// MaxClientIDLength bounds a client message id.
-	MaxClientIDLength = 128
+	MaxClientIDLength = protocol.MaxIDBytes
 )
 
 var (

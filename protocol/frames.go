@@ -31,10 +31,18 @@ const (
 	// MaxDeltaEncodedBytes bounds one delta's text as a JSON string: stream
 	// long output in pieces.
 	MaxDeltaEncodedBytes = 16 << 10
-	// MaxIDBytes bounds a client message id.
+	// MaxIDBytes bounds a client message id (also in the event log and
+	// its objects, where the id is kept).
 	MaxIDBytes = 128
-	// MaxPromptIDBytes bounds a prompt id.
+	// MaxPromptIDBytes bounds a prompt id (also in a Conversation's
+	// status.prompt.id).
 	MaxPromptIDBytes = 64
+	// MaxSubjectBytes bounds a subject (a Conversation's spec.subjects, the
+	// subject recorded on a user event).
+	MaxSubjectBytes = 128
+	// MaxEventTypeBytes bounds an event's type (also in the event log and
+	// its objects).
+	MaxEventTypeBytes = 64
 )
 
 // Client frame types.

@@ -60,8 +60,8 @@ func TestDivergedReplayOnTheConversation(t *testing.T) {
 		return c.Status.Owner != nil && c.Status.Owner.Name == "approvals-b" && c.Status.Prompt != nil &&
 			c.Status.Prompt.Text == "Refund order 1234 to the original card?"
 	})
-	cond := meta.FindStatusCondition(after.Status.Conditions, tetherv1alpha1.ConditionReplayDiverged)
-	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != tetherv1alpha1.ReasonReplayDiverged ||
+	cond := meta.FindStatusCondition(after.Status.Conditions, string(tetherv1alpha1.ConditionReplayDiverged))
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != string(tetherv1alpha1.ReasonReplayDiverged) ||
 		!strings.Contains(cond.Message, "question confirm") || cond.ObservedGeneration != after.Generation {
 		t.Fatalf("ReplayDiverged condition %+v", cond)
 	}

@@ -26,7 +26,7 @@ func init() { metrics.Registry.MustRegister(holesFound) }
 func (h *Host) reportHole(conv *tetherv1alpha1.Conversation, err error) {
 	holesFound.Inc()
 	if h.Recorder != nil {
-		h.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, tetherv1alpha1.ReasonEventLogHole, "ReadEventLog",
+		h.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, string(tetherv1alpha1.ReasonEventLogHole), "ReadEventLog",
 			"%s", textlimit.Truncate("the event log has a hole; its history is not served until an operator repairs it: "+err.Error(), 1024))
 	}
 }

@@ -195,23 +195,23 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 		if st.StartTime == nil {
 			st.StartTime = &now
 		}
-		ready := metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: tetherv1alpha1.ReasonClaimed,
+		ready := metav1.Condition{Type: string(tetherv1alpha1.ConditionReady), Status: metav1.ConditionTrue, Reason: string(tetherv1alpha1.ReasonClaimed),
 			Message: "served by pod " + holder.Pod, LastTransitionTime: now}
 		switch s.Phase {
 		case tetherv1alpha1.PhaseSucceeded:
 			st.CompletionTime = &now
-			ready = metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonCompleted,
+			ready = metav1.Condition{Type: string(tetherv1alpha1.ConditionReady), Status: metav1.ConditionFalse, Reason: string(tetherv1alpha1.ReasonCompleted),
 				Message: "the agent finished the conversation", LastTransitionTime: now}
 		case tetherv1alpha1.PhaseFailed:
 			st.CompletionTime = &now
-			ready = metav1.Condition{Type: tetherv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: tetherv1alpha1.ReasonAgentFailed,
+			ready = metav1.Condition{Type: string(tetherv1alpha1.ConditionReady), Status: metav1.ConditionFalse, Reason: string(tetherv1alpha1.ReasonAgentFailed),
 				Message: s.Message, LastTransitionTime: now}
 		}
 		ready.ObservedGeneration = conv.Generation
 		meta.SetStatusCondition(&st.Conditions, ready)
 		if s.Diverged != "" {
-			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: tetherv1alpha1.ConditionReplayDiverged, Status: metav1.ConditionTrue,
-				Reason: tetherv1alpha1.ReasonReplayDiverged, Message: s.Diverged, ObservedGeneration: conv.Generation, LastTransitionTime: now})
+			meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: string(tetherv1alpha1.ConditionReplayDiverged), Status: metav1.ConditionTrue,
+				Reason: string(tetherv1alpha1.ReasonReplayDiverged), Message: s.Diverged, ObservedGeneration: conv.Generation, LastTransitionTime: now})
 		}
 		return nil
 	})

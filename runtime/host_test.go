@@ -114,7 +114,7 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 		t.Fatalf("prompt %+v", p)
 	}
 	// The owner's Ready condition says which generation it saw.
-	if ready := meta.FindStatusCondition(before.Status.Conditions, tetherv1alpha1.ConditionReady); ready == nil ||
+	if ready := meta.FindStatusCondition(before.Status.Conditions, string(tetherv1alpha1.ConditionReady)); ready == nil ||
 		ready.ObservedGeneration != before.Generation || ready.ObservedGeneration == 0 {
 		t.Fatalf("Ready condition %+v of generation %d", ready, before.Generation)
 	}

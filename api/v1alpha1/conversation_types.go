@@ -2,6 +2,8 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"tether.dev/tether/protocol"
 )
 
 // Caps that keep a Conversation object under 16 KiB, whatever its content:
@@ -12,11 +14,11 @@ const (
 	// MaxSubjects is the most subjects a Conversation may allow.
 	MaxSubjects = 8
 	// MaxSubjectLength is the longest subject, in bytes of UTF-8.
-	MaxSubjectLength = 128
+	MaxSubjectLength = protocol.MaxSubjectBytes
 	// MaxInitialInputLength is the longest spec.initialInput, in bytes of UTF-8.
 	MaxInitialInputLength = 4096
 	// MaxPromptIDLength is the longest prompt id, in bytes of UTF-8.
-	MaxPromptIDLength = 64
+	MaxPromptIDLength = protocol.MaxPromptIDBytes
 	// MaxPromptTextLength is the longest prompt text, in bytes of UTF-8.
 	MaxPromptTextLength = 2048
 	// MaxPromptOptions is the most options a prompt may offer.
