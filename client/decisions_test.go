@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"tether.dev/tether/client"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/protocol"
 )
 
@@ -78,13 +79,7 @@ func connect(t *testing.T, u string, queue int) *client.Client {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	await.Until(t, 5*time.Second, what, cond)
 }
 
 // TestCloseCodes: what the client does after each kind of close.

@@ -16,6 +16,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
 	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testredis"
 )
 
@@ -54,11 +55,13 @@ func TestDeletingAConversationDeletesItsRedisLog(t *testing.T) {
 	if err := k8s.Delete(ctx, owned); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
-	held := getConversation(t, conv)
-	if held.DeletionTimestamp == nil || !controllerutil.ContainsFinalizer(held, controllers.LogFinalizer) {
-		t.Fatalf("deleted while its store was down: %+v", held.ObjectMeta)
-	}
+	await.Stays(t, time.Second, "the conversation held by its finalizer while its store is down", func() bool {
+		var held tetherv1alpha1.Conversation
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(conv), &held); err != nil {
+			return false
+		}
+		return controllerutil.ContainsFinalizer(&held, controllers.LogFinalizer)
+	})
 	eventually(t, 5*time.Second, "a LogNotDeleted event", func() (bool, string) {
 		notes := events(t, conv, "LogNotDeleted")
 		return len(notes) > 0, fmt.Sprint(notes)

@@ -16,6 +16,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/fencing"
+	"tether.dev/tether/internal/testing/await"
 )
 
 // claimAwaiting does what the owner runtime does when its agent asks a human:
@@ -125,11 +126,11 @@ func TestOwnerLeaseExpiryReschedulesAfterExpiryNotBefore(t *testing.T) {
 	expiry := a.lease.Spec.RenewTime.Add(2 * time.Second)
 	startPod(t, ns, "frozen", "frozen-b", "127.0.5.2", 300)
 
-	// Shortly before expiry the conversation has not moved.
-	time.Sleep(time.Until(expiry.Add(-300 * time.Millisecond)))
-	if got := getConversation(t, conv); got.Status.Owner == nil || got.Status.Owner.Name != "frozen-a" {
-		t.Fatalf("moved before the Lease expired: %+v", got.Status)
-	}
+	// Until shortly before expiry the conversation does not move.
+	await.Stays(t, time.Until(expiry.Add(-300*time.Millisecond)), "owned by frozen-a before its Lease expired", func() bool {
+		got := getConversation(t, conv)
+		return got.Status.Owner != nil && got.Status.Owner.Name == "frozen-a"
+	})
 	var after *tetherv1alpha1.Conversation
 	eventually(t, 5*time.Second, "rescheduled after the Lease expired", func() (bool, string) {
 		after = getConversation(t, conv)
@@ -250,10 +251,10 @@ func TestAgentDeletedWhileConversationsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// While its pod is healthy the conversation stays where it is.
-	time.Sleep(500 * time.Millisecond)
-	if got := getConversation(t, conv); got.Status.Owner == nil || got.Status.Phase != tetherv1alpha1.PhaseAwaitingInput {
-		t.Fatalf("a healthy conversation was disturbed by its Agent's deletion: %+v", got.Status)
-	}
+	await.Stays(t, 500*time.Millisecond, "a healthy conversation undisturbed by its Agent's deletion", func() bool {
+		got := getConversation(t, conv)
+		return got.Status.Owner != nil && got.Status.Phase == tetherv1alpha1.PhaseAwaitingInput
+	})
 	// When the pod goes, there is nowhere to move it: Rescheduling, saying why.
 	if err := k8s.Delete(context.Background(), a.pod, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)

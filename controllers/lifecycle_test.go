@@ -13,6 +13,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/fencing"
+	"tether.dev/tether/internal/testing/await"
 )
 
 func TestIdleSuspendThenWake(t *testing.T) {
@@ -73,10 +74,9 @@ func TestConversationOverridesIdleSuspend(t *testing.T) {
 	})
 	// Idle for 10 minutes: past the Agent's minute, within its own 2 hours.
 	claimAwaiting(t, conv, time.Now().Add(-10*time.Minute))
-	time.Sleep(time.Second)
-	if got := getConversation(t, conv); got.Status.Phase != tetherv1alpha1.PhaseAwaitingInput {
-		t.Fatalf("phase %s: the Conversation's own idle time was not honoured", got.Status.Phase)
-	}
+	await.Stays(t, time.Second, "AwaitingInput (the Conversation's own idle time honoured)", func() bool {
+		return getConversation(t, conv).Status.Phase == tetherv1alpha1.PhaseAwaitingInput
+	})
 }
 
 func TestFinishedConversationDeletedAfterTTL(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/controllers"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testenv"
 )
 
@@ -214,19 +215,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 // are expensive to check.
 func eventuallyEvery(t *testing.T, interval, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var seen string
-	for {
-		var ok bool
-		ok, seen = cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last seen: %s", timeout, what, seen)
-		}
-		time.Sleep(interval)
-	}
+	await.UntilSeen(t, timeout, interval, what, cond)
 }
 
 // waitOwned waits until conv has an owner and returns it.

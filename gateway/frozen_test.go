@@ -1,10 +1,14 @@
 package gateway_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
@@ -67,7 +71,11 @@ func TestOwnerFrozenWhileConversationMoves(t *testing.T) {
 
 	// Thawed, the old owner finds itself fenced; nothing it held changes.
 	a.Thaw()
-	time.Sleep(2 * time.Second)
+	ownedByB := func(key client.ObjectKey) bool {
+		var c tetherv1alpha1.Conversation
+		return env.Client.Get(context.Background(), key, &c) == nil && c.Status.Owner != nil && c.Status.Owner.Name == "approvals-b"
+	}
+	await.Stays(t, 2*time.Second, "both conversations on B after A thawed", func() bool { return ownedByB(waiting) && ownedByB(inFlight) })
 	testworker.WaitConversation(t, env.Client, waiting, "AwaitingInput on B", awaiting("approvals-b"))
 	after := testworker.WaitConversation(t, env.Client, inFlight, "Succeeded on B", func(c *tetherv1alpha1.Conversation) bool {
 		return c.Status.Phase == tetherv1alpha1.PhaseSucceeded && c.Status.Owner != nil && c.Status.Owner.Name == "approvals-b"

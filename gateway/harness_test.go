@@ -27,6 +27,7 @@ import (
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/gateway/auth"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
@@ -285,17 +286,12 @@ func kubeLog() *kubelog.Log { return kubelog.New(env.Client) }
 // 15 s (idle suspension after at least 10 s).
 func waitLong(t *testing.T, key client.ObjectKey, what string, cond func(*tetherv1alpha1.Conversation) bool) *tetherv1alpha1.Conversation {
 	t.Helper()
-	deadline := time.Now().Add(40 * time.Second)
-	for {
-		conv := &tetherv1alpha1.Conversation{}
-		if err := env.Client.Get(context.Background(), key, conv); err == nil && cond(conv) {
-			return conv
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %+v", what, conv.Status)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	conv := &tetherv1alpha1.Conversation{}
+	await.UntilEvery(t, 40*time.Second, 50*time.Millisecond, what, func() bool {
+		conv = &tetherv1alpha1.Conversation{}
+		return env.Client.Get(context.Background(), key, conv) == nil && cond(conv)
+	})
+	return conv
 }
 
 // gatewayUser is a user bound cluster-wide to the generated gateway-role

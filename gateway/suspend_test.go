@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
@@ -117,7 +118,12 @@ func TestBoundClientKeepsItAwake(t *testing.T) {
 	ri.wait(t, "the prompt after waking", 1, isType(protocol.TypePendingPrompt))
 	prompt := ra.wait(t, "the prompt after waking", 1, isType(protocol.TypePendingPrompt))
 
-	time.Sleep(time.Until(connected.Add(30 * time.Second)))
+	awaitingInput := func() bool {
+		var c tetherv1alpha1.Conversation
+		return env.Client.Get(context.Background(), idle, &c) == nil && c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput
+	}
+	await.Until(t, 10*time.Second, "the woken conversation AwaitingInput", awaitingInput)
+	await.Stays(t, time.Until(connected.Add(30*time.Second)), "the bound conversation AwaitingInput", awaitingInput)
 	answerID, err := ca.Answer(prompt.Prompt.ID, "approve")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +134,7 @@ func TestBoundClientKeepsItAwake(t *testing.T) {
 		t.Fatalf("the answer was acknowledged %d times, want once", acks)
 	}
 
-	time.Sleep(time.Until(connected.Add(60 * time.Second)))
+	await.Stays(t, time.Until(connected.Add(60*time.Second)), "the bound conversation AwaitingInput", awaitingInput)
 	changes, epochs := phases.seen()
 	after := eventReasons(t, ns, idle.Name)
 	t.Logf("while bound for 60 s: phases %v, epochs %v, events %v (before %v)", changes, epochs, after, before)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/runtime"
 )
 
@@ -73,13 +74,7 @@ func getLease(t *testing.T, pod runtime.Pod) (*coordinationv1.Lease, error) {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	await.Until(t, timeout, what, cond)
 }
 
 func TestLeaseKeeperHoldsRenewsAndReleases(t *testing.T) {
@@ -101,12 +96,7 @@ func TestLeaseKeeperHoldsRenewsAndReleases(t *testing.T) {
 		t.Errorf("the Lease is not owned by its pod: %+v", first.OwnerReferences)
 	}
 	// Renewed every second (a third of its duration), and held throughout.
-	for range 5 {
-		time.Sleep(500 * time.Millisecond)
-		if !keeper.Held() {
-			t.Fatal("a renewing runtime stopped holding its Lease")
-		}
-	}
+	await.Stays(t, 2500*time.Millisecond, "a renewing runtime holding its Lease", keeper.Held)
 	renewed, err := getLease(t, pod)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testenv"
 	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/runtime/conversation"
@@ -182,11 +183,5 @@ func freeAddr(t *testing.T) string {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	await.Until(t, timeout, what, cond)
 }

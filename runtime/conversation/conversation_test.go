@@ -13,6 +13,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
 	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 )
@@ -68,13 +69,7 @@ func start(t *testing.T, log eventlog.Log, key eventlog.Key, epoch int64, h conv
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	await.Until(t, 5*time.Second, what, cond)
 }
 
 func message(id, text string) protocol.ClientFrame {

@@ -23,6 +23,7 @@ import (
 	"tether.dev/tether/eventlog/kubelog"
 	"tether.dev/tether/eventlog/memory"
 	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testenv"
 	"tether.dev/tether/internal/testing/testredis"
 	"tether.dev/tether/protocol"
@@ -123,17 +124,12 @@ func logLines(t *testing.T, log eventlog.Log, key eventlog.Key) []string {
 
 func waitLog(t *testing.T, log eventlog.Log, key eventlog.Key, what string) []string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		lines := logLines(t, log, key)
-		if strings.Contains(strings.Join(lines, "\n"), what) {
-			return lines
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %q in the log: %q", what, lines)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var lines []string
+	await.Until(t, 10*time.Second, fmt.Sprintf("%q in the log", what), func() bool {
+		lines = logLines(t, log, key)
+		return strings.Contains(strings.Join(lines, "\n"), what)
+	})
+	return lines
 }
 
 // forEachStore runs a scenario on each store: memory, the kubernetes store

@@ -7,11 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"tether.dev/tether/internal/testing/await"
 )
 
 // serveSpawner runs s on a Unix socket in a temp dir until the test ends.
@@ -94,15 +97,7 @@ func TestSpawnerStopsWhatItsRuntimeLeft(t *testing.T) {
 	}
 	gone := func(what string, pids []int) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for _, pid := range pids {
-			for alive(pid) {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: process %d still runs", what, pid)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
+		await.Until(t, 5*time.Second, what+": every process gone", func() bool { return !slices.ContainsFunc(pids, alive) })
 	}
 
 	p, err := startRemote(context.Background(), socket, "ns/left")

@@ -17,6 +17,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
 	"tether.dev/tether/eventlog/memory"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/protocol"
 	"tether.dev/tether/runtime/conversation"
 	"tether.dev/tether/runtime/stdio"
@@ -67,13 +68,7 @@ func start(t *testing.T, log eventlog.Log, key eventlog.Key, epoch int64, h conv
 
 func waitPhase(t *testing.T, st *statuses, phase tetherv1alpha1.ConversationPhase) conversation.Status {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for st.get().Phase != phase {
-		if time.Now().After(deadline) {
-			t.Fatalf("phase %s, want %s (%+v)", st.get().Phase, phase, st.get())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	await.Until(t, 10*time.Second, "phase "+string(phase), func() bool { return st.get().Phase == phase })
 	return st.get()
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"tether.dev/tether/internal/testing/await"
 )
 
 // TestKubectl: the Agent's pods run; kubectl get conversations shows phase,
@@ -127,10 +129,9 @@ func TestOwnerFrozen(t *testing.T) {
 		}
 		thaw()
 		// The thawed runtime finds its Lease lost and its epoch stale.
-		time.Sleep(3 * time.Second)
-		if o := c.field(t, name, ".status.owner.name"); o == owner {
-			t.Fatalf("the thawed pod %s owns the conversation again", owner)
-		}
+		await.StaysEvery(t, 3*time.Second, 250*time.Millisecond, "the thawed pod "+owner+" not owning the conversation again", func() bool {
+			return c.field(t, name, ".status.owner.name") != owner
+		})
 		if e := c.field(t, name, ".status.lease.epoch"); e == epoch {
 			t.Fatalf("epoch still %s", e)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	tetherclient "tether.dev/tether/client"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/protocol"
 )
 
@@ -74,13 +75,7 @@ func (c *cluster) apply(t *testing.T, yaml string) {
 // eventually polls cond every 50 ms until it holds or timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	await.UntilEvery(t, timeout, 50*time.Millisecond, what, cond)
 }
 
 var seq int

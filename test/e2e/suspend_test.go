@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/protocol"
 )
 
@@ -44,10 +45,9 @@ spec:
 	bound := 60 * time.Second
 	r := c.connect(t, name)
 	r.wait(t, "the prompt after waking", 1, isPrompt)
-	time.Sleep(bound)
-	if phase := c.field(t, name, ".status.phase"); phase != "AwaitingInput" {
-		t.Fatalf("after %s bound the conversation is %s", bound, phase)
-	}
+	await.StaysEvery(t, bound, time.Second, "the bound conversation AwaitingInput", func() bool {
+		return c.field(t, name, ".status.phase") == "AwaitingInput"
+	})
 	// One wake, one placement: one epoch more, whatever else happened.
 	if e := epoch(); e != suspendedAt+1 {
 		t.Fatalf("epoch went from %d to %d while one client was bound: want one placement", suspendedAt, e)
