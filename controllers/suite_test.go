@@ -18,12 +18,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
-	"tether.dev/tether/controllers"
 	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testenv"
+	"tether.dev/tether/internal/testing/testworker"
 )
 
 // One control plane and one manager running the real controllers serve every
@@ -62,23 +61,7 @@ func startManager(e *testenv.Env) (func() error, error) {
 			return rt.RoundTrip(req)
 		})
 	})
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 e.Scheme,
-		Cache:                  controllers.CacheOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr, controllers.Options{Concurrency: 16, NotReadyGrace: 2 * time.Second}); err != nil {
-		cancel()
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() error { cancel(); return <-done }, nil
+	return testworker.StartControllers(cfg, e.Scheme, 16)
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,74 +15,28 @@ import (
 	tetherclient "tether.dev/tether/client"
 	"tether.dev/tether/eventlog/redislog"
 	"tether.dev/tether/gateway"
+	"tether.dev/tether/internal/testing/framerec"
 	"tether.dev/tether/internal/testing/testredis"
 	"tether.dev/tether/internal/testing/testworker"
 	"tether.dev/tether/protocol"
 )
 
 // recorder keeps every frame a client delivered.
-type recorder struct {
-	mu     sync.Mutex
-	frames []protocol.ServerFrame
-	added  chan struct{}
-}
+type recorder struct{ *framerec.Recorder }
 
-func record(c *tetherclient.Client) *recorder {
-	r := &recorder{added: make(chan struct{}, 1)}
-	go func() {
-		for f := range c.Frames() {
-			r.mu.Lock()
-			r.frames = append(r.frames, f)
-			r.mu.Unlock()
-			select {
-			case r.added <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return r
-}
+func record(c *tetherclient.Client) *recorder { return &recorder{framerec.Record(c.Frames())} }
 
 // wait waits for the n-th frame (counting from 1) satisfying want.
 func (r *recorder) wait(t *testing.T, what string, n int, want func(protocol.ServerFrame) bool) protocol.ServerFrame {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		r.mu.Lock()
-		seen := 0
-		for _, f := range r.frames {
-			if want(f) {
-				if seen++; seen == n {
-					r.mu.Unlock()
-					return f
-				}
-			}
-		}
-		r.mu.Unlock()
-		select {
-		case <-r.added:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; frames: %s", what, r.describe())
-		}
-	}
-}
-
-func (r *recorder) describe() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var b strings.Builder
-	for _, f := range r.frames {
-		fmt.Fprintf(&b, "\n  %s seq=%d event=%s phase=%s id=%s code=%s", f.Type, f.Seq, f.Event, f.Phase, f.ID, f.Code)
-	}
-	return b.String()
+	f, _ := r.Wait(t, 20*time.Second, what, n, want)
+	return f
 }
 
 // events are the event frames delivered, in order.
 func (r *recorder) events() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []string
-	for _, f := range r.frames {
+	for _, f := range r.Frames() {
 		if f.Type == protocol.TypeEvent {
 			out = append(out, fmt.Sprintf("%d:%s", f.Seq, f.Event))
 		}

@@ -165,14 +165,4 @@ func TestBoundClientKeepsItAwake(t *testing.T) {
 	}
 }
 
-func countFrames(r *recorder, want func(protocol.ServerFrame) bool) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, f := range r.frames {
-		if want(f) {
-			n++
-		}
-	}
-	return n
-}
+func countFrames(r *recorder, want func(protocol.ServerFrame) bool) int { return r.Count(want) }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,27 +57,7 @@ func (w *refundWorld) agent(t *testing.T) *stdio.Handler {
 	if !w.spawn {
 		return &stdio.Handler{Command: python, Args: []string{script}, Env: env}
 	}
-	return &stdio.Handler{Spawner: serveSpawner(t, &stdio.Spawner{Command: python, Args: []string{script}, Env: env})}
-}
-
-// serveSpawner runs s on a Unix socket in a temp dir until the test ends.
-func serveSpawner(t *testing.T, s *stdio.Spawner) string {
-	t.Helper()
-	socket := filepath.Join(t.TempDir(), "spawner.sock")
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return socket
+	return &stdio.Handler{Spawner: stdio.ServeSpawner(t, &stdio.Spawner{Command: python, Args: []string{script}, Env: env})}
 }
 
 // lines is what the outside world saw.

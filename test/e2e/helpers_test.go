@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	tetherclient "tether.dev/tether/client"
 	"tether.dev/tether/internal/testing/await"
+	"tether.dev/tether/internal/testing/framerec"
 	"tether.dev/tether/protocol"
 )
 
@@ -125,11 +125,8 @@ func (c *cluster) token(t *testing.T) string {
 
 // recorder keeps what a client delivered.
 type recorder struct {
-	c      *tetherclient.Client
-	mu     sync.Mutex
-	frames []protocol.ServerFrame
-	times  []time.Time
-	added  chan struct{}
+	c *tetherclient.Client
+	*framerec.Recorder
 }
 
 // connect connects a client through the Ingress.
@@ -141,18 +138,8 @@ func (c *cluster) connect(t *testing.T, name string) *recorder {
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 	})
 	t.Cleanup(func() { _ = cl.Close() })
-	r := &recorder{c: cl, added: make(chan struct{}, 1)}
-	go func() {
-		for f := range cl.Frames() {
-			r.mu.Lock()
-			r.frames, r.times = append(r.frames, f), append(r.times, time.Now())
-			r.mu.Unlock()
-			select {
-			case r.added <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	r := &recorder{c: cl, Recorder: framerec.Record(cl.Frames())}
+	r.Context = func() string { return fmt.Sprintf("the client: %d binds, stopped with %v", cl.Binds(), cl.Err()) }
 	return r
 }
 
@@ -160,25 +147,7 @@ func (c *cluster) connect(t *testing.T, name string) *recorder {
 // arrived.
 func (r *recorder) wait(t *testing.T, what string, n int, want func(protocol.ServerFrame) bool) (protocol.ServerFrame, time.Time) {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
-	for {
-		r.mu.Lock()
-		k := 0
-		for i, f := range r.frames {
-			if want(f) {
-				if k++; k == n {
-					r.mu.Unlock()
-					return f, r.times[i]
-				}
-			}
-		}
-		r.mu.Unlock()
-		select {
-		case <-r.added:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; the client: %d binds, stopped with %v; frames: %s", what, r.c.Binds(), r.c.Err(), r.describe())
-		}
-	}
+	return r.Wait(t, 60*time.Second, what, n, want)
 }
 
 func isPrompt(f protocol.ServerFrame) bool { return f.Type == protocol.TypePendingPrompt }
@@ -195,10 +164,8 @@ func (r *recorder) finish(t *testing.T, promptID string) {
 		t.Fatal(err)
 	}
 	r.wait(t, "the end", 1, isFinished)
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var got []string
-	for _, f := range r.frames {
+	for _, f := range r.Frames() {
 		if f.Type == protocol.TypeEvent {
 			got = append(got, fmt.Sprintf("%d:%s", f.Seq, f.Event))
 		}
@@ -207,16 +174,6 @@ func (r *recorder) finish(t *testing.T, promptID string) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("events %v, want %v: each once, in order", got, want)
 	}
-}
-
-func (r *recorder) describe() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var b strings.Builder
-	for _, f := range r.frames {
-		fmt.Fprintf(&b, "\n  %s seq=%d event=%s phase=%s code=%s %s", f.Type, f.Seq, f.Event, f.Phase, f.Code, f.Message)
-	}
-	return b.String()
 }
 
 // quantile of sorted durations.

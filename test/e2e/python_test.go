@@ -69,11 +69,9 @@ func TestPythonAgentInItsOwnImage(t *testing.T) {
 		return f.Type == protocol.TypeEvent && f.Event == protocol.EventTurnFinished
 	})
 
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var events []string
 	seen := map[int64]bool{}
-	for _, f := range r.frames {
+	for _, f := range r.Frames() {
 		if f.Type != protocol.TypeEvent {
 			continue
 		}

@@ -65,9 +65,8 @@ spec:
 	if reasons["Woken"] != 1 || reasons["Suspended"] != 1 {
 		t.Fatalf("events %v: want one Suspended (before the client) and one Woken", reasons)
 	}
-	r.mu.Lock()
 	binds, prompts := 0, 0
-	for _, f := range r.frames {
+	for _, f := range r.Frames() {
 		switch f.Type {
 		case protocol.TypeReplayComplete:
 			binds++
@@ -75,7 +74,6 @@ spec:
 			prompts++
 		}
 	}
-	r.mu.Unlock()
 	if binds != 1 || prompts != 1 || r.c.Binds() != 1 {
 		t.Fatalf("%d replays and %d prompts on %d connections: want one bind sequence", binds, prompts, r.c.Binds())
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -245,15 +246,21 @@ func WaitConversation(t testing.TB, c client.Client, key client.ObjectKey, what 
 // RunControllers is a testenv.Main setup that runs Tether's controllers
 // in the test process, as the manager runs them.
 func RunControllers(e *testenv.Env) (stop func() error, err error) {
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
-		Scheme: e.Scheme, Cache: controllers.CacheOptions(),
+	return StartControllers(e.Config, e.Scheme, 4)
+}
+
+// StartControllers runs Tether's controllers against cfg, as the manager
+// binary sets them up, with concurrency reconciles each, until stop.
+func StartControllers(cfg *rest.Config, scheme *k8sruntime.Scheme, concurrency int) (stop func() error, err error) {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Cache: controllers.CacheOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr, controllers.Options{Concurrency: 4, NotReadyGrace: 2 * time.Second}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{Concurrency: concurrency, NotReadyGrace: 2 * time.Second}); err != nil {
 		cancel()
 		return nil, err
 	}

@@ -1,0 +1,4 @@
+package stdio
+
+// ServeSpawner, for the package's external tests.
+var ServeSpawner = serveSpawner
