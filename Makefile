@@ -86,6 +86,10 @@ demo: ## Bring up a local cluster with Tether installed and narrate a conversati
 e2e: ## Run the end-to-end tests on a local cluster (brought up and torn down; KEEP_CLUSTER=1 keeps it).
 	hack/e2e.sh
 
+.PHONY: chaos
+chaos: ## Run the chaos suite on a two-node local cluster (CHAOS_DURATION, CHAOS_FAULTS, CHAOS_LEASE, CHAOS_KINDS, CHAOS_SEED, CHAOS_REPORT; KEEP_CLUSTER=1 keeps it).
+	hack/chaos.sh
+
 .PHONY: demo-down
 demo-down: ## Tear the local cluster down (safe to run twice).
 	hack/cluster/cluster.sh down

@@ -83,6 +83,7 @@ type Client struct {
 	promptSeq int64
 	err       error
 	binds     int
+	repeats   int
 }
 
 // Connect starts the client: it connects in the background, and again
@@ -213,6 +214,15 @@ func (c *Client) Resets() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.resets
+}
+
+// Repeats counts the events the server sent at or below the client's
+// cursor, which the client dropped: the protocol promises each event once,
+// so a server that keeps it sends none.
+func (c *Client) Repeats() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.repeats
 }
 
 // Pending is the number of messages awaiting acknowledgement.
@@ -427,6 +437,7 @@ func (c *Client) observe(f protocol.ServerFrame) bool {
 	switch f.Type {
 	case protocol.TypeEvent:
 		if f.Seq <= c.lastSeq {
+			c.repeats++
 			return false
 		}
 		c.lastSeq = f.Seq

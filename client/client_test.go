@@ -113,4 +113,27 @@ func TestResetStartsOver(t *testing.T) {
 	}
 }
 
+// TestRepeatsAreCounted: an event the server sends again at or below the
+// client's cursor is dropped and counted, never delivered twice.
+func TestRepeatsAreCounted(t *testing.T) {
+	u, _ := serve(t, []script{{frames: []protocol.ServerFrame{event(1), event(2), event(2), event(1), event(3)}}})
+	c := client.Connect(context.Background(), client.Config{URL: u, Token: client.StaticToken("t"), MinBackoff: 10 * time.Millisecond})
+	defer func() { _ = c.Close() }()
+	var seqs []int64
+	timeout := time.After(10 * time.Second)
+	for len(seqs) < 3 {
+		select {
+		case f := <-c.Frames():
+			if f.Type == protocol.TypeEvent {
+				seqs = append(seqs, f.Seq)
+			}
+		case <-timeout:
+			t.Fatalf("events so far: %v", seqs)
+		}
+	}
+	if seqs[0] != 1 || seqs[1] != 2 || seqs[2] != 3 || c.Repeats() != 2 {
+		t.Fatalf("delivered %v with %d repeats counted; want 1 2 3 and 2", seqs, c.Repeats())
+	}
+}
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

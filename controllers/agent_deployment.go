@@ -53,6 +53,7 @@ func desiredDeployment(agent *tetherv1alpha1.Agent, wiring RuntimeWiring) (*apps
 		}
 	}
 	wiring.wire(&template.Spec)
+	spreadOverNodes(agent, &template.Spec)
 	if template.Labels == nil {
 		template.Labels = map[string]string{}
 	}

@@ -186,3 +186,45 @@ func TestRuntimeTLSIsMountedForTheRuntime(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentPodsSpreadOverNodes: an Agent's pods are spread over nodes
+// unless its template places them itself.
+func TestAgentPodsSpreadOverNodes(t *testing.T) {
+	own := []corev1.TopologySpreadConstraint{{MaxSkew: 2, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.DoNotSchedule}}
+	affinity := &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{}}
+	for _, tc := range []struct {
+		name     string
+		spread   []corev1.TopologySpreadConstraint
+		affinity *corev1.Affinity
+		want     string // the topology key of the one constraint
+	}{
+		{name: "template says nothing", want: corev1.LabelHostname},
+		{name: "template spreads itself", spread: own, want: "topology.kubernetes.io/zone"},
+		{name: "template has an affinity", affinity: affinity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			agent := &tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{
+				LeaseDurationSeconds: 4, RuntimePort: 8080,
+				Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+					TopologySpreadConstraints: tc.spread, Affinity: tc.affinity,
+					Containers: []corev1.Container{{Name: "runtime", Image: "tether-runtime:0.1.0"}},
+				}},
+			}}
+			agent.Name = "echoes"
+			got := mustDeployment(t, agent, RuntimeWiring{Image: "tether-runtime:0.1.0"}).Spec.Template.Spec.TopologySpreadConstraints
+			if tc.want == "" {
+				if len(got) != 0 {
+					t.Fatalf("a template with an affinity got a spread: %v", got)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].TopologyKey != tc.want {
+				t.Fatalf("spread %v, want one over %s", got, tc.want)
+			}
+			if tc.spread == nil && (got[0].WhenUnsatisfiable != corev1.ScheduleAnyway ||
+				got[0].LabelSelector.MatchLabels[tetherv1alpha1.AgentLabel] != "echoes") {
+				t.Fatalf("the default spread must be soft and select the Agent's pods: %+v", got[0])
+			}
+		})
+	}
+}

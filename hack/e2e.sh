@@ -4,11 +4,13 @@
 # checks that helm uninstall leaves nothing behind but what is kept on
 # purpose, and tears the cluster down (KEEP_CLUSTER=1 keeps it).
 # E2E_RUNS sets the measured runs of the failover scenarios (1; docs use 20);
-# E2E_RUN, a regular expression, picks the tests to run (all by default).
+# E2E_RUN, a regular expression, picks the tests to run (all by default);
+# E2E_NODES, the cluster's nodes (2: the node-loss test needs the second).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source hack/cluster/lib.sh
+source hack/cluster/tether.sh
 TAG=$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/tether/Chart.yaml)
 if [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
 	trap 'hack/cluster/cluster.sh down' EXIT
@@ -19,26 +21,20 @@ go run ./hack/images --tag "$TAG" --out _output/images
 step "end-to-end tests: building them"
 mkdir -p "$STATE"
 go test -c -o "$STATE/e2e.test" ./test/e2e
-hack/cluster/cluster.sh up
+hack/cluster/cluster.sh up --nodes "${E2E_NODES:-2}"
 export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
 step "helm install tether charts/tether"
 # Two agent namespaces: default, where the tests' Agents run, and team-b, a
 # second tenant whose credentials must get nothing of default's.
-kubectl_ns create namespace team-b --dry-run=client -o yaml | kubectl_ns apply -f - >/dev/null
-in_ns "$BIN/helm" upgrade --install tether charts/tether -n tether-system --create-namespace \
-	--set image.pullPolicy=Never --set 'runtime.agentNamespaces={default,team-b}' --wait --timeout 180s >/dev/null
-hack/cluster/cluster.sh ingress tether-system tether-gateway
-# On a kept cluster, worker pods of an earlier run hold tokens of the
-# ServiceAccount the last helm uninstall deleted: replace them.
-kubectl_ns delete pods -A -l tether.dev/agent --wait=false >/dev/null
+install_tether default team-b
 # The demo's Agent with a 4 s Lease: the frozen-owner tests measure against it.
 sed 's/leaseDurationSeconds: 10/leaseDurationSeconds: 4/' hack/demo/approvals.yaml | kubectl_ns apply --server-side -f - >/dev/null
 kubectl_ns wait --for=jsonpath='{.status.readyReplicas}'=2 agent/approvals --timeout=120s >/dev/null
 
 step "end-to-end tests (inside the namespace)"
 set +e
-in_ns env TETHER_E2E_KUBECONFIG="$KUBECONFIG_ADMIN" TETHER_E2E_BIN="$BIN" TETHER_E2E_ROOT="$ROOT" \
-	TETHER_E2E_CONTAINERD="$CONTAINERD_SOCK" TETHER_E2E_REPORT="${TETHER_E2E_REPORT:-}" \
+# shellcheck disable=SC2046 # test_env prints NAME=VALUE words
+in_ns env $(test_env) TETHER_E2E_REPORT="${TETHER_E2E_REPORT:-}" \
 	"$STATE/e2e.test" -test.v -test.timeout 40m -test.run "${E2E_RUN:-.}" -e2e.runs "${E2E_RUNS:-1}" 2>&1 | tee "$LOGS/e2e.log"
 status=${PIPESTATUS[0]}
 set -e

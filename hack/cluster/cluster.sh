@@ -5,8 +5,11 @@
 # all inside a network namespace of its own with no link to the host's
 # network.
 #
-#   hack/cluster/cluster.sh up       bring it up (idempotent), import the images
-#   hack/cluster/cluster.sh down     tear it down; safe to run twice
+#   hack/cluster/cluster.sh up [--nodes 2]   bring it up (idempotent), import the images;
+#                                            --nodes 2 adds a second node (node2.sh)
+#   hack/cluster/cluster.sh down     tear it down (both nodes); safe to run twice
+#   hack/cluster/cluster.sh partition node2 | heal node2   cut or restore the second node's link
+#   hack/cluster/cluster.sh restart kube-apiserver   kill the API server and start it again
 #   hack/cluster/cluster.sh status   what runs
 #   hack/cluster/cluster.sh ingress NAMESPACE NAME   nginx in front of an Ingress's Service
 #   hack/cluster/cluster.sh kubectl ARGS...   kubectl inside the namespace
@@ -16,6 +19,7 @@ source "$HERE/lib.sh"
 source "$HERE/pki.sh"
 source "$HERE/configs.sh"
 source "$HERE/ingress.sh"
+source "$HERE/node2.sh"
 IMAGE_TAG=${IMAGE_TAG:-$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' "$ROOT/charts/tether/Chart.yaml")}
 IMAGES_DIR=${IMAGES_DIR:-$ROOT/_output/images}
 
@@ -38,8 +42,62 @@ make_netns() {
 	in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
 }
 
+# import_images SOCK: the images, into the containerd at SOCK.
+import_images() {
+	local tar
+	for tar in "$IMAGES_DIR"/*.tar; do
+		ctr --address "$1" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
+		echo "    imported $(basename "$tar" .tar)"
+	done
+}
+
+# kill_tasks NAME SOCK: kills every container of the containerd NAME at SOCK,
+# so their shims exit with them.
+kill_tasks() {
+	local task
+	running "$1" || return 0
+	for task in $(ctr --address "$2" -n k8s.io tasks ls -q 2>/dev/null); do
+		ctr --address "$2" -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true
+	done
+	sleep 1
+	for task in $(ctr --address "$2" -n k8s.io tasks ls -q 2>/dev/null); do
+		ctr --address "$2" -n k8s.io tasks delete -f "$task" >/dev/null 2>&1 || true
+	done
+}
+
+# start_apiserver starts kube-apiserver (its audit log records who wrote
+# Tether's objects: see write_audit_policy).
+start_apiserver() {
+	start kube-apiserver "$BIN/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
+		--bind-address 0.0.0.0 --advertise-address "$NODE_IP" --secure-port 6443 \
+		--service-cluster-ip-range "$SERVICE_CIDR" --client-ca-file "$PKI/ca.crt" \
+		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
+		--kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
+		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+		--service-account-issuer https://kubernetes.default.svc.cluster.local \
+		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true \
+		--audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$LOGS/audit.log" --audit-log-format json \
+		--audit-log-maxsize 1024 --audit-log-maxbackup 4
+}
+
+# restart kube-apiserver: kills it (as a crash would) and starts it again.
+restart() {
+	case "${1:-}" in
+	kube-apiserver)
+		stop kube-apiserver 0
+		start_apiserver
+		wait_for "the API server" 60 kubectl_ns get --raw /readyz
+		;;
+	*) echo "usage: restart kube-apiserver" >&2; exit 2 ;;
+	esac
+}
+
 up() {
 	[[ $EUID -eq 0 ]] || { echo "the local cluster needs root" >&2; exit 1; }
+	local nodes=1
+	if [[ "${1:-}" == --nodes ]]; then nodes=${2:-}; fi
+	[[ "$nodes" == 1 || "$nodes" == 2 ]] || { echo "up: --nodes is 1 or 2" >&2; exit 2; }
 	for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
 		[[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b: run make tools" >&2; exit 1; }
 	done
@@ -50,6 +108,7 @@ up() {
 	step "certificates and kubeconfigs"
 	make_pki
 	write_configs
+	write_audit_policy
 
 	step "etcd"
 	start etcd "$BIN/etcd" --data-dir "$STATE/etcd" --listen-client-urls http://127.0.0.1:2379 \
@@ -58,15 +117,7 @@ up() {
 	wait_for etcd 30 in_ns curl -sf http://127.0.0.1:2379/health
 
 	step "kube-apiserver"
-	start kube-apiserver "$BIN/kube-apiserver" --etcd-servers http://127.0.0.1:2379 \
-		--bind-address 0.0.0.0 --advertise-address "$NODE_IP" --secure-port 6443 \
-		--service-cluster-ip-range "$SERVICE_CIDR" --client-ca-file "$PKI/ca.crt" \
-		--tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-		--kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
-		--kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
-		--service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-		--service-account-issuer https://kubernetes.default.svc.cluster.local \
-		--authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction --allow-privileged=true
+	start_apiserver
 	wait_for "the API server" 60 kubectl_ns get --raw /readyz
 
 	step "kube-controller-manager and kube-scheduler"
@@ -87,10 +138,7 @@ up() {
 	if [[ ! -f "$IMAGES_DIR/pause.tar" ]]; then
 		(cd "$ROOT" && go run ./hack/images --tag "$IMAGE_TAG" --out "$IMAGES_DIR")
 	fi
-	for tar in "$IMAGES_DIR"/*.tar; do
-		ctr --address "$CONTAINERD_SOCK" -n k8s.io images import --no-unpack=false "$tar" >/dev/null
-		echo "    imported $(basename "$tar" .tar)"
-	done
+	import_images "$CONTAINERD_SOCK"
 
 	step "kubelet and kube-proxy"
 	start kubelet "$BIN/kubelet" --config "$STATE/kubelet/config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
@@ -98,6 +146,7 @@ up() {
 	start kube-proxy "$BIN/kube-proxy" --config "$STATE/kube-proxy.yaml"
 	wait_for "the node to be Ready" 90 kubectl_ns wait --for=condition=Ready "node/$NODE_NAME" --timeout=1s
 	wait_for "the default ServiceAccount" 60 kubectl_ns -n default get serviceaccount default
+	if [[ "$nodes" == 2 ]]; then node2_up; fi
 	step "cluster up: hack/cluster/cluster.sh kubectl get nodes"
 }
 
@@ -106,16 +155,9 @@ down() {
 	step "tearing the local cluster down"
 	# Pods first, through containerd, so their shims exit with them.
 	stop nginx
+	node2_down
 	stop kubelet
-	if running containerd; then
-		for task in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
-			ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks kill -s SIGKILL "$task" >/dev/null 2>&1 || true
-		done
-		sleep 1
-		for task in $(ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls -q 2>/dev/null); do
-			ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks delete -f "$task" >/dev/null 2>&1 || true
-		done
-	fi
+	kill_tasks containerd "$CONTAINERD_SOCK"
 	stop kube-proxy
 	stop kube-scheduler
 	stop kube-controller-manager
@@ -132,7 +174,8 @@ down() {
 	for ns in /run/netns/cni-*; do
 		if [[ -e "$ns" ]]; then ip netns delete "$(basename "$ns")" 2>/dev/null || true; fi
 	done
-	# Deleting the namespace deletes its bridge, veths and iptables rules.
+	# Deleting the namespaces deletes their bridges, veths and iptables rules.
+	node2_cleanup
 	if [[ -e "/run/netns/$NETNS" ]]; then ip netns delete "$NETNS"; fi
 	# What containerd, the CNI plugins and the kubelet leave outside the
 	# cluster's own directories.
@@ -145,16 +188,19 @@ down() {
 }
 
 status() {
-	for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy nginx; do
+	for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy nginx containerd2 kubelet2 kube-proxy2; do
 		if running "$c"; then echo "$c: running (pid $(cat "$PIDS/$c.pid"))"; else echo "$c: not running"; fi
 	done
 }
 
 case "${1:-}" in
-up) up ;;
+up) shift; up "$@" ;;
 down) down ;;
 status) status ;;
 kubectl) shift; kubectl_ns "$@" ;;
 ingress) ingress "$2" "$3" ;;
-*) echo "usage: $0 up|down|status|kubectl ARGS..." >&2; exit 2 ;;
+partition) partition "${2:-}" ;;
+heal) heal "${2:-}" ;;
+restart) restart "${2:-}" ;;
+*) echo "usage: $0 up [--nodes 2]|down|status|partition node2|heal node2|restart kube-apiserver|kubectl ARGS..." >&2; exit 2 ;;
 esac

@@ -10,8 +10,18 @@ put() {
 	if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
 }
 
+# write_configs: the first node's configuration (and etcd's directory).
 write_configs() {
-	mkdir -p "$STATE/containerd" "$RUN/containerd" "$STATE/cni/net.d" "$STATE/kubelet" "$STATE/etcd"
+	mkdir -p "$STATE/etcd"
+	write_node_configs "$STATE" "$RUN" "$CONTAINERD_SOCK" "$NODE_NAME" "$NODE_IP" "$POD_CIDR" tether kubelet ""
+}
+
+# write_node_configs STATE RUN SOCK NODE IP POD_CIDR NETWORK CERT EXTRA: a
+# node's containerd, CNI, kubelet and kube-proxy configuration under STATE;
+# EXTRA is more of the kubelet's configuration (YAML lines).
+write_node_configs() {
+	local STATE=$1 RUN=$2 CONTAINERD_SOCK=$3 NODE_NAME=$4 NODE_IP=$5 POD_CIDR=$6 network=$7 cert=$8 extra=$9
+	mkdir -p "$STATE/containerd" "$RUN/containerd" "$STATE/cni/net.d" "$STATE/kubelet"
 
 	# containerd: its own root, state and socket; runc may not lower
 	# oom_score_adj here (no CAP_SYS_RESOURCE), hence restrict_oom_score_adj;
@@ -42,7 +52,7 @@ CFG
 	put "$STATE/cni/net.d/10-tether.conflist" <<CFG
 {
   "cniVersion": "0.4.0",
-  "name": "tether",
+  "name": "$network",
   "plugins": [
     {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
@@ -61,8 +71,8 @@ authentication:
   webhook: {enabled: true}
   x509: {clientCAFile: $PKI/ca.crt}
 authorization: {mode: Webhook}
-tlsCertFile: $PKI/kubelet.crt
-tlsPrivateKeyFile: $PKI/kubelet.key
+tlsCertFile: $PKI/$cert.crt
+tlsPrivateKeyFile: $PKI/$cert.key
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
@@ -73,15 +83,40 @@ resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 imageGCHighThresholdPercent: 100
+$extra
 CFG
 
 	put "$STATE/kube-proxy.yaml" <<CFG
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+clientConnection: {kubeconfig: $KUBE_PROXY_KUBECONFIG}
 mode: iptables
 clusterCIDR: 10.244.0.0/16
 hostnameOverride: $NODE_NAME
 conntrack: {maxPerCore: 0}
+CFG
+}
+
+# write_audit_policy: what the API server's audit log keeps, so a test can
+# tell from outside Tether who wrote what, and whether the write was
+# accepted: every write of a Conversation's status with its objects (who
+# was given the conversation, with which epoch), and who wrote each event
+# log object and Lease. Nothing else.
+write_audit_policy() {
+	put "$STATE/audit-policy.yaml" <<CFG
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+omitManagedFields: true
+rules:
+  - level: RequestResponse
+    verbs: [create, update, patch]
+    resources: [{group: tether.dev, resources: [conversations/status]}]
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+    resources:
+      - {group: tether.dev, resources: [conversationlogs, conversationlogchunks]}
+      - {group: coordination.k8s.io, resources: [leases]}
+  - level: None
 CFG
 }

@@ -11,12 +11,25 @@ POD_CIDR=10.244.0.0/24
 SERVICE_CIDR=10.96.0.0/16
 API_SERVICE_IP=10.96.0.1
 STATE=${TETHER_CLUSTER_STATE:-/var/lib/tether-cluster}
+# The second node (up --nodes 2): a namespace of its own, linked to the first
+# by a veth pair whose first end is a port of the first node's bridge, and
+# nothing else. Its own kubelet, containerd, kube-proxy and pod subnet.
+NETNS2=tether-node2
+NODE2_NAME=tether-node2
+NODE2_IP=10.200.0.2
+POD2_CIDR=10.244.1.0/24
+NODE2_LINK=tn2-link # the first node's end of the link (cut for a partition)
+CGROUP2_ROOT=/tether-node2
 RUN=/run/tether-cluster
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
+STATE2=$STATE/node2
+RUN2=$RUN/node2
+CONTAINERD2_SOCK=$RUN2/containerd/containerd.sock
 PKI=$STATE/pki
 LOGS=$STATE/logs
 PIDS=$STATE/pids
 KUBECONFIG_ADMIN=$STATE/admin.kubeconfig
+KUBE_PROXY_KUBECONFIG=$STATE/kube-proxy.kubeconfig
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../tools/versions.sh
@@ -32,14 +45,17 @@ in_ns() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
 
 # start NAME CMD...: runs a component in the namespace in the background,
 # logging to $LOGS/NAME.log, its PID in $PIDS/NAME.pid. Idempotent.
-start() {
-	local name=$1
-	shift
+start() { start_in "$NETNS" "$@"; }
+
+# start_in NETNS NAME CMD...: start, in the network namespace NETNS.
+start_in() {
+	local netns=$1 name=$2
+	shift 2
 	if running "$name"; then
 		echo "    $name already running (pid $(cat "$PIDS/$name.pid"))"
 		return
 	fi
-	setsid nsenter --net="/run/netns/$NETNS" -- "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+	setsid nsenter --net="/run/netns/$netns" -- "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
 	echo $! >"$PIDS/$name.pid"
 	echo "    $name started (pid $!)"
 }
@@ -54,7 +70,11 @@ stop() {
 	if kill -0 "$pid" 2>/dev/null; then
 		kill "$pid" 2>/dev/null || true
 		for _ in $(seq $((wait * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -0 "$pid" 2>/dev/null && { echo "    $name did not stop in ${wait}s: SIGKILL"; kill -9 "$pid" 2>/dev/null || true; }
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "    $name did not stop in ${wait}s: SIGKILL"
+			kill -9 "$pid" 2>/dev/null || true
+			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		fi
 		echo "    $name stopped"
 	fi
 	rm -f "$PIDS/$name.pid"

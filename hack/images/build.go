@@ -39,7 +39,7 @@ var images = map[string]image{
 
 // Names are the images there are, sorted.
 func Names() []string {
-	names := []string{pythonImage}
+	names := []string{pythonImage, redisImage}
 	for n := range images {
 		names = append(names, n)
 	}
@@ -54,8 +54,11 @@ const nonRoot = "65532:65532"
 // Build builds image name with tag and writes it to path as a tarball; it
 // returns the image's reference.
 func Build(imageName, tag, path string) (string, error) {
-	if imageName == pythonImage {
+	switch imageName {
+	case pythonImage:
 		return buildPython(tag, path)
+	case redisImage:
+		return buildRedis(tag, path)
 	}
 	spec, ok := images[imageName]
 	if !ok {

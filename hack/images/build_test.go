@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -89,8 +90,51 @@ func TestUnknownImage(t *testing.T) {
 // libraries, the standard library's json, and the SDK with its example,
 // run by a non-root user; nothing of Tether's Go code.
 func TestBuildPythonAgent(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "python-agent.tar")
-	ref, err := Build(pythonImage, "test", path)
+	cfg, have := buildAndRead(t, pythonImage)
+	if cfg.Config.User != nonRoot || cfg.Config.Entrypoint[0] != "/usr/bin/python3" {
+		t.Fatalf("config: user %q entrypoint %v", cfg.Config.User, cfg.Config.Entrypoint)
+	}
+	want := []string{"/usr/bin/python3", pythonBinary, pythonLib + "/json/__init__.py", pythonLib + "/os.py",
+		"/sdk/tether_agent.py", "/sdk/examples/refund_agent.py"}
+	libs, err := sharedLibraries(pythonBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range append(want, libs...) {
+		if !have[w] {
+			t.Errorf("the image lacks %s", w)
+		}
+	}
+	if have[pythonLib+"/test/__init__.py"] {
+		t.Error("the image carries the standard library's tests")
+	}
+}
+
+// TestBuildRedis builds the chaos suite's Redis image from this machine's
+// redis-server: the binary, its libraries and loader, run by a non-root
+// user.
+func TestBuildRedis(t *testing.T) {
+	cfg, have := buildAndRead(t, redisImage)
+	if cfg.Config.User != nonRoot || cfg.Config.Entrypoint[0] != "/usr/bin/redis-server" {
+		t.Fatalf("config: user %q entrypoint %v", cfg.Config.User, cfg.Config.Entrypoint)
+	}
+	libs, err := sharedLibraries(redisBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range append([]string{"/usr/bin/redis-server", redisBinary}, libs...) {
+		if !have[w] {
+			t.Errorf("the image lacks %s", w)
+		}
+	}
+}
+
+// buildAndRead builds an image and reads it back: its config and the paths
+// its one layer holds (every regular file not writable).
+func buildAndRead(t *testing.T, image string) (*v1.ConfigFile, map[string]bool) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), image+".tar")
+	ref, err := Build(image, "test", path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +149,6 @@ func TestBuildPythonAgent(t *testing.T) {
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if cfg.Config.User != nonRoot || cfg.Config.Entrypoint[0] != "/usr/bin/python3" {
-		t.Fatalf("config: user %q entrypoint %v", cfg.Config.User, cfg.Config.Entrypoint)
 	}
 	layers, err := img.Layers()
 	if err != nil || len(layers) != 1 {
@@ -133,18 +174,5 @@ func TestBuildPythonAgent(t *testing.T) {
 		}
 		have["/"+hdr.Name] = true
 	}
-	want := []string{"/usr/bin/python3", pythonBinary, pythonLib + "/json/__init__.py", pythonLib + "/os.py",
-		"/sdk/tether_agent.py", "/sdk/examples/refund_agent.py"}
-	libs, err := sharedLibraries(pythonBinary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range append(want, libs...) {
-		if !have[w] {
-			t.Errorf("the image lacks %s", w)
-		}
-	}
-	if have[pythonLib+"/test/__init__.py"] {
-		t.Error("the image carries the standard library's tests")
-	}
+	return cfg, have
 }

@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -224,21 +223,4 @@ func runtimePID(t *testing.T, c *cluster, pod string) int {
 	return pid
 }
 
-func (c *cluster) runtimePID(pod string) (int, error) {
-	id, err := c.run("kubectl", "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}")
-	if err != nil {
-		return 0, fmt.Errorf("the container of pod %s: %w: %s", pod, err, id)
-	}
-	id = strings.TrimPrefix(id, "containerd://")
-	out, err := exec.Command("ctr", "--address", c.containerd(), "-n", "k8s.io", "tasks", "ls").Output() //nolint:noctx // the cluster's ctr
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == id {
-			return strconv.Atoi(f[1])
-		}
-	}
-	return 0, fmt.Errorf("no task for container %s of pod %s", id, pod)
-}
+func (c *cluster) runtimePID(pod string) (int, error) { return c.ContainerPID("default", pod, 0) }

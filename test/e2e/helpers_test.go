@@ -2,23 +2,19 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	tetherclient "tether.dev/tether/client"
 	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/framerec"
+	"tether.dev/tether/internal/testing/localcluster"
 	"tether.dev/tether/protocol"
 )
 
@@ -31,19 +27,18 @@ var (
 // cluster is how the tests reach the local cluster; they run inside its
 // network namespace (make e2e).
 type cluster struct {
-	bin, kubeconfig, root string
+	*localcluster.Cluster
+	root string
 }
 
 func need(t *testing.T) *cluster {
 	t.Helper()
-	kc := os.Getenv("TETHER_E2E_KUBECONFIG")
-	if kc == "" {
+	lc, ok := localcluster.FromEnv()
+	if !ok {
 		t.Skip("not on the local cluster: make e2e runs these tests inside its network namespace")
 	}
-	return &cluster{bin: os.Getenv("TETHER_E2E_BIN"), kubeconfig: kc, root: os.Getenv("TETHER_E2E_ROOT")}
+	return &cluster{Cluster: lc, root: lc.Root}
 }
-
-func (c *cluster) containerd() string { return os.Getenv("TETHER_E2E_CONTAINERD") }
 
 func (c *cluster) kubectl(t *testing.T, args ...string) string {
 	t.Helper()
@@ -54,21 +49,13 @@ func (c *cluster) kubectl(t *testing.T, args ...string) string {
 	return out
 }
 
-func (c *cluster) run(tool string, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(c.bin, tool), args...) //nolint:gosec,noctx // the pinned tools
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
-}
+func (c *cluster) run(tool string, args ...string) (string, error) { return c.Run(tool, args...) }
 
 // apply applies YAML.
 func (c *cluster) apply(t *testing.T, yaml string) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(c.bin, "kubectl"), "apply", "--server-side", "-f", "-") //nolint:gosec,noctx // the pinned kubectl
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
-	cmd.Stdin = strings.NewReader(yaml)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply: %v\n%s\n%s", err, out, yaml)
+	if err := c.Apply(yaml); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -109,14 +96,7 @@ func (c *cluster) field(t *testing.T, name, path string) string {
 // token signs a token for alice with the gateway's HMAC secret.
 func (c *cluster) token(t *testing.T) string {
 	t.Helper()
-	secret := c.kubectl(t, "-n", "tether-system", "get", "secret", "tether-gateway-auth", "-o", "jsonpath={.data.hmac-secret}")
-	key, err := base64.StdEncoding.DecodeString(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject: "alice", Audience: jwt.ClaimStrings{"tether"}, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
-	}).SignedString(key)
+	tok, err := c.Token("alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 		if subresource != "" {
 			args = append(args, "--subresource", subresource)
 		}
-		cmd := exec.Command(filepath.Join(c.bin, "kubectl"), args...) //nolint:gosec,noctx // the pinned kubectl
+		cmd := exec.Command(filepath.Join(c.Bin, "kubectl"), args...) //nolint:gosec,noctx // the pinned kubectl
 		cmd.Stdin = bytes.NewReader(data)
 		out, err := cmd.CombinedOutput()
 		return string(out), err

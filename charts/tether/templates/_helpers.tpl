@@ -53,3 +53,16 @@ capabilities:
 {{- randAlphaNum 64 -}}
 {{- end -}}
 {{- end -}}
+
+{{/* tether.scheduling: a component's nodeSelector, tolerations and affinity, when set. */}}
+{{- define "tether.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# make chaos: the chaos suite (test/chaos) on the two-node local cluster.
+# Brings the cluster up (or uses a running one), installs the chart, runs
+# the suite inside the cluster's network namespace and tears the cluster
+# down (KEEP_CLUSTER=1 keeps it).
+#   CHAOS_DURATION   how long faults are injected (4m)
+#   CHAOS_FAULTS     stop after this many faults (0: the duration decides)
+#   CHAOS_LEASE      the Agents' Lease (4s)
+#   CHAOS_KINDS      comma-separated fault kinds (all)
+#   CHAOS_SEED       the random seed (the run prints the one it used)
+#   CHAOS_REPORT     append the run's report (Markdown) to this file
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+source hack/cluster/lib.sh
+source hack/cluster/tether.sh
+TAG=$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/tether/Chart.yaml)
+if [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
+	trap 'hack/cluster/cluster.sh down' EXIT
+fi
+
+step "images, FROM scratch"
+go run ./hack/images --tag "$TAG" --out _output/images
+step "the chaos suite: building it"
+mkdir -p "$STATE"
+go test -c -o "$STATE/chaos.test" ./test/chaos
+hack/cluster/cluster.sh up --nodes 2
+export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
+step "helm install tether charts/tether"
+install_tether default
+
+step "chaos: ${CHAOS_DURATION:-4m} of faults (inside the namespace)"
+report=${CHAOS_REPORT:-}
+[[ -z "$report" || "$report" == /* ]] || report=$ROOT/$report
+set +e
+# shellcheck disable=SC2046 # test_env prints NAME=VALUE words
+in_ns env $(test_env) "$STATE/chaos.test" -test.v -test.timeout 180m -test.run "${CHAOS_RUN:-.}" \
+	-chaos.duration "${CHAOS_DURATION:-4m}" -chaos.faults "${CHAOS_FAULTS:-0}" -chaos.lease "${CHAOS_LEASE:-4s}" \
+	-chaos.kinds "${CHAOS_KINDS:-}" -chaos.seed "${CHAOS_SEED:-0}" -chaos.report "$report" 2>&1 | tee "$LOGS/chaos.log"
+status=${PIPESTATUS[0]}
+set -e
+[[ $status -eq 0 ]] || { echo "the chaos suite failed (log: $LOGS/chaos.log; the cluster's logs are beside it)" >&2; exit 1; }
+step "chaos suite passed"

@@ -1,0 +1,308 @@
+// Package apiaudit judges, from the API server's audit log and not from
+// Tether's own word, whether a fenced owner ever got a write accepted.
+//
+// The local cluster's audit policy (hack/cluster/configs.sh) records every
+// write of a Conversation's status with the object written, and who wrote
+// each event-log object. A runtime authenticates with a pod-bound token, so
+// every write names the pod that made it. From the status writes Judge
+// rebuilds who was given each conversation, with which epoch and when; it
+// then checks every accepted write a runtime made:
+//
+//   - status: a runtime's write is accepted only while the status names it
+//     owner, and leaves owner and epoch as they were; the epoch never goes
+//     back.
+//   - event log (head and chunks): a write by a pod carries the epoch of the
+//     pod's latest grant before the write completed. It is stale when the
+//     same log already holds a completed write of a newer epoch: the store
+//     had seen the newer owner and still took the older one's write. A write
+//     that arrives after the conversation was taken from its writer but
+//     before the next owner wrote is counted as late: the store's fence is
+//     the epoch it has seen, and until the next owner claims the log it has
+//     seen none newer (docs/reliability.md).
+//
+// Orders between writes come from the API server's own timestamps; a write
+// is only judged against writes that completed before it arrived, so
+// concurrent requests are never mistaken for an order.
+package apiaudit
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Entry is one audit event, the fields Judge reads.
+type Entry struct {
+	Stage string `json:"stage"`
+	Verb  string `json:"verb"`
+	User  struct {
+		Username string              `json:"username"`
+		Extra    map[string][]string `json:"extra"`
+	} `json:"user"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+	RequestReceived time.Time       `json:"requestReceivedTimestamp"`
+	Completed       time.Time       `json:"stageTimestamp"`
+	ResponseObject  json.RawMessage `json:"responseObject"`
+}
+
+// Pod is the pod whose bound token made the request ("" for others).
+func (e *Entry) Pod() string {
+	if v := e.User.Extra["authentication.kubernetes.io/pod-name"]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// Accepted reports whether the API server carried the write out.
+func (e *Entry) Accepted() bool {
+	return e.ResponseStatus != nil && e.ResponseStatus.Code >= 200 && e.ResponseStatus.Code < 300
+}
+
+// Read reads audit log files (JSON lines; the rotated ones too when given
+// a glob), keeping completed requests only.
+func Read(glob string) ([]Entry, error) {
+	paths, err := filepath.Glob(glob)
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("no audit log matches %s", glob)
+	}
+	var all []Entry
+	for _, p := range paths {
+		f, err := os.Open(p) //nolint:gosec // the cluster's audit log, named by the test
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			var e Entry
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				_ = f.Close()
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			if e.Stage == "ResponseComplete" && e.ObjectRef != nil {
+				all = append(all, e)
+			}
+		}
+		err = sc.Err()
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Completed.Before(all[j].Completed) })
+	return all, nil
+}
+
+// Grant is one change of a conversation's owner or epoch, as the status
+// the API server stored says.
+type Grant struct {
+	At    time.Time // when the write that made it completed
+	RV    int64
+	Owner string // the owner pod's name, "" when revoked
+	Epoch int64
+}
+
+// Finding is an accepted write that fencing should have refused.
+type Finding struct {
+	Conversation, Object, Pod string
+	At                        time.Time
+	Why                       string
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("%s %s: %s by %s: %s", f.At.Format("15:04:05.000"), f.Conversation, f.Object, f.Pod, f.Why)
+}
+
+// Verdict is what Judge found.
+type Verdict struct {
+	// Writes counts the runtimes' accepted writes by object kind (status,
+	// log, chunk).
+	Writes map[string]int
+	// Stale are writes accepted from an owner whose epoch was older than
+	// one the object had already seen, or by a pod never given the
+	// conversation. Fencing holds when there are none.
+	Stale []Finding
+	// Late counts log writes accepted after the writer lost the
+	// conversation but before its next owner wrote (see the package doc).
+	Late map[string]int
+	// Grants is each conversation's history of owners.
+	Grants map[string][]Grant
+}
+
+// Judge checks the accepted writes runtimes (users for which isRuntime
+// holds) made in namespace ns.
+func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Verdict {
+	v := Verdict{Writes: map[string]int{}, Late: map[string]int{}, Grants: map[string][]Grant{}}
+	statuses := map[string][]statusWrite{}
+	logs := map[string][]*Entry{}
+	for i := range entries {
+		e := &entries[i]
+		if e.ObjectRef.Namespace != ns || !e.Accepted() {
+			continue
+		}
+		switch {
+		case e.ObjectRef.Resource == "conversations" && e.ObjectRef.Subresource == "status":
+			var obj struct {
+				Metadata struct {
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+				Status struct {
+					Owner *struct {
+						Name string `json:"name"`
+					} `json:"owner"`
+					Lease *struct {
+						Epoch int64 `json:"epoch"`
+					} `json:"lease"`
+				} `json:"status"`
+			}
+			if json.Unmarshal(e.ResponseObject, &obj) != nil {
+				continue
+			}
+			rv, _ := strconv.ParseInt(obj.Metadata.ResourceVersion, 10, 64)
+			g := Grant{At: e.Completed, RV: rv}
+			if obj.Status.Owner != nil {
+				g.Owner = obj.Status.Owner.Name
+			}
+			if obj.Status.Lease != nil {
+				g.Epoch = obj.Status.Lease.Epoch
+			}
+			statuses[e.ObjectRef.Name] = append(statuses[e.ObjectRef.Name], statusWrite{e: e, g: g})
+		case e.ObjectRef.Resource == "conversationlogs" && isRuntime(e.User.Username):
+			logs[e.ObjectRef.Name] = append(logs[e.ObjectRef.Name], e)
+		case e.ObjectRef.Resource == "conversationlogchunks" && isRuntime(e.User.Username):
+			conv := chunkConversation(e.ObjectRef.Name)
+			logs[conv] = append(logs[conv], e)
+		}
+	}
+	for conv, writes := range statuses {
+		v.Grants[conv] = judgeStatus(conv, writes, isRuntime, &v)
+	}
+	for conv, writes := range logs {
+		judgeLog(conv, writes, v.Grants[conv], &v)
+	}
+	slices.SortFunc(v.Stale, func(a, b Finding) int { return a.At.Compare(b.At) })
+	return v
+}
+
+type statusWrite struct {
+	e *Entry
+	g Grant
+}
+
+// judgeStatus orders a conversation's status writes as etcd did and checks
+// the runtimes' among them; it returns the conversation's grants.
+func judgeStatus(conv string, writes []statusWrite, isRuntime func(string) bool, v *Verdict) []Grant {
+	slices.SortFunc(writes, func(a, b statusWrite) int { return int(a.g.RV - b.g.RV) })
+	var grants []Grant
+	var cur Grant
+	for i, w := range writes {
+		stale := func(why string) {
+			v.Stale = append(v.Stale, Finding{Conversation: conv, Object: "status", Pod: w.e.Pod(), At: w.e.Completed, Why: why})
+		}
+		if i > 0 && w.g.Epoch < cur.Epoch {
+			stale(fmt.Sprintf("the epoch went back from %d to %d", cur.Epoch, w.g.Epoch))
+		}
+		if isRuntime(w.e.User.Username) {
+			v.Writes["status"]++
+			switch {
+			case i == 0 || cur.Owner != w.e.Pod():
+				stale(fmt.Sprintf("written while the status named owner %q (epoch %d)", cur.Owner, cur.Epoch))
+			case w.g.Owner != cur.Owner || w.g.Epoch != cur.Epoch:
+				stale(fmt.Sprintf("the runtime changed owner/epoch %s/%d to %s/%d", cur.Owner, cur.Epoch, w.g.Owner, w.g.Epoch))
+			}
+		}
+		if i == 0 || w.g.Owner != cur.Owner || w.g.Epoch != cur.Epoch {
+			grants = append(grants, w.g)
+		}
+		cur = w.g
+	}
+	return grants
+}
+
+// judgeLog checks a conversation's event-log writes against its grants.
+func judgeLog(conv string, writes []*Entry, grants []Grant, v *Verdict) {
+	type done struct {
+		at    time.Time
+		epoch int64
+	}
+	var completed []done
+	for _, e := range writes {
+		kind := "log"
+		if e.ObjectRef.Resource == "conversationlogchunks" {
+			kind = "chunk"
+		}
+		v.Writes[kind]++
+		pod := e.Pod()
+		// The writer's epoch: its latest grant committed before the write
+		// completed (a runtime acts on its grant as soon as etcd has it,
+		// which can be a little before the API server stamps the grant's
+		// completion; the lenient bound only ever credits a writer with a
+		// newer grant).
+		mine, next := -1, -1
+		for i, g := range grants {
+			if g.At.After(e.Completed) {
+				break
+			}
+			if g.Owner == pod && g.Owner != "" {
+				mine, next = i, -1
+			} else if mine >= 0 && next < 0 && g.At.Before(e.RequestReceived) {
+				next = i
+			}
+		}
+		if mine < 0 {
+			v.Stale = append(v.Stale, Finding{Conversation: conv, Object: kind + " " + e.ObjectRef.Name, Pod: pod, At: e.Completed,
+				Why: "written by a pod the conversation was never given"})
+			continue
+		}
+		epoch := grants[mine].Epoch
+		newest := int64(0)
+		for _, d := range completed {
+			if d.at.Before(e.RequestReceived) && d.epoch > newest {
+				newest = d.epoch
+			}
+		}
+		switch {
+		case epoch < newest:
+			v.Stale = append(v.Stale, Finding{Conversation: conv, Object: kind + " " + e.ObjectRef.Name, Pod: pod, At: e.Completed,
+				Why: fmt.Sprintf("epoch %d accepted after the log took a write of epoch %d", epoch, newest)})
+		case next >= 0:
+			v.Late[kind]++
+		}
+		completed = append(completed, done{at: e.Completed, epoch: epoch})
+	}
+}
+
+// chunkConversation is the conversation a chunk's name belongs to
+// (kubelog names chunks CONVERSATION.FIRST-LAST.LOGID).
+func chunkConversation(name string) string {
+	parts := strings.Split(name, ".")
+	if len(parts) < 3 {
+		return name
+	}
+	return strings.Join(parts[:len(parts)-2], ".")
+}
+
+// RuntimeIn is an isRuntime for Judge: the runtime ServiceAccount of the
+// namespace (the chart names it tether-runtime).
+func RuntimeIn(ns string) func(string) bool {
+	want := "system:serviceaccount:" + ns + ":tether-runtime"
+	return func(u string) bool { return u == want }
+}

@@ -1,0 +1,287 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/eventlog"
+	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/internal/testing/apiaudit"
+	"tether.dev/tether/protocol"
+)
+
+// findings is what the audit counted, over every conversation.
+type findings struct {
+	conversations, events, sent, acked, answers int
+	// violations by what was broken; the run passes when there are none.
+	violations map[string][]string
+	stale      []apiaudit.Finding
+	writes     map[string]int
+	late       map[string]int
+	repeats    int
+}
+
+func (a *findings) add(what, conv, format string, args ...any) {
+	a.violations[what] = append(a.violations[what], conv+": "+fmt.Sprintf(format, args...))
+}
+
+func (a *findings) total() int {
+	n := len(a.stale)
+	for _, v := range a.violations {
+		n += len(v)
+	}
+	return n
+}
+
+// audit checks every conversation: its log read back through the Ingress,
+// its store's own history, what its client saw, and the API server's
+// record of who wrote what.
+func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error) {
+	a := &findings{violations: map[string][]string{}}
+	redisLog, err := redislog.New(redislog.Options{Addrs: []string{w.redis}, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = redisLog.Close() }()
+	stores := map[string]eventlog.Log{"kubernetes": kubelog.New(w.kube), "redis": redisLog}
+	for _, tr := range trs {
+		a.conversations++
+		var conv tetherv1alpha1.Conversation
+		if err := w.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: tr.name}, &conv); err != nil {
+			return nil, fmt.Errorf("%s: %w", tr.name, err)
+		}
+		events, complete, err := w.readBack(tr.name)
+		if err != nil {
+			a.add("log unreadable", tr.name, "%v", err)
+			continue
+		}
+		a.events += len(events)
+		if !complete {
+			a.add("history incomplete", tr.name, "the replay from 0 does not say complete")
+		}
+		history, err := readStore(ctx, stores[tr.kind.store], eventlog.Key{Namespace: ns, Name: tr.name, UID: string(conv.UID)})
+		if err != nil {
+			a.add("store unreadable", tr.name, "%v", err)
+		}
+		a.checkLog(tr, events)
+		a.checkStore(tr, events, history, &conv)
+		a.checkClient(tr, events)
+	}
+	entries, err := apiaudit.Read(w.Audit)
+	if err != nil {
+		return nil, err
+	}
+	v := apiaudit.Judge(entries, ns, apiaudit.RuntimeIn(ns))
+	a.writes, a.late = v.Writes, v.Late
+	names := map[string]bool{}
+	for _, tr := range trs {
+		names[tr.name] = true
+	}
+	for _, f := range v.Stale {
+		if names[f.Conversation] {
+			a.stale = append(a.stale, f)
+		}
+	}
+	return a, nil
+}
+
+// checkLog: contiguous sequence numbers; every acknowledged message once;
+// no message twice; echo: every message answered once, in order; approval:
+// one prompt, and the client's answer applied once, to it.
+func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	ids := map[string]int{}
+	var users, replies []string
+	var prompts []int64
+	var answers []protocol.AnswerData
+	var answerIDs []string
+	for i, e := range events {
+		if e.Seq != int64(i+1) {
+			a.add("gap or reorder in the log", tr.name, "event %d has seq %d", i, e.Seq)
+			return
+		}
+		if e.ID != "" && (e.Event == protocol.EventUserMessage || e.Event == protocol.EventAnswer) {
+			ids[e.ID]++
+		}
+		switch e.Event {
+		case protocol.EventUserMessage:
+			var d protocol.TextData
+			_ = json.Unmarshal(e.Data, &d)
+			users = append(users, d.Text)
+		case protocol.EventAssistantMessage:
+			var d protocol.TextData
+			_ = json.Unmarshal(e.Data, &d)
+			replies = append(replies, d.Text)
+		case protocol.EventPrompt:
+			prompts = append(prompts, e.Seq)
+		case protocol.EventAnswer:
+			var d protocol.AnswerData
+			_ = json.Unmarshal(e.Data, &d)
+			answers = append(answers, d)
+			answerIDs = append(answerIDs, e.ID)
+		}
+	}
+	a.sent += len(tr.sent)
+	for id, text := range tr.sent {
+		if !tr.acked[id] {
+			continue
+		}
+		a.acked++
+		if ids[id] == 0 {
+			a.add("acknowledged message lost", tr.name, "%s (%q) is not in the log", id, text)
+		}
+	}
+	for id, n := range ids {
+		if n > 1 {
+			a.add("message applied twice", tr.name, "%s is in the log %d times", id, n)
+		}
+	}
+	switch tr.kind.agent {
+	case "echo":
+		if len(replies) != len(users) || strings.Join(replies, "\n") != strings.Join(users, "\n") {
+			a.add("not answered once each, in order", tr.name, "%d messages, %d replies", len(users), len(replies))
+		}
+	case "approval":
+		if len(prompts) > 1 {
+			a.add("question asked twice", tr.name, "prompts at %v", prompts)
+		}
+		if len(answers) > 1 {
+			a.add("answer applied twice", tr.name, "%d answers", len(answers))
+		}
+		a.answers += len(answers)
+		for i, d := range answers {
+			seq, ours := tr.answers[answerIDs[i]]
+			if !ours {
+				a.add("answer nobody gave", tr.name, "answer %s", answerIDs[i])
+				continue
+			}
+			if len(prompts) == 0 || d.PromptSeq != prompts[0] || seq != prompts[0] {
+				a.add("answer applied to another question", tr.name, "applied to %d, the client answered %d, the prompt is %v", d.PromptSeq, seq, prompts)
+			}
+		}
+	}
+}
+
+// checkStore: the store's own history holds exactly the events the log
+// served, and every event's epoch is one its writer held in order: epochs
+// never go back along the history, and none is above the conversation's.
+func (a *findings) checkStore(tr *transcript, events []protocol.ServerFrame, history []eventlog.Event, conv *tetherv1alpha1.Conversation) {
+	if len(history) != len(events) {
+		a.add("store and log disagree", tr.name, "the store holds %d events, the log served %d", len(history), len(events))
+	}
+	epoch := int64(0)
+	if conv.Status.Lease != nil {
+		epoch = conv.Status.Lease.Epoch
+	}
+	var prev int64
+	for _, e := range history {
+		if e.Epoch < prev {
+			a.add("stale write in the store's history", tr.name, "event %d of epoch %d after an event of epoch %d", e.Seq, e.Epoch, prev)
+		}
+		if e.Epoch > epoch {
+			a.add("store ahead of the status", tr.name, "event %d of epoch %d, the status says %d", e.Seq, e.Epoch, epoch)
+		}
+		prev = max(prev, e.Epoch)
+	}
+}
+
+// checkClient: every event the client saw is the log's event of that seq;
+// it saw them once (the server sent none again) and in order (checked as
+// they came).
+func (a *findings) checkClient(tr *transcript, events []protocol.ServerFrame) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, v := range tr.violations {
+		a.add("client saw a gap or a changed event", tr.name, "%s", v)
+	}
+	a.repeats += tr.repeats
+	if tr.repeats > 0 {
+		a.add("event sent twice to a client", tr.name, "%d events at or below the client's cursor", tr.repeats)
+	}
+	seqs := make([]int64, 0, len(tr.events))
+	for s := range tr.events {
+		seqs = append(seqs, s)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for _, s := range seqs {
+		got := tr.events[s]
+		if s < 1 || s > int64(len(events)) {
+			a.add("client saw an event the log lacks", tr.name, "seq %d (%s)", s, got.event)
+			continue
+		}
+		if want := events[s-1]; want.Event != got.event || want.ID != got.id {
+			a.add("client saw another event than the log's", tr.name, "seq %d: %s %s, the log has %s %s", s, got.event, got.id, want.Event, want.ID)
+		}
+	}
+}
+
+// readStore reads a conversation's whole history from its store.
+func readStore(ctx context.Context, log eventlog.Log, k eventlog.Key) ([]eventlog.Event, error) {
+	var all []eventlog.Event
+	after := int64(0)
+	for {
+		batch, err := log.Read(ctx, k, after, eventlog.MaxReadEvents)
+		if err != nil {
+			return all, err
+		}
+		if len(batch) == 0 {
+			return all, nil
+		}
+		all = append(all, batch...)
+		after = batch[len(batch)-1].Seq
+	}
+}
+
+// readBack reads a conversation's durable events from the start through
+// the Ingress, up to replay_complete.
+func (w *world) readBack(name string) ([]protocol.ServerFrame, bool, error) {
+	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: 10 * time.Second}
+	u := *ingress + protocol.ConversationPath(ns, name) + "?after=0"
+	var lastErr error
+	for range 5 { // a rolled gateway or a busy runtime: try again
+		ws, resp, err := d.Dial(u, http.Header{"Host": {*host}, "Authorization": {"Bearer " + w.token}})
+		if resp != nil && resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		if err != nil {
+			lastErr = err
+			time.Sleep(time.Second)
+			continue
+		}
+		events, complete, err := readReplay(ws)
+		_ = ws.Close()
+		if err == nil {
+			return events, complete, nil
+		}
+		lastErr = err
+	}
+	return nil, false, fmt.Errorf("reading the log of %s: %w", name, lastErr)
+}
+
+func readReplay(ws *websocket.Conn) ([]protocol.ServerFrame, bool, error) {
+	var events []protocol.ServerFrame
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var f protocol.ServerFrame
+		if err := ws.ReadJSON(&f); err != nil {
+			return nil, false, err
+		}
+		switch f.Type {
+		case protocol.TypeEvent:
+			events = append(events, f)
+		case protocol.TypeReplayComplete:
+			return events, f.Complete != nil && *f.Complete && f.LastSeq == int64(len(events)), nil
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// TestChaos: clients talk to Agents of every kind on both stores while
+// faults of every kind are injected at random; then the audit. The run
+// fails on any violation: an acknowledged message lost, a message or answer
+// applied twice, an answer applied to another question, an event a client
+// saw twice, out of order or unlike the log's, a history with a gap, or a
+// write the API server or a store accepted from a stale owner.
+func TestChaos(t *testing.T) {
+	w := newWorld(t)
+	ks, err := chosenKinds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.setUp(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	owners := w.watchOwners(ctx)
+
+	var mu sync.Mutex
+	var trs []*transcript
+	add := func(tr *transcript) {
+		mu.Lock()
+		trs = append(trs, tr)
+		mu.Unlock()
+	}
+	all := func() []*transcript {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(trs)
+	}
+	talking, stopTalking := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var conns []*connSet
+	for _, k := range agentKinds {
+		for i := range *perAgent {
+			cs := &connSet{}
+			conns = append(conns, cs)
+			wg.Add(1)
+			if k.agent == "approval" {
+				go func() { defer wg.Done(); w.runApprovals(talking, k, i, cs, add) }()
+				continue
+			}
+			tr := newTranscript(fmt.Sprintf("%s-%d-%d", k.name, w.start.Unix()%100000, i), k)
+			if err := w.conversation(ctx, k, tr.name, ""); err != nil {
+				t.Fatal(err)
+			}
+			add(tr)
+			go func() { defer wg.Done(); w.chatEcho(talking, tr, cs) }()
+		}
+	}
+	// Faults start once every echo client has had a message acknowledged.
+	waitFor(ctx, 120*time.Second, func() bool {
+		for _, tr := range all() {
+			tr.mu.Lock()
+			n := len(tr.acked)
+			tr.mu.Unlock()
+			if tr.kind.agent == "echo" && n == 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	faults := w.injectFaults(ctx, t, ks, conns, all)
+	stopTalking()
+	wg.Wait()
+	lastFault := faults[len(faults)-1].end
+	settled, err := w.settle(ctx, all())
+	if err != nil {
+		t.Error(err)
+	}
+	a, err := w.audit(ctx, all())
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := w.report(faults, a, owners, settled.Sub(lastFault))
+	t.Log("\n" + text)
+	if *report != "" {
+		f, err := os.OpenFile(*report, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600) //nolint:gosec // the run's report
+		if err == nil {
+			_, _ = f.WriteString(text + "\n")
+			_ = f.Close()
+		}
+	}
+	for what, list := range a.violations {
+		t.Errorf("%s: %d, e.g. %s", what, len(list), strings.Join(list[:min(3, len(list))], "; "))
+	}
+	for _, f := range a.stale {
+		t.Errorf("stale write accepted: %s", f)
+	}
+}
+
+// injectFaults injects faults one after another until the duration is over
+// (or -chaos.faults were injected): first one of each kind, in a random
+// order, then kinds at random by weight. Every fault is logged with its
+// time and kind.
+func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, conns []*connSet, all func() []*transcript) []*fault {
+	t.Helper()
+	order := slices.Clone(ks)
+	w.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	deadline := time.Now().Add(*duration)
+	var faults []*fault
+	for i := 0; time.Now().Before(deadline) && (*maxFaults == 0 || i < *maxFaults); i++ {
+		k := w.pick(ks)
+		if i < len(order) {
+			k = order[i]
+		}
+		f := &fault{kind: k.name, lost: map[string]bool{}, start: time.Now()}
+		var holding []*transcript
+		for _, tr := range all() {
+			if tr.holdsPrompt() {
+				holding = append(holding, tr)
+			}
+		}
+		if k.inject == nil { // tcp-cut
+			cs := conns[w.rng.IntN(len(conns))]
+			f.target = "a client"
+			if !cs.cut() {
+				f.err = fmt.Errorf("no connection to cut")
+			}
+		} else {
+			f.err = k.inject(ctx, w, f)
+		}
+		f.end = time.Now()
+		f.prompted = holding
+		faults = append(faults, f)
+		status := "ok"
+		if f.err != nil {
+			status = "failed: " + f.err.Error()
+		}
+		t.Logf("%8s fault %3d %-20s %-40s %6s %s", time.Since(w.start).Round(100*time.Millisecond), i+1, f.kind, f.target,
+			f.end.Sub(f.start).Round(100*time.Millisecond), status)
+		time.Sleep(w.between(time.Second, 4*time.Second))
+	}
+	return faults
+}
+
+// settle waits, after the faults, until every conversation still going is
+// owned by a ready pod, and returns when that was.
+func (w *world) settle(ctx context.Context, trs []*transcript) (time.Time, error) {
+	names := map[string]bool{}
+	for _, tr := range trs {
+		names[tr.name] = true
+	}
+	ok := waitFor(ctx, 180*time.Second, func() bool {
+		var list tetherv1alpha1.ConversationList
+		if w.kube.List(ctx, &list, client.InNamespace(ns)) != nil {
+			return false
+		}
+		ready, err := w.readyPods(ctx)
+		if err != nil {
+			return false
+		}
+		for _, c := range list.Items {
+			if !names[c.Name] || c.Status.Phase == tetherv1alpha1.PhaseSucceeded || c.Status.Phase == tetherv1alpha1.PhaseFailed || c.Status.Phase == tetherv1alpha1.PhaseSuspended {
+				continue
+			}
+			if c.Status.Owner == nil || !ready[c.Status.Owner.Name] {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		return time.Now(), fmt.Errorf("conversations not all owned by ready pods 180s after the faults")
+	}
+	return time.Now(), nil
+}
+
+// readyPods are the Agents' ready pods.
+func (w *world) readyPods(ctx context.Context) (map[string]bool, error) {
+	var pods corev1.PodList
+	if err := w.kube.List(ctx, &pods, client.InNamespace(ns), agentSelector()); err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && isReady(&p) {
+			out[p.Name] = true
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,326 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// node2 is the worker node node faults hit (hack/cluster/node2.sh); the
+// first node holds the API server, the manager, the gateway, the Ingress
+// and Redis.
+const node2 = "tether-node2"
+
+// fault is one injected fault.
+type fault struct {
+	kind, target string
+	start, end   time.Time
+	// lost are the pods that cannot serve during the fault: their
+	// conversations must move to others.
+	lost map[string]bool
+	// prompted are the transcripts whose client held a prompt when the
+	// fault began (and that the fault concerns).
+	prompted []*transcript
+	err      error
+}
+
+// faultKind is a kind of fault and how to inject it.
+type faultKind struct {
+	name   string
+	weight int
+	// owners: the fault takes the owners of conversations away, so the
+	// time until they are owned again is measured.
+	owners bool
+	inject func(ctx context.Context, w *world, f *fault) error
+}
+
+var faultKinds = []faultKind{
+	{name: "pod-delete", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		return w.deletePod(ctx, f, false)
+	}},
+	{name: "pod-force-delete", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		return w.deletePod(ctx, f, true)
+	}},
+	{name: "process-kill", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		pod, err := w.pickAgentPod(ctx, f, "")
+		if err != nil {
+			return err
+		}
+		delete(f.lost, pod.Name) // its container restarts: the same pod may own again
+		return w.signalContainer(ns, pod.Name, syscall.SIGKILL)
+	}},
+	{name: "pod-freeze", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		pod, err := w.pickAgentPod(ctx, f, "")
+		if err != nil {
+			return err
+		}
+		pid, err := w.ContainerPID(ns, pod.Name, 0)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			return err
+		}
+		time.Sleep(2 * *lease)
+		return syscall.Kill(pid, syscall.SIGCONT)
+	}},
+	{name: "node-partition", weight: 2, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		if err := w.loseNode(ctx, f); err != nil {
+			return err
+		}
+		if err := w.Script("partition", "node2"); err != nil {
+			return err
+		}
+		time.Sleep(2**lease + 2*time.Second)
+		return w.Script("heal", "node2")
+	}},
+	{name: "node-freeze", weight: 2, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		if err := w.loseNode(ctx, f); err != nil {
+			return err
+		}
+		thaw, err := freezeNode2()
+		if err != nil {
+			return err
+		}
+		time.Sleep(2**lease + 2*time.Second)
+		return thaw()
+	}},
+	{name: "gateway-delete", weight: 2, inject: func(ctx context.Context, w *world, f *fault) error {
+		pod, err := w.pickPod(ctx, "tether-system", client.MatchingLabels{"app.kubernetes.io/name": "tether-gateway"}, "")
+		if err != nil {
+			return err
+		}
+		f.target = pod.Name
+		return w.kube.Delete(ctx, pod)
+	}},
+	{name: "manager-leader-kill", weight: 2, inject: func(ctx context.Context, w *world, f *fault) error {
+		var l coordinationv1.Lease
+		if err := w.kube.Get(ctx, client.ObjectKey{Namespace: "tether-system", Name: "tether-manager.tether.dev"}, &l); err != nil {
+			return err
+		}
+		if l.Spec.HolderIdentity == nil {
+			return errors.New("no manager leader")
+		}
+		pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+		f.target = pod
+		return w.signalContainer("tether-system", pod, syscall.SIGKILL)
+	}},
+	{name: "ingress-restart", weight: 2, inject: func(_ context.Context, w *world, f *fault) error {
+		f.target = "nginx"
+		return w.Script("ingress", "tether-system", "tether-gateway")
+	}},
+	{name: "apiserver-restart", weight: 1, inject: func(_ context.Context, w *world, f *fault) error {
+		f.target = "kube-apiserver"
+		return w.Script("restart", "kube-apiserver")
+	}},
+	{name: "redis-restart", weight: 2, inject: func(ctx context.Context, w *world, f *fault) error {
+		pod, err := w.pickPod(ctx, ns, client.MatchingLabels{"app": "chaos-redis"}, "")
+		if err != nil {
+			return err
+		}
+		f.target = pod.Name
+		return w.signalContainer(ns, pod.Name, syscall.SIGKILL)
+	}},
+	{name: "tcp-cut", weight: 3, inject: nil}, // cut by the run, which knows the clients
+}
+
+// chosenKinds are the kinds -chaos.kinds names (all by default).
+func chosenKinds() ([]faultKind, error) {
+	if *kinds == "" {
+		return faultKinds, nil
+	}
+	var out []faultKind
+	for _, name := range strings.Split(*kinds, ",") {
+		i := slices.IndexFunc(faultKinds, func(k faultKind) bool { return k.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("no fault kind %q", name)
+		}
+		out = append(out, faultKinds[i])
+	}
+	return out, nil
+}
+
+// pick chooses a kind by weight.
+func (w *world) pick(ks []faultKind) faultKind {
+	total := 0
+	for _, k := range ks {
+		total += k.weight
+	}
+	n := w.rng.IntN(total)
+	for _, k := range ks {
+		if n < k.weight {
+			return k
+		}
+		n -= k.weight
+	}
+	return ks[len(ks)-1]
+}
+
+var rngMu sync.Mutex
+
+// chance is true with probability p.
+func (w *world) chance(p float64) bool {
+	rngMu.Lock()
+	defer rngMu.Unlock()
+	return w.rng.Float64() < p
+}
+
+// between is a random duration in [lo, hi).
+func (w *world) between(lo, hi time.Duration) time.Duration {
+	rngMu.Lock()
+	defer rngMu.Unlock()
+	if hi <= lo {
+		return lo
+	}
+	return lo + time.Duration(w.rng.Int64N(int64(hi-lo)))
+}
+
+// agentSelector selects the chaos Agents' pods.
+func agentSelector() client.ListOption {
+	var names []string
+	for _, k := range agentKinds {
+		names = append(names, k.name)
+	}
+	sel, _ := labelsIn("tether.dev/agent", names)
+	return client.MatchingLabelsSelector{Selector: sel}
+}
+
+// pickPod chooses a running, ready pod (on node, when set).
+func (w *world) pickPod(ctx context.Context, namespace string, sel client.ListOption, node string) (*corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := w.kube.List(ctx, &pods, client.InNamespace(namespace), sel); err != nil {
+		return nil, err
+	}
+	var ready []corev1.Pod
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && isReady(&p) && (node == "" || p.Spec.NodeName == node) {
+			ready = append(ready, p)
+		}
+	}
+	if len(ready) == 0 {
+		return nil, errors.New("no ready pod to hit")
+	}
+	rngMu.Lock()
+	p := ready[w.rng.IntN(len(ready))]
+	rngMu.Unlock()
+	return &p, nil
+}
+
+func isReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// pickAgentPod chooses an Agent's pod and counts it lost.
+func (w *world) pickAgentPod(ctx context.Context, f *fault, node string) (*corev1.Pod, error) {
+	pod, err := w.pickPod(ctx, ns, agentSelector(), node)
+	if err != nil {
+		return nil, err
+	}
+	f.target = pod.Name
+	f.lost[pod.Name] = true
+	return pod, nil
+}
+
+func (w *world) deletePod(ctx context.Context, f *fault, force bool) error {
+	pod, err := w.pickAgentPod(ctx, f, "")
+	if err != nil {
+		return err
+	}
+	var opts []client.DeleteOption
+	if force {
+		opts = append(opts, client.GracePeriodSeconds(0))
+	}
+	return w.kube.Delete(ctx, pod, opts...)
+}
+
+// loseNode counts every Agent pod of the second node lost.
+func (w *world) loseNode(ctx context.Context, f *fault) error {
+	var pods corev1.PodList
+	if err := w.kube.List(ctx, &pods, client.InNamespace(ns), agentSelector()); err != nil {
+		return err
+	}
+	f.target = node2
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == node2 {
+			f.lost[p.Name] = true
+		}
+	}
+	return nil
+}
+
+// signalContainer signals the main process of a pod's first container.
+func (w *world) signalContainer(namespace, pod string, sig syscall.Signal) error {
+	pid, err := w.ContainerPID(namespace, pod, 0)
+	if err != nil {
+		return err
+	}
+	return syscall.Kill(pid, sig)
+}
+
+// freezeNode2 freezes the second node whole: its kubelet, containerd and
+// kube-proxy stopped, every container of its pods frozen by the freezer
+// cgroup. It returns the thaw.
+func freezeNode2() (func() error, error) {
+	pids := os.Getenv("TETHER_E2E_PIDS")
+	var stopped []int
+	for _, c := range []string{"kubelet2", "containerd2", "kube-proxy2"} {
+		b, err := os.ReadFile(filepath.Join(pids, c+".pid")) //nolint:gosec // the cluster's pidfiles
+		if err != nil {
+			return nil, fmt.Errorf("the second node's %s: %w", c, err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			return nil, errors.Join(err, thaw(stopped))
+		}
+		stopped = append(stopped, pid)
+	}
+	if err := os.WriteFile(node2Freezer, []byte("FROZEN"), 0o600); err != nil {
+		return nil, errors.Join(err, thaw(stopped))
+	}
+	return func() error { return thaw(stopped) }, nil
+}
+
+const node2Freezer = "/sys/fs/cgroup/freezer/tether-node2/freezer.state"
+
+// thaw thaws the second node's pods and continues its stopped processes.
+func thaw(stopped []int) error {
+	var err error
+	if _, statErr := os.Stat(node2Freezer); statErr == nil {
+		err = os.WriteFile(node2Freezer, []byte("THAWED"), 0o600)
+	}
+	for _, pid := range stopped {
+		err = errors.Join(err, syscall.Kill(pid, syscall.SIGCONT))
+	}
+	return err
+}
+
+// labelsIn selects objects whose label key has one of values.
+func labelsIn(key string, values []string) (labels.Selector, error) {
+	req, err := labels.NewRequirement(key, selection.In, values)
+	if err != nil {
+		return nil, err
+	}
+	return labels.NewSelector().Add(*req), nil
+}

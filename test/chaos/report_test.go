@@ -1,0 +1,124 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// kindFigures are one fault kind's figures over a run.
+type kindFigures struct {
+	injected, failed int
+	owned, prompt    []time.Duration
+	notOwned         int // affected conversations never owned again
+	moves            int // ownership changes the fault caused elsewhere
+}
+
+// figures measures, per fault kind, the time from each fault to its
+// conversations being owned again and to its clients holding their prompt
+// again.
+func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigures {
+	out := map[string]*kindFigures{}
+	ownerKinds := map[string]bool{}
+	for _, k := range faultKinds {
+		ownerKinds[k.name] = k.owners
+	}
+	for _, f := range faults {
+		fig := out[f.kind]
+		if fig == nil {
+			fig = &kindFigures{}
+			out[f.kind] = fig
+		}
+		fig.injected++
+		if f.err != nil {
+			fig.failed++
+			continue
+		}
+		before := owners.at(f.start)
+		hit := map[string]bool{}
+		if ownerKinds[f.kind] {
+			for name, o := range before {
+				if o.owner == "" || !(f.lost[o.owner] || o.owner == f.target) {
+					continue
+				}
+				hit[name] = true
+				if at, ok := owners.ownedAgain(name, f.start, o.epoch, f.lost); ok {
+					fig.owned = append(fig.owned, at.Sub(f.start))
+				} else {
+					fig.notOwned++
+				}
+			}
+		} else {
+			fig.moves += owners.moves(f.start, f.end.Add(2**lease))
+		}
+		for _, tr := range f.prompted {
+			if ownerKinds[f.kind] && !hit[tr.name] {
+				continue
+			}
+			// The prompt comes again on every new bind: a client whose
+			// socket the fault did not touch gets none, and is not counted.
+			if at, ok := tr.promptAfter(f.start); ok && at.Sub(f.start) < time.Minute {
+				fig.prompt = append(fig.prompt, at.Sub(f.start))
+			}
+		}
+	}
+	return out
+}
+
+// report is the run's report in Markdown.
+func (w *world) report(faults []*fault, a *findings, owners *watcher, settle time.Duration) string {
+	var b strings.Builder
+	figs := w.figures(faults, owners)
+	first, last := faults[0].start, faults[len(faults)-1].end
+	fmt.Fprintf(&b, "### Chaos run of %s (Lease %s, %d faults in %s)\n\n", w.start.UTC().Format("2006-01-02 15:04"), *lease, len(faults), last.Sub(first).Round(time.Second))
+	b.WriteString("| fault | injected | owned again p50 / p99 (n) | prompt again p50 / p99 (n) | not owned again | moves it caused |\n|---|---|---|---|---|---|\n")
+	names := make([]string, 0, len(figs))
+	for k := range figs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	total := 0
+	for _, k := range names {
+		f := figs[k]
+		total += f.injected - f.failed
+		injected := fmt.Sprint(f.injected)
+		if f.failed > 0 {
+			injected += fmt.Sprintf(" (%d could not be)", f.failed)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d |\n", k, injected, quantiles(f.owned), quantiles(f.prompt), f.notOwned, f.moves)
+	}
+	fmt.Fprintf(&b, "\nAudit: %d conversations, %d messages and answers sent, %d acknowledged, %d answers applied, %d events read back; "+
+		"runtime writes judged from the API server's audit log: %d status, %d log heads, %d chunks (%d late, see below); events sent twice to a client: %d.\n",
+		a.conversations, a.sent, a.acked, a.answers, a.events, a.writes["status"], a.writes["log"], a.writes["chunk"], a.late["log"]+a.late["chunk"], a.repeats)
+	fmt.Fprintf(&b, "Violations: %d", a.total())
+	if a.total() > 0 {
+		var kinds []string
+		for what, list := range a.violations {
+			kinds = append(kinds, fmt.Sprintf("%s %d", what, len(list)))
+		}
+		if len(a.stale) > 0 {
+			kinds = append(kinds, fmt.Sprintf("stale writes accepted %d", len(a.stale)))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(&b, " (%s)", strings.Join(kinds, ", "))
+	}
+	fmt.Fprintf(&b, ". Every conversation owned by a ready pod (or ended, or suspended) %s after the last fault ended; %d faults took effect.\n",
+		settle.Round(100*time.Millisecond), total)
+	return b.String()
+}
+
+// quantiles formats p50 / p99 (n).
+func quantiles(d []time.Duration) string {
+	if len(d) == 0 {
+		return "–"
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	q := func(p float64) time.Duration {
+		i := int(p*float64(len(s))+0.5) - 1
+		return s[min(max(i, 0), len(s)-1)].Round(10 * time.Millisecond)
+	}
+	return fmt.Sprintf("%s / %s (%d)", q(0.5), q(0.99), len(s))
+}

@@ -1,0 +1,106 @@
+package chaos
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+)
+
+// ownership is one state of a conversation's status, when the watch saw it.
+type ownership struct {
+	at    time.Time
+	owner string
+	epoch int64
+	phase tetherv1alpha1.ConversationPhase
+}
+
+// watcher follows every conversation's owner and epoch through a watch,
+// started again whenever it ends (the API server restarts under it).
+type watcher struct {
+	mu    sync.Mutex
+	lines map[string][]ownership
+}
+
+func (w *world) watchOwners(ctx context.Context) *watcher {
+	wt := &watcher{lines: map[string][]ownership{}}
+	go func() {
+		for ctx.Err() == nil {
+			wi, err := w.kube.Watch(ctx, &tetherv1alpha1.ConversationList{}, client.InNamespace(ns))
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			for ev := range wi.ResultChan() {
+				conv, ok := ev.Object.(*tetherv1alpha1.Conversation)
+				if !ok || ev.Type == watch.Deleted {
+					continue
+				}
+				o := ownership{at: time.Now(), phase: conv.Status.Phase}
+				if conv.Status.Owner != nil {
+					o.owner = conv.Status.Owner.Name
+				}
+				if conv.Status.Lease != nil {
+					o.epoch = conv.Status.Lease.Epoch
+				}
+				wt.mu.Lock()
+				line := wt.lines[conv.Name]
+				if n := len(line); n == 0 || line[n-1].owner != o.owner || line[n-1].epoch != o.epoch || line[n-1].phase != o.phase {
+					wt.lines[conv.Name] = append(line, o)
+				}
+				wt.mu.Unlock()
+			}
+			wi.Stop()
+		}
+	}()
+	return wt
+}
+
+// at is each conversation's state at t.
+func (wt *watcher) at(t time.Time) map[string]ownership {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	out := map[string]ownership{}
+	for name, line := range wt.lines {
+		for _, o := range line {
+			if o.at.After(t) {
+				break
+			}
+			out[name] = o
+		}
+	}
+	return out
+}
+
+// ownedAgain is when conversation name was next owned after t with an epoch
+// above epoch, by a pod not in lost.
+func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[string]bool) (time.Time, bool) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	for _, o := range wt.lines[name] {
+		if o.at.After(t) && o.epoch > epoch && o.owner != "" && !lost[o.owner] {
+			return o.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// moves counts the changes of owner or epoch of every conversation between
+// from and to.
+func (wt *watcher) moves(from, to time.Time) int {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	n := 0
+	for _, line := range wt.lines {
+		for i, o := range line {
+			if i > 0 && o.at.After(from) && o.at.Before(to) && o.epoch != line[i-1].epoch {
+				n++
+			}
+		}
+	}
+	return n
+}

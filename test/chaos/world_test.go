@@ -1,0 +1,211 @@
+package chaos
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testing/await"
+	"tether.dev/tether/internal/testing/localcluster"
+)
+
+var (
+	duration  = flag.Duration("chaos.duration", 4*time.Minute, "how long faults are injected")
+	maxFaults = flag.Int("chaos.faults", 0, "stop injecting after this many faults (0: only the duration bounds the run)")
+	perAgent  = flag.Int("chaos.conversations", 3, "clients (each with its own conversation) per Agent")
+	lease     = flag.Duration("chaos.lease", 4*time.Second, "the Agents' Lease")
+	seed      = flag.Uint64("chaos.seed", 0, "the random seed (0: from the clock); the run prints it")
+	kinds     = flag.String("chaos.kinds", "", "comma-separated fault kinds to inject (empty: all)")
+	ingress   = flag.String("chaos.ingress", "ws://10.200.0.1", "the Ingress's address")
+	host      = flag.String("chaos.host", "tether.local", "the Ingress's host")
+	report    = flag.String("chaos.report", "", "append the run's report (Markdown) to this file")
+)
+
+// ns is where the chaos Agents and conversations live.
+const ns = "default"
+
+// agentKind is one of the Agents the suite runs: its example agent and
+// its store.
+type agentKind struct {
+	name, agent, store string
+}
+
+var agentKinds = []agentKind{
+	{name: "chaos-echo-kube", agent: "echo", store: "kubernetes"},
+	{name: "chaos-echo-redis", agent: "echo", store: "redis"},
+	{name: "chaos-approval-kube", agent: "approval", store: "kubernetes"},
+	{name: "chaos-approval-redis", agent: "approval", store: "redis"},
+}
+
+// world is the cluster the suite runs on.
+type world struct {
+	*localcluster.Cluster
+	kube  client.WithWatch
+	token string
+	redis string // the Redis Service's address
+	rng   *rand.Rand
+	start time.Time
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	lc, ok := localcluster.FromEnv()
+	if !ok {
+		t.Skip("not on the local cluster: make chaos runs this suite inside its network namespace")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", lc.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := tetherv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	kube, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := lc.Token("chaos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := *seed
+	if s == 0 {
+		s = uint64(time.Now().UnixNano()) //nolint:gosec // a seed, printed
+	}
+	t.Logf("seed %d (rerun with -chaos.seed=%d)", s, s)
+	return &world{Cluster: lc, kube: kube, token: token, rng: rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15)), start: time.Now()} //nolint:gosec // fault choices, not secrets
+}
+
+func (w *world) kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := w.Run("kubectl", args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (w *world) apply(t *testing.T, yaml string) {
+	t.Helper()
+	if err := w.Apply(yaml); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// redisManifest is Redis for the redis store, on the first node with the
+// API server (a node-loss fault is a worker node's): its data in an
+// emptyDir that outlives a restart of its container, every write on disk
+// before it is acknowledged.
+const redisManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: chaos-redis, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: chaos-redis}}
+  template:
+    metadata: {labels: {app: chaos-redis}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: tether-node}
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: redis
+          image: tether-redis:0.1.0
+          imagePullPolicy: Never
+          args: [--port, "6379", --protected-mode, "no", --dir, /data, --appendonly, "yes", --appendfsync, always, --save, ""]
+          ports: [{containerPort: 6379}]
+          readinessProbe: {tcpSocket: {port: 6379}, periodSeconds: 1}
+          volumeMounts: [{name: data, mountPath: /data}]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+      volumes: [{name: data, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: chaos-redis, namespace: default}
+spec:
+  selector: {app: chaos-redis}
+  ports: [{port: 6379}]
+`
+
+// agentManifest is an Agent of kind k: two pods, spread over the nodes.
+func (w *world) agentManifest(k agentKind) string {
+	store := "{type: kubernetes}"
+	if k.store == "redis" {
+		store = fmt.Sprintf("{type: redis, redis: {addresses: [%q]}}", w.redis)
+	}
+	return fmt.Sprintf(`apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: %s, namespace: default}
+spec:
+  replicas: 2
+  conversationsPerPod: 100
+  leaseDurationSeconds: %d
+  runtimePort: 8080
+  store: %s
+  template:
+    spec:
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: runtime
+          image: tether-runtime:0.1.0
+          imagePullPolicy: Never
+          args: [--agent=%s]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+`, k.name, int(lease.Seconds()), store, k.agent)
+}
+
+// setUp starts Redis and the Agents, and waits for their pods.
+func (w *world) setUp(t *testing.T) {
+	t.Helper()
+	w.apply(t, redisManifest)
+	w.redis = w.kubectl(t, "-n", ns, "get", "service", "chaos-redis", "-o", "jsonpath={.spec.clusterIP}") + ":6379"
+	w.kubectl(t, "-n", ns, "rollout", "status", "deployment/chaos-redis", "--timeout=120s")
+	for _, k := range agentKinds {
+		w.apply(t, w.agentManifest(k))
+	}
+	for _, k := range agentKinds {
+		await.UntilEvery(t, 180*time.Second, 200*time.Millisecond, k.name+": 2 ready pods", func() bool {
+			out, _ := w.Run("kubectl", "-n", ns, "get", "agent", k.name, "-o", "jsonpath={.status.readyReplicas}")
+			return out == "2"
+		})
+	}
+	t.Logf("Redis at %s; %d Agents with a %s Lease, 2 pods each", w.redis, len(agentKinds), *lease)
+}
+
+// conversation creates a conversation of Agent k and waits until it is
+// owned.
+func (w *world) conversation(ctx context.Context, k agentKind, name, input string) error {
+	conv := &tetherv1alpha1.Conversation{}
+	conv.Namespace, conv.Name = ns, name
+	conv.Spec.AgentRef.Name = k.name
+	conv.Spec.Subjects = []string{"chaos"}
+	conv.Spec.InitialInput = input
+	for {
+		err := w.kube.Create(ctx, conv)
+		if err == nil || strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
+		select { // the API server may be restarting
+		case <-ctx.Done():
+			return fmt.Errorf("creating %s: %w", name, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// since is the time since the run started, for logs.
+func (w *world) since() time.Duration { return time.Since(w.start).Round(100 * time.Millisecond) }
