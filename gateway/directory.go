@@ -141,10 +141,25 @@ func (d *Directory) Start(ctx context.Context) error {
 }
 
 // Get returns the conversation as the cache holds it (trimmed), or nil if
-// there is none.
+// there is none. A conversation the cache does not hold yet is read from
+// the API server: a client that connects the moment its conversation was
+// created must not be told, for good, that there is no such conversation
+// because the watch has not brought it yet (found by the chaos suite). The
+// read is one GET, bounded by the per-subject connect rate.
 func (d *Directory) Get(ctx context.Context, key types.NamespacedName) (*tetherv1alpha1.Conversation, error) {
 	conv := &tetherv1alpha1.Conversation{}
-	if err := d.cache.Get(ctx, key, conv); err != nil {
+	err := d.cache.Get(ctx, key, conv)
+	if apierrors.IsNotFound(err) {
+		err = d.client.Get(ctx, key, conv)
+		if err == nil {
+			trimmed, terr := trimConversation(conv)
+			if terr != nil {
+				return nil, terr
+			}
+			conv = trimmed.(*tetherv1alpha1.Conversation)
+		}
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}

@@ -52,13 +52,18 @@ func TestChaos(t *testing.T) {
 		for i := range *perAgent {
 			cs := &connSet{}
 			conns = append(conns, cs)
+			subject := fmt.Sprintf("%s-%d-%d", k.name, w.start.Unix()%100000, i)
+			token, err := w.Token(subject)
+			if err != nil {
+				t.Fatal(err)
+			}
 			wg.Add(1)
 			if k.agent == "approval" {
-				go func() { defer wg.Done(); w.runApprovals(talking, k, i, cs, add) }()
+				go func() { defer wg.Done(); w.runApprovals(talking, k, subject, token, cs, add) }()
 				continue
 			}
-			tr := newTranscript(fmt.Sprintf("%s-%d-%d", k.name, w.start.Unix()%100000, i), k)
-			if err := w.conversation(ctx, k, tr.name, ""); err != nil {
+			tr := newTranscript(subject, subject, token, k)
+			if err := w.conversation(ctx, k, tr.name, subject, ""); err != nil {
 				t.Fatal(err)
 			}
 			add(tr)
@@ -66,6 +71,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	// Faults start once every echo client has had a message acknowledged.
+	started := time.Now()
 	waitFor(ctx, 120*time.Second, func() bool {
 		for _, tr := range all() {
 			tr.mu.Lock()
@@ -78,9 +84,22 @@ func TestChaos(t *testing.T) {
 		return true
 	})
 
+	t.Logf("every echo client acknowledged after %s", time.Since(started).Round(100*time.Millisecond))
+	for _, tr := range all() {
+		tr.mu.Lock()
+		if tr.kind.agent == "echo" && len(tr.acked) == 0 {
+			t.Logf("%s: nothing acknowledged yet (%d sent)", tr.name, len(tr.sent))
+		}
+		tr.mu.Unlock()
+	}
 	faults := w.injectFaults(ctx, t, ks, conns, all)
 	stopTalking()
 	wg.Wait()
+	for _, tr := range all() {
+		if tr.stuck != "" {
+			t.Errorf("%s: %s", tr.name, tr.stuck)
+		}
+	}
 	lastFault := faults[len(faults)-1].end
 	settled, err := w.settle(ctx, all())
 	if err != nil {
@@ -147,7 +166,10 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 		}
 		t.Logf("%8s fault %3d %-20s %-40s %6s %s", time.Since(w.start).Round(100*time.Millisecond), i+1, f.kind, f.target,
 			f.end.Sub(f.start).Round(100*time.Millisecond), status)
-		time.Sleep(w.between(time.Second, 4*time.Second))
+		// The next fault comes once this one has healed (or -chaos.settle
+		// has passed), after a random pause.
+		waitEvery(ctx, *settleCap, 200*time.Millisecond, func() bool { return w.allOwned(ctx, all()) })
+		time.Sleep(w.between(500*time.Millisecond, 2*time.Second))
 	}
 	return faults
 }
@@ -155,33 +177,35 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 // settle waits, after the faults, until every conversation still going is
 // owned by a ready pod, and returns when that was.
 func (w *world) settle(ctx context.Context, trs []*transcript) (time.Time, error) {
+	if !waitEvery(ctx, 180*time.Second, 100*time.Millisecond, func() bool { return w.allOwned(ctx, trs) }) {
+		return time.Now(), fmt.Errorf("conversations not all owned by ready pods 180s after the faults")
+	}
+	return time.Now(), nil
+}
+
+// allOwned reports whether every conversation of trs still going is owned
+// by a ready pod.
+func (w *world) allOwned(ctx context.Context, trs []*transcript) bool {
 	names := map[string]bool{}
 	for _, tr := range trs {
 		names[tr.name] = true
 	}
-	ok := waitFor(ctx, 180*time.Second, func() bool {
-		var list tetherv1alpha1.ConversationList
-		if w.kube.List(ctx, &list, client.InNamespace(ns)) != nil {
-			return false
-		}
-		ready, err := w.readyPods(ctx)
-		if err != nil {
-			return false
-		}
-		for _, c := range list.Items {
-			if !names[c.Name] || c.Status.Phase == tetherv1alpha1.PhaseSucceeded || c.Status.Phase == tetherv1alpha1.PhaseFailed || c.Status.Phase == tetherv1alpha1.PhaseSuspended {
-				continue
-			}
-			if c.Status.Owner == nil || !ready[c.Status.Owner.Name] {
-				return false
-			}
-		}
-		return true
-	})
-	if !ok {
-		return time.Now(), fmt.Errorf("conversations not all owned by ready pods 180s after the faults")
+	var list tetherv1alpha1.ConversationList
+	if w.kube.List(ctx, &list, client.InNamespace(ns)) != nil {
+		return false
 	}
-	return time.Now(), nil
+	ready, err := w.readyPods(ctx)
+	if err != nil {
+		return false
+	}
+	for _, c := range list.Items {
+		switch {
+		case !names[c.Name], isFinished(&c), c.Status.Phase == tetherv1alpha1.PhaseSuspended:
+		case c.Status.Owner == nil || !ready[c.Status.Owner.Name]:
+			return false
+		}
+	}
+	return true
 }
 
 // readyPods are the Agents' ready pods.

@@ -25,8 +25,8 @@ type seen struct {
 // clients it used (a client that drops and reconnects on its own is a new
 // one, resuming from the last event it saw).
 type transcript struct {
-	name string
-	kind agentKind
+	name, subject, token string
+	kind                 agentKind
 
 	mu         sync.Mutex
 	events     map[int64]seen
@@ -36,17 +36,18 @@ type transcript struct {
 	violations []string
 	sent       map[string]string // client message id -> text
 	acked      map[string]bool   // ids acknowledged
-	answers    map[string]int64 // answer id -> the prompt seq it answered
-	promptSeq  int64            // the prompt the client holds (0: none)
+	answers    map[string]int64  // answer id -> the prompt seq it answered
+	promptSeq  int64             // the prompt the client holds (0: none)
 	promptID   string
 	prompts    []time.Time // pending_prompt frames
 	finished   bool
 	repeats    int
 	binds      int
+	stuck      string // what kept the client from finishing, if anything
 }
 
-func newTranscript(name string, k agentKind) *transcript {
-	return &transcript{name: name, kind: k, events: map[int64]seen{}, sent: map[string]string{}, acked: map[string]bool{}, answers: map[string]int64{}}
+func newTranscript(name, subject, token string, k agentKind) *transcript {
+	return &transcript{name: name, subject: subject, token: token, kind: k, events: map[int64]seen{}, sent: map[string]string{}, acked: map[string]bool{}, answers: map[string]int64{}}
 }
 
 func (tr *transcript) fail(format string, args ...any) {
@@ -130,7 +131,7 @@ func (w *world) connect(tr *transcript, conns *connSet, after int64, log string)
 	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second, NetDialContext: conns.dial}
 	c := tetherclient.Connect(context.Background(), tetherclient.Config{
 		URL:   *ingress + protocol.ConversationPath(ns, tr.name),
-		Token: tetherclient.StaticToken(w.token), Header: http.Header{"Host": {*host}},
+		Token: tetherclient.StaticToken(tr.token), Header: http.Header{"Host": {*host}},
 		After: after, Log: log, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, Dialer: dialer,
 	})
 	tk := &talker{w: w, tr: tr, c: c, conns: conns, read: make(chan struct{})}
@@ -201,17 +202,22 @@ func (w *world) chatEcho(ctx context.Context, tr *transcript, conns *connSet) {
 		time.Sleep(w.between(50*time.Millisecond, 250*time.Millisecond))
 	}
 	// What was sent is acknowledged before the audit, faults being over.
-	tk.waitAcked(context.Background(), 60*time.Second)
+	if !tk.waitAcked(context.Background(), 60*time.Second) {
+		tr.mu.Lock()
+		tr.stuck = fmt.Sprintf("%d unacknowledged 60s after the faults: %d binds, last event %d, client error %v",
+			tk.c.Pending(), tk.c.Binds(), tk.c.LastSeq(), tk.c.Err())
+		tr.mu.Unlock()
+	}
 	tk.close()
 }
 
 // runApprovals runs approval conversations one after another until ctx
 // ends: each is created, its prompt awaited (held across moves), answered
 // after a pause, and followed to its end.
-func (w *world) runApprovals(ctx context.Context, k agentKind, idx int, conns *connSet, add func(*transcript)) {
+func (w *world) runApprovals(ctx context.Context, k agentKind, subject, token string, conns *connSet, add func(*transcript)) {
 	for i := 0; ctx.Err() == nil; i++ {
-		tr := newTranscript(fmt.Sprintf("%s-%d-%d-%d", k.name, w.start.Unix()%100000, idx, i), k)
-		if err := w.conversation(ctx, k, tr.name, "refund order "+tr.name); err != nil {
+		tr := newTranscript(fmt.Sprintf("%s-%d", subject, i), subject, token, k)
+		if err := w.conversation(ctx, k, tr.name, subject, "refund order "+tr.name); err != nil {
 			return
 		}
 		add(tr)
@@ -220,7 +226,7 @@ func (w *world) runApprovals(ctx context.Context, k agentKind, idx int, conns *c
 			tk.close()
 			continue
 		}
-		time.Sleep(w.between(0, 3*time.Second)) // a human reading
+		time.Sleep(w.between(time.Second, 10*time.Second)) // a human reading
 		tr.mu.Lock()
 		promptID, promptSeq := tr.promptID, tr.promptSeq
 		tr.mu.Unlock()
@@ -248,12 +254,17 @@ func (w *world) runApprovals(ctx context.Context, k agentKind, idx int, conns *c
 
 // waitFor polls cond every 20 ms until it holds, ctx ends or timeout.
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	return waitEvery(ctx, timeout, 20*time.Millisecond, cond)
+}
+
+// waitEvery polls cond every interval until it holds, ctx ends or timeout.
+func waitEvery(ctx context.Context, timeout, interval time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if ctx.Err() != nil || time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
 	return true
 }
@@ -308,6 +319,6 @@ func (c *cuttable) Write(p []byte) (int, error) {
 		return c.Conn.Write(p)
 	}
 	n, _ := c.Conn.Write(p[:len(p)/2])
-	_ = c.Conn.Close()
+	_ = c.Close()
 	return n, net.ErrClosed
 }

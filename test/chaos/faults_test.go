@@ -55,12 +55,12 @@ var faultKinds = []faultKind{
 	{name: "pod-force-delete", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
 		return w.deletePod(ctx, f, true)
 	}},
-	{name: "process-kill", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+	{name: "process-kill", weight: 3, inject: func(ctx context.Context, w *world, f *fault) error {
 		pod, err := w.pickAgentPod(ctx, f, "")
 		if err != nil {
 			return err
 		}
-		delete(f.lost, pod.Name) // its container restarts: the same pod may own again
+		delete(f.lost, pod.Name) // its container restarts: the same pod serves again
 		return w.signalContainer(ns, pod.Name, syscall.SIGKILL)
 	}},
 	{name: "pod-freeze", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {

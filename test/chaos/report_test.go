@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 )
 
 // kindFigures are one fault kind's figures over a run.
@@ -38,23 +40,26 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 		}
 		before := owners.at(f.start)
 		hit := map[string]bool{}
-		if ownerKinds[f.kind] {
-			for name, o := range before {
-				if o.owner == "" || !(f.lost[o.owner] || o.owner == f.target) {
-					continue
-				}
+		for name, o := range before {
+			live := o.phase == tetherv1alpha1.PhaseRunning || o.phase == tetherv1alpha1.PhaseAwaitingInput
+			if live && o.owner != "" && (f.lost[o.owner] || o.owner == f.target) {
 				hit[name] = true
-				if at, ok := owners.ownedAgain(name, f.start, o.epoch, f.lost); ok {
+			}
+		}
+		switch {
+		case ownerKinds[f.kind]:
+			for name := range hit {
+				if at, ok := owners.ownedAgain(name, f.start, before[name].epoch, f.lost); ok {
 					fig.owned = append(fig.owned, at.Sub(f.start))
 				} else {
 					fig.notOwned++
 				}
 			}
-		} else {
-			fig.moves += owners.moves(f.start, f.end.Add(2**lease))
+		case len(hit) == 0:
+			fig.moves += owners.moves(f.start, f.end.Add(*lease))
 		}
 		for _, tr := range f.prompted {
-			if ownerKinds[f.kind] && !hit[tr.name] {
+			if len(hit) > 0 && !hit[tr.name] {
 				continue
 			}
 			// The prompt comes again on every new bind: a client whose
@@ -92,6 +97,9 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 	fmt.Fprintf(&b, "\nAudit: %d conversations, %d messages and answers sent, %d acknowledged, %d answers applied, %d events read back; "+
 		"runtime writes judged from the API server's audit log: %d status, %d log heads, %d chunks (%d late, see below); events sent twice to a client: %d.\n",
 		a.conversations, a.sent, a.acked, a.answers, a.events, a.writes["status"], a.writes["log"], a.writes["chunk"], a.late["log"]+a.late["chunk"], a.repeats)
+	if a.unservedFinished > 0 {
+		fmt.Fprintf(&b, "Finished conversations whose owner pod was gone, so the gateway refused their history (4010) and the audit read their stores: %d.\n", a.unservedFinished)
+	}
 	fmt.Fprintf(&b, "Violations: %d", a.total())
 	if a.total() > 0 {
 		var kinds []string

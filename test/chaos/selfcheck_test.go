@@ -34,8 +34,8 @@ func TestAuditCatchesAStaleWriter(t *testing.T) {
 		if k.agent != "echo" {
 			continue
 		}
-		tr := newTranscript(fmt.Sprintf("stale-%s-%d", k.store, w.start.Unix()%100000), k)
-		if err := w.conversation(ctx, k, tr.name, ""); err != nil {
+		tr := newTranscript(fmt.Sprintf("stale-%s-%d", k.store, w.start.Unix()%100000), auditor, w.token, k)
+		if err := w.conversation(ctx, k, tr.name, auditor, ""); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _, _ = w.Run("kubectl", "-n", ns, "delete", "conversation", tr.name, "--wait=false") })

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,11 +29,16 @@ var (
 	kinds     = flag.String("chaos.kinds", "", "comma-separated fault kinds to inject (empty: all)")
 	ingress   = flag.String("chaos.ingress", "ws://10.200.0.1", "the Ingress's address")
 	host      = flag.String("chaos.host", "tether.local", "the Ingress's host")
+	settleCap = flag.Duration("chaos.settle", 20*time.Second, "after a fault, wait at most this long for every conversation to be owned by a ready pod before the next")
 	report    = flag.String("chaos.report", "", "append the run's report (Markdown) to this file")
 )
 
 // ns is where the chaos Agents and conversations live.
 const ns = "default"
+
+// auditor is the subject that reads every conversation's log back; each
+// client talks as a subject of its own.
+const auditor = "chaos-auditor"
 
 // agentKind is one of the Agents the suite runs: its example agent and
 // its store.
@@ -50,7 +56,8 @@ var agentKinds = []agentKind{
 // world is the cluster the suite runs on.
 type world struct {
 	*localcluster.Cluster
-	kube  client.WithWatch
+	kube client.WithWatch
+	// token is for reading logs back; each client has its own subject.
 	token string
 	redis string // the Redis Service's address
 	rng   *rand.Rand
@@ -72,6 +79,9 @@ func newWorld(t *testing.T) *world {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
+	if err := coordinationv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	if err := tetherv1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +89,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := lc.Token("chaos")
+	token, err := lc.Token(auditor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,13 +196,12 @@ func (w *world) setUp(t *testing.T) {
 	t.Logf("Redis at %s; %d Agents with a %s Lease, 2 pods each", w.redis, len(agentKinds), *lease)
 }
 
-// conversation creates a conversation of Agent k and waits until it is
-// owned.
-func (w *world) conversation(ctx context.Context, k agentKind, name, input string) error {
+// conversation creates a conversation of Agent k for subject.
+func (w *world) conversation(ctx context.Context, k agentKind, name, subject, input string) error {
 	conv := &tetherv1alpha1.Conversation{}
 	conv.Namespace, conv.Name = ns, name
 	conv.Spec.AgentRef.Name = k.name
-	conv.Spec.Subjects = []string{"chaos"}
+	conv.Spec.Subjects = []string{subject, auditor}
 	conv.Spec.InitialInput = input
 	for {
 		err := w.kube.Create(ctx, conv)
@@ -206,6 +215,3 @@ func (w *world) conversation(ctx context.Context, k agentKind, name, input strin
 		}
 	}
 }
-
-// since is the time since the run started, for logs.
-func (w *world) since() time.Duration { return time.Since(w.start).Round(100 * time.Millisecond) }

@@ -90,8 +90,11 @@ func (c *Cluster) Token(subject string) (string, error) {
 // containerStatuses in namespace ns), from its node's containerd.
 func (c *Cluster) ContainerPID(ns, pod string, i int) (int, error) {
 	id, err := c.Run("kubectl", "-n", ns, "get", "pod", pod, "-o", fmt.Sprintf("jsonpath={.status.containerStatuses[%d].containerID}", i))
-	if err != nil || id == "" {
-		return 0, fmt.Errorf("the container of pod %s: %v: %s", pod, err, id)
+	if err != nil {
+		return 0, fmt.Errorf("the container of pod %s: %w: %s", pod, err, id)
+	}
+	if id == "" {
+		return 0, fmt.Errorf("pod %s has no container %d yet", pod, i)
 	}
 	id = strings.TrimPrefix(id, "containerd://")
 	for _, sock := range c.Containerds {
