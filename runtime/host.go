@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +67,13 @@ type Host struct {
 	dropping sync.Mutex // serializes DropAll
 	mu       sync.Mutex
 	running  map[types.NamespacedName]*hosted
+	// retiring holds conversations let go of whose halt may not have
+	// finished: a halt waits for an append in flight, and until it has
+	// returned that append can still land. A new claim of the same key
+	// halts them first, so no two instances of one conversation ever act
+	// at once in this process (they would share the epoch, which fences
+	// nothing between them).
+	retiring map[types.NamespacedName][]*conversation.Conversation
 }
 
 type hosted struct {
@@ -132,6 +140,9 @@ func (h *Host) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, er
 // claim starts running a conversation assigned to this pod at epoch.
 func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epoch int64) error {
 	key := types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}
+	// An earlier instance here (the Lease was lost and is held again) must
+	// have stopped writing before this one reads the log it restores from.
+	h.awaitRetired(key)
 	holder := fencing.Holder{Pod: h.Pod.Name, Epoch: epoch}
 	c, err := conversation.Start(ctx, conversation.Config{
 		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
@@ -147,6 +158,11 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 			return nil // a newer epoch already claimed it; our watch will say so
 		}
 		return fmt.Errorf("claiming %s at epoch %d: %w", key, epoch, err)
+	}
+	if h.Lease != nil && !h.Lease.Held() {
+		// Lost while claiming: DropAll ran before this one was registered.
+		h.drop(key, "the pod's Lease is not held")
+		return nil
 	}
 	ctrl.LoggerFrom(ctx).Info("claimed", "conversation", key, "epoch", epoch)
 
@@ -225,10 +241,48 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 func (h *Host) drop(key types.NamespacedName, why string) {
 	h.mu.Lock()
 	r, ok := h.running[key]
-	delete(h.running, key)
+	if ok {
+		h.retireLocked(key, r.conv)
+	}
 	h.mu.Unlock()
 	if ok {
 		r.conv.Stop(fmt.Errorf("%w: %s", conversation.ErrNotOwner, why), protocol.CloseNotOwner)
+		h.retired(key, r.conv)
+	}
+}
+
+// retireLocked moves a running conversation to the retiring ones.
+func (h *Host) retireLocked(key types.NamespacedName, c *conversation.Conversation) {
+	delete(h.running, key)
+	if h.retiring == nil {
+		h.retiring = map[types.NamespacedName][]*conversation.Conversation{}
+	}
+	h.retiring[key] = append(h.retiring[key], c)
+}
+
+// retired forgets a conversation whose halt has returned.
+func (h *Host) retired(key types.NamespacedName, c *conversation.Conversation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	left := slices.DeleteFunc(h.retiring[key], func(r *conversation.Conversation) bool { return r == c })
+	if len(left) == 0 {
+		delete(h.retiring, key)
+	} else {
+		h.retiring[key] = left
+	}
+}
+
+// awaitRetired halts every retiring instance of key (Halt is idempotent: it
+// returns once the instance's append in flight, if any, has returned and
+// nothing more can be appended).
+func (h *Host) awaitRetired(key types.NamespacedName) {
+	h.mu.Lock()
+	earlier := slices.Clone(h.retiring[key])
+	h.mu.Unlock()
+	why := fmt.Errorf("%w: claimed again", conversation.ErrNotOwner)
+	for _, c := range earlier {
+		c.Halt(why, protocol.CloseNotOwner)
+		h.retired(key, c)
 	}
 }
 
@@ -242,15 +296,16 @@ func (h *Host) DropAll() {
 	h.dropping.Lock()
 	defer h.dropping.Unlock()
 	h.mu.Lock()
-	dropped := make([]*conversation.Conversation, 0, len(h.running))
-	for _, r := range h.running {
-		dropped = append(dropped, r.conv)
+	dropped := make(map[types.NamespacedName]*conversation.Conversation, len(h.running))
+	for key, r := range h.running {
+		dropped[key] = r.conv
+		h.retireLocked(key, r.conv)
 	}
-	clear(h.running)
 	h.mu.Unlock()
 	why := fmt.Errorf("%w: the pod's Lease is not held", conversation.ErrNotOwner)
-	for _, c := range dropped {
+	for key, c := range dropped {
 		c.Halt(why, protocol.CloseNotOwner)
+		h.retired(key, c)
 	}
 	deadline := time.Now().Add(h.stopWait())
 	for _, c := range dropped {

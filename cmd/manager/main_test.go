@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,6 +82,13 @@ func TestManagerBinary(t *testing.T) {
 	key := client.ObjectKey{Namespace: "default", Name: "tether-manager.tether.dev"}
 	waitFor(t, "the leader-election Lease held", func() bool {
 		return env.Client.Get(context.Background(), key, lease) == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != ""
+	})
+	// The Lease can be visible before the manager has read the answer to its
+	// create; a SIGTERM in between cancels that request, and the manager,
+	// never having known it led, has nothing to give up. Wait until it knows.
+	waitFor(t, "the manager knowing it leads", func() bool {
+		out, err := os.ReadFile(logs.Name())
+		return err == nil && strings.Contains(strings.ToLower(string(out)), "successfully acquired lease")
 	})
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

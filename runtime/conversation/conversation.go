@@ -325,8 +325,19 @@ func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Even
 		c.dirty = true
 		return 0, err
 	}
-	now := c.cfg.Now()
 	first := last - int64(len(events)) + 1
+	if first != c.st.last+1 {
+		// Another writer at this epoch (an earlier instance of this owner
+		// whose append landed late) put events before these: read them and
+		// these back in the log's order. If that fails, the next append or
+		// submit does it first.
+		c.dirty = true
+		if err := c.resyncLocked(ctx); err == nil {
+			c.trimLocked(ctx)
+		}
+		return last, nil
+	}
+	now := c.cfg.Now()
 	for i := range events {
 		e := events[i]
 		e.Seq, e.Epoch, e.Time = first+int64(i), c.cfg.Epoch, now

@@ -2,6 +2,7 @@ package conversation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -559,4 +560,62 @@ func replayed(t *testing.T, sub *conversation.Subscription) []protocol.ServerFra
 	}
 	replays.Store(sub, frames)
 	return frames
+}
+
+// TestAnAppendBehindTheOwnersBackIsReadBack: an event lands in the log at
+// the owner's epoch without the owner writing it (an earlier instance of the
+// same owner, whose append was in flight when it let go). The owner's next
+// append finds the log past what it knew: it reads the gap back, so the late
+// message is known (acknowledged again as a duplicate), its turn runs, and
+// bound sockets see every event once and in order.
+func TestAnAppendBehindTheOwnersBackIsReadBack(t *testing.T) {
+	log := memory.New()
+	key := eventlogtest.NewKey("late-append")
+	var mu sync.Mutex
+	var inputs []string
+	echo := conversation.HandlerFunc(func(ctx context.Context, turn *conversation.Turn) error {
+		mu.Lock()
+		inputs = append(inputs, turn.Input)
+		mu.Unlock()
+		return turn.Send(ctx, turn.Input)
+	})
+	c, _ := start(t, log, key, 1, echo)
+	sub, err := c.Subscribe(context.Background(), protocol.Cursor{After: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+
+	data, _ := json.Marshal(protocol.TextData{Text: "late"})
+	late, err := log.Append(context.Background(), key, 1, []eventlog.Event{{Type: protocol.EventUserMessage, ClientID: "m-late", Data: data}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	submit(t, c, message("m-2", "next"))
+	if ack := submit(t, c, message("m-late", "late")); !ack.Duplicate || ack.Seq != late {
+		t.Fatalf("the late message sent again: %+v, want a duplicate of seq %d", ack, late)
+	}
+	waitFor(t, "both turns", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(inputs) == 2
+	})
+	mu.Lock()
+	if fmt.Sprint(inputs) != "[late next]" {
+		t.Errorf("turns ran for %v, want [late next]", inputs)
+	}
+	mu.Unlock()
+	var seqs []int64
+	for len(seqs) < 2 {
+		f, ok := <-sub.C
+		if !ok {
+			t.Fatalf("the socket was closed (%d %s) after %v", sub.Code, sub.Reason, seqs)
+		}
+		if f.Type == protocol.TypeEvent {
+			seqs = append(seqs, f.Seq)
+		}
+	}
+	if fmt.Sprint(seqs) != "[1 2]" {
+		t.Fatalf("the socket saw %v, want [1 2]", seqs)
+	}
 }
