@@ -35,6 +35,9 @@ type ConversationReconciler struct {
 	// OpenStore opens an Agent's event log, to delete a deleted
 	// conversation's log.
 	OpenStore StoreOpener
+	// Visibility says since when the manager has seen the API server
+	// without a gap; nil: always.
+	Visibility *APIVisibility
 
 	reservations *reservations
 	ownership    ownershipHistory
@@ -163,7 +166,7 @@ func (r *ConversationReconciler) checkOwner(ctx context.Context, conv *tetherv1a
 		ctrl.LoggerFrom(ctx).Error(err, "reading the owner pod", "pod", owner.Name)
 		return ctrl.Result{RequeueAfter: time.Second}
 	}
-	verdict := judgeOwner(owner, pod, lease, now, r.NotReadyGrace)
+	verdict := judgeOwner(owner, pod, lease, now, r.NotReadyGrace, r.Visibility.Since())
 	if verdict.lost {
 		out.lostFrom, out.lostReason, out.lostMessage, out.lostAt = owner.Name, verdict.reason, verdict.message, verdict.lostAt
 		revoke(conv, tetherv1alpha1.PhaseRescheduling, verdict.reason, verdict.message, now)

@@ -75,8 +75,10 @@ type ownerVerdict struct {
 
 // judgeOwner decides whether owner is still fit to hold a conversation. pod
 // and lease are nil when missing from the cache. notReadyGrace is how long a
-// pod may be not ready before its conversations move.
-func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordinationv1.Lease, now time.Time, notReadyGrace time.Duration) ownerVerdict {
+// pod may be not ready before its conversations move. watchedSince is when
+// the manager last began seeing the API server after a gap (APIVisibility):
+// a Lease expires no earlier than a whole duration after it.
+func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordinationv1.Lease, now time.Time, notReadyGrace time.Duration, watchedSince time.Time) ownerVerdict {
 	switch {
 	case pod == nil || string(pod.UID) != owner.UID:
 		return ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: now,
@@ -103,6 +105,9 @@ func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordina
 	if !ok {
 		return ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: now,
 			message: fmt.Sprintf("owner pod %s holds no Lease: its runtime stopped or released it", owner.Name)}
+	}
+	if watched := watchedSince.Add(secondsDuration(*lease.Spec.LeaseDurationSeconds)); watched.After(expiry) {
+		expiry = watched
 	}
 	if !now.Before(expiry) {
 		return ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseExpired, lostAt: expiry,

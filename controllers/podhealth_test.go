@@ -49,37 +49,42 @@ func TestJudgeOwner(t *testing.T) {
 	owner := &tetherv1alpha1.OwnerPod{Name: "a", UID: "uid-a"}
 	grace := 5 * time.Second
 	cases := []struct {
-		name  string
-		pod   *corev1.Pod
-		lease *coordinationv1.Lease
-		want  ownerVerdict
+		name    string
+		pod     *corev1.Pod
+		lease   *coordinationv1.Lease
+		want    ownerVerdict
+		watched time.Time // when the manager last began seeing the API server
 	}{
 		{"healthy: look again when the Lease runs out", healthy, lease(healthy, t0.Add(-3*time.Second)),
-			ownerVerdict{recheckAfter: 7 * time.Second}},
+			ownerVerdict{recheckAfter: 7 * time.Second}, time.Time{}},
 		{"pod gone", nil, nil,
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0, message: "owner pod a no longer exists"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0, message: "owner pod a no longer exists"}, time.Time{}},
 		{"a new pod with the same name", pod("a", func(p *corev1.Pod) { p.UID = "uid-other" }), nil,
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0, message: "owner pod a no longer exists"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0, message: "owner pod a no longer exists"}, time.Time{}},
 		{"terminating since a second ago", pod("a", func(p *corev1.Pod) { p.DeletionTimestamp = ptr.To(metav1.NewTime(t0.Add(-time.Second))) }), nil,
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0.Add(-time.Second), message: "owner pod a is terminating"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodDeleted, lostAt: t0.Add(-time.Second), message: "owner pod a is terminating"}, time.Time{}},
 		{"failed", pod("a", func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed }), nil,
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0, message: "owner pod a is Failed"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0, message: "owner pod a is Failed"}, time.Time{}},
 		{"not ready within the grace: look again when it ends", pod("a", notReadySince(t0.Add(-2*time.Second))), lease(healthy, t0),
-			ownerVerdict{recheckAfter: 3 * time.Second}},
+			ownerVerdict{recheckAfter: 3 * time.Second}, time.Time{}},
 		{"not ready beyond the grace", pod("a", notReadySince(t0.Add(-6*time.Second))), lease(healthy, t0),
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0.Add(-time.Second), message: "owner pod a not ready for more than 5s"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0.Add(-time.Second), message: "owner pod a not ready for more than 5s"}, time.Time{}},
 		{"no Lease", healthy, nil,
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}, time.Time{}},
 		{"Lease held by another incarnation", healthy, lease(pod("a", func(p *corev1.Pod) { p.UID = "uid-old" }), t0),
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}, time.Time{}},
 		{"Lease expires this instant", healthy, lease(healthy, t0.Add(-10*time.Second)),
-			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseExpired, lostAt: t0, message: "owner pod a did not renew its Lease (expired 2026-11-22T10:00:00Z)"}},
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseExpired, lostAt: t0, message: "owner pod a did not renew its Lease (expired 2026-11-22T10:00:00Z)"}, time.Time{}},
 		{"Lease a nanosecond from expiry", healthy, lease(healthy, t0.Add(-10*time.Second+time.Nanosecond)),
-			ownerVerdict{recheckAfter: time.Nanosecond}},
+			ownerVerdict{recheckAfter: time.Nanosecond}, time.Time{}},
+		{"Lease run out while the manager could not see the API server: a whole duration from then", healthy, lease(healthy, t0.Add(-30*time.Second)),
+			ownerVerdict{recheckAfter: 6 * time.Second}, t0.Add(-4 * time.Second)},
+		{"Lease run out, and watched a whole duration since", healthy, lease(healthy, t0.Add(-30*time.Second)),
+			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseExpired, lostAt: t0, message: "owner pod a did not renew its Lease (expired 2026-11-22T10:00:00Z)"}, t0.Add(-10 * time.Second)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := judgeOwner(owner, tc.pod, tc.lease, t0, grace)
+			got := judgeOwner(owner, tc.pod, tc.lease, t0, grace, tc.watched)
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(ownerVerdict{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
@@ -137,5 +142,38 @@ func TestChoosePod(t *testing.T) {
 				t.Errorf("chose %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAPIVisibility: a gap of more than two probe intervals without an
+// answer moves Since to the first answer after it; answers on time do not.
+func TestAPIVisibility(t *testing.T) {
+	v := &APIVisibility{Interval: 500 * time.Millisecond}
+	steps := []struct {
+		at    time.Duration
+		ok    bool
+		since time.Duration // -1: zero
+	}{
+		{0, true, -1},
+		{500 * time.Millisecond, true, -1},
+		{time.Second, false, -1},
+		{1500 * time.Millisecond, true, -1}, // one missed answer is no gap
+		{2 * time.Second, false, -1},
+		{3 * time.Second, false, -1},
+		{4 * time.Second, true, 4 * time.Second},
+		{4500 * time.Millisecond, true, 4 * time.Second},
+	}
+	for _, s := range steps {
+		v.observe(s.ok, t0.Add(s.at))
+		want := time.Time{}
+		if s.since >= 0 {
+			want = t0.Add(s.since)
+		}
+		if got := v.Since(); !got.Equal(want) {
+			t.Fatalf("after the probe at %s (ok %v): since %v, want %v", s.at, s.ok, got, want)
+		}
+	}
+	if (*APIVisibility)(nil).Since() != (time.Time{}) {
+		t.Fatal("no visibility tracker: no gap")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -41,8 +42,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
+	health, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	visibility := &APIVisibility{Interval: 500 * time.Millisecond, Clock: clock.RealClock{}, Probe: func(ctx context.Context) error {
+		return health.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+	}}
+	if err := mgr.Add(visibility); err != nil {
+		return err
+	}
 	conv := &ConversationReconciler{
-		Client: mgr.GetClient(), Clock: opts.Clock, NotReadyGrace: opts.NotReadyGrace,
+		Client: mgr.GetClient(), Clock: opts.Clock, NotReadyGrace: opts.NotReadyGrace, Visibility: visibility,
 		Recorder: mgr.GetEventRecorder("tether-conversation-controller"),
 		OpenStore: func(ctx context.Context, spec tetherv1alpha1.StoreSpec, namespace string) (eventlog.Log, error) {
 			return stores.Open(ctx, spec, namespace, direct, stores.APISecrets{Reader: secrets})

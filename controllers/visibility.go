@@ -1,0 +1,71 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// APIVisibility records since when this manager has seen the API server
+// without a gap. Owners renew their Leases through the API server, so while
+// the manager cannot see it (the API server restarting, the manager cut off
+// from it) the renewals it misses say nothing about the owners: an owner's
+// Lease is judged expired only once the manager has watched it for a whole
+// Lease duration since its last gap. Without this, an API server restart
+// longer than the Lease moved every conversation of the cluster (found by
+// the chaos suite); with it, owners that renew as soon as the API server is
+// back keep their conversations. The grace only ever delays a move, never
+// hastens one: fencing is unchanged.
+type APIVisibility struct {
+	// Probe asks the API server whether it is there (its /readyz).
+	Probe func(context.Context) error
+	// Interval between probes; a gap is two intervals without an answer.
+	Interval time.Duration
+	Clock    clock.PassiveClock
+
+	mu            sync.Mutex
+	lastOK, since time.Time
+}
+
+// Since is when the manager last started seeing the API server after a
+// gap; zero when it has seen no gap.
+func (v *APIVisibility) Since() time.Time {
+	if v == nil {
+		return time.Time{}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.since
+}
+
+// observe records one probe's outcome at now.
+func (v *APIVisibility) observe(ok bool, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !ok {
+		return
+	}
+	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > 2*v.Interval {
+		v.since = now
+	}
+	v.lastOK = now
+}
+
+// Start probes until ctx ends (a manager.Runnable, on every replica).
+func (v *APIVisibility) Start(ctx context.Context) error {
+	t := time.NewTicker(v.Interval)
+	defer t.Stop()
+	for {
+		probeCtx, cancel := context.WithTimeout(ctx, v.Interval)
+		err := v.Probe(probeCtx)
+		cancel()
+		v.observe(err == nil, v.Clock.Now())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
