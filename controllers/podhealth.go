@@ -77,7 +77,8 @@ type ownerVerdict struct {
 // and lease are nil when missing from the cache. notReadyGrace is how long a
 // pod may be not ready before its conversations move. watchedSince is when
 // the manager last began seeing the API server after a gap (APIVisibility):
-// a Lease expires no earlier than a whole duration after it.
+// a Lease expires no earlier than a whole duration after it, and a pod is
+// not ready for longer than the grace no earlier than a grace after it.
 func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordinationv1.Lease, now time.Time, notReadyGrace time.Duration, watchedSince time.Time) ownerVerdict {
 	switch {
 	case pod == nil || string(pod.UID) != owner.UID:
@@ -93,7 +94,9 @@ func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordina
 
 	var recheck time.Duration
 	if ready, since := podReady(pod); !ready {
-		deadline := since.Add(notReadyGrace)
+		// Not seen through a gap either: a runtime that could not reach
+		// the API server is not ready until it renews its Lease again.
+		deadline := latest(since, watchedSince).Add(notReadyGrace)
 		if !now.Before(deadline) {
 			return ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: deadline,
 				message: fmt.Sprintf("owner pod %s not ready for more than %s", owner.Name, notReadyGrace)}
@@ -106,9 +109,7 @@ func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordina
 		return ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: now,
 			message: fmt.Sprintf("owner pod %s holds no Lease: its runtime stopped or released it", owner.Name)}
 	}
-	if watched := watchedSince.Add(secondsDuration(*lease.Spec.LeaseDurationSeconds)); watched.After(expiry) {
-		expiry = watched
-	}
+	expiry = latest(expiry, watchedSince.Add(secondsDuration(*lease.Spec.LeaseDurationSeconds)))
 	if !now.Before(expiry) {
 		return ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseExpired, lostAt: expiry,
 			message: fmt.Sprintf("owner pod %s did not renew its Lease (expired %s)", owner.Name, expiry.UTC().Format(time.RFC3339Nano))}
@@ -117,6 +118,13 @@ func judgeOwner(owner *tetherv1alpha1.OwnerPod, pod *corev1.Pod, lease *coordina
 		recheck = untilExpiry
 	}
 	return ownerVerdict{recheckAfter: recheck}
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func minTime(a, b time.Time) time.Time {

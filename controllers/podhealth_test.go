@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -69,6 +70,8 @@ func TestJudgeOwner(t *testing.T) {
 			ownerVerdict{recheckAfter: 3 * time.Second}, time.Time{}},
 		{"not ready beyond the grace", pod("a", notReadySince(t0.Add(-6*time.Second))), lease(healthy, t0),
 			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerPodFailed, lostAt: t0.Add(-time.Second), message: "owner pod a not ready for more than 5s"}, time.Time{}},
+		{"not ready beyond the grace, but the manager could not see the API server until 2 s ago", pod("a", notReadySince(t0.Add(-6*time.Second))), lease(healthy, t0),
+			ownerVerdict{recheckAfter: 3 * time.Second}, t0.Add(-2 * time.Second)},
 		{"no Lease", healthy, nil,
 			ownerVerdict{lost: true, reason: tetherv1alpha1.ReasonOwnerLeaseMissing, lostAt: t0, message: "owner pod a holds no Lease: its runtime stopped or released it"}, time.Time{}},
 		{"Lease held by another incarnation", healthy, lease(pod("a", func(p *corev1.Pod) { p.UID = "uid-old" }), t0),
@@ -146,9 +149,12 @@ func TestChoosePod(t *testing.T) {
 }
 
 // TestAPIVisibility: a gap of more than two probe intervals without an
-// answer moves Since to the first answer after it; answers on time do not.
+// answer moves Since to the first answer after it; answers on time do not;
+// while a gap is open, Since is now.
 func TestAPIVisibility(t *testing.T) {
-	v := &APIVisibility{Interval: 500 * time.Millisecond}
+	clk := clocktesting.NewFakePassiveClock(t0)
+	v := &APIVisibility{Interval: 500 * time.Millisecond, Clock: clk}
+	const now = -2 // Since is the clock's now
 	steps := []struct {
 		at    time.Duration
 		ok    bool
@@ -159,14 +165,19 @@ func TestAPIVisibility(t *testing.T) {
 		{time.Second, false, -1},
 		{1500 * time.Millisecond, true, -1}, // one missed answer is no gap
 		{2 * time.Second, false, -1},
-		{3 * time.Second, false, -1},
+		{3 * time.Second, false, now}, // two intervals without an answer: a gap, open
+		{3500 * time.Millisecond, false, now},
 		{4 * time.Second, true, 4 * time.Second},
 		{4500 * time.Millisecond, true, 4 * time.Second},
 	}
 	for _, s := range steps {
-		v.observe(s.ok, t0.Add(s.at))
+		clk.SetTime(t0.Add(s.at))
+		v.observe(s.ok, clk.Now())
 		want := time.Time{}
-		if s.since >= 0 {
+		switch {
+		case s.since == now:
+			want = clk.Now()
+		case s.since >= 0:
 			want = t0.Add(s.since)
 		}
 		if got := v.Since(); !got.Equal(want) {

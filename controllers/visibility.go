@@ -30,13 +30,19 @@ type APIVisibility struct {
 }
 
 // Since is when the manager last started seeing the API server after a
-// gap; zero when it has seen no gap.
+// gap; zero when it has seen no gap. A gap still open (no answer for two
+// intervals) counts as ending now: a reconcile that the API server's return
+// set off can run before the next probe has noticed the gap.
 func (v *APIVisibility) Since() time.Time {
 	if v == nil {
 		return time.Time{}
 	}
+	now := v.Clock.Now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > 2*v.Interval {
+		return now
+	}
 	return v.since
 }
 
