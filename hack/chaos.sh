@@ -4,7 +4,7 @@
 # the suite inside the cluster's network namespace and tears the cluster
 # down (KEEP_CLUSTER=1 keeps it).
 #   CHAOS_DURATION   how long faults are injected (4m)
-#   CHAOS_FAULTS     stop after this many faults (0: the duration decides)
+#   CHAOS_FAULTS     stop once this many faults took effect (0: the duration decides)
 #   CHAOS_LEASE      the Agents' Lease (4s)
 #   CHAOS_KINDS      comma-separated fault kinds (all)
 #   CHAOS_SEED       the random seed (the run prints the one it used)
@@ -14,18 +14,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source hack/cluster/lib.sh
 source hack/cluster/tether.sh
-TAG=$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/tether/Chart.yaml)
-if [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
-	trap 'hack/cluster/cluster.sh down' EXIT
-fi
-
-step "images, FROM scratch"
-go run ./hack/images --tag "$TAG" --out _output/images
-step "the chaos suite: building it"
-mkdir -p "$STATE"
-go test -c -o "$STATE/chaos.test" ./test/chaos
-hack/cluster/cluster.sh up --nodes 2
-export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
+prepare_suite chaos ./test/chaos 2
 step "helm install tether charts/tether"
 install_tether default
 

@@ -11,18 +11,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 source hack/cluster/lib.sh
 source hack/cluster/tether.sh
-TAG=$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/tether/Chart.yaml)
-if [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
-	trap 'hack/cluster/cluster.sh down' EXIT
-fi
-
-step "images, FROM scratch"
-go run ./hack/images --tag "$TAG" --out _output/images
-step "end-to-end tests: building them"
-mkdir -p "$STATE"
-go test -c -o "$STATE/e2e.test" ./test/e2e
-hack/cluster/cluster.sh up --nodes "${E2E_NODES:-2}"
-export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
+prepare_suite e2e ./test/e2e "${E2E_NODES:-2}"
 step "helm install tether charts/tether"
 # Two agent namespaces: default, where the tests' Agents run, and team-b, a
 # second tenant whose credentials must get nothing of default's.

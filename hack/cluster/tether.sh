@@ -1,6 +1,25 @@
 # Tether on the local cluster, for make e2e and make chaos (sourced after
 # lib.sh).
 
+# prepare_suite NAME PACKAGE NODES: builds the images and the test binary
+# $STATE/NAME.test of PACKAGE, brings the cluster up with NODES nodes (or
+# uses the running one) and points kubectl and helm at it. The cluster is
+# torn down when the calling script exits, unless KEEP_CLUSTER=1.
+prepare_suite() {
+	local name=$1 pkg=$2 nodes=$3 tag
+	tag=$(sed -n 's/^appVersion: *"\(.*\)"/\1/p' "$ROOT/charts/tether/Chart.yaml")
+	if [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
+		trap '"$ROOT/hack/cluster/cluster.sh" down' EXIT
+	fi
+	step "images, FROM scratch"
+	go run ./hack/images --tag "$tag" --out _output/images
+	step "$name: building the tests"
+	mkdir -p "$STATE"
+	go test -c -o "$STATE/$name.test" "$pkg"
+	"$ROOT/hack/cluster/cluster.sh" up --nodes "$nodes"
+	export KUBECONFIG=$KUBECONFIG_ADMIN HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
+}
+
 # install_tether NAMESPACE...: helm installs (or upgrades) the chart with
 # the given agent namespaces, the manager and the gateway on the first node
 # with the API server and the Ingress (the second node is the worker node

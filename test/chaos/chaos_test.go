@@ -127,7 +127,7 @@ func TestChaos(t *testing.T) {
 }
 
 // injectFaults injects faults one after another until the duration is over
-// (or -chaos.faults were injected): first one of each kind, in a random
+// (or -chaos.faults took effect): first one of each kind, in a random
 // order, then kinds at random by weight. Every fault is logged with its
 // time and kind.
 func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, conns []*connSet, all func() []*transcript) []*fault {
@@ -136,7 +136,9 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 	w.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	deadline := time.Now().Add(*duration)
 	var faults []*fault
-	for i := 0; time.Now().Before(deadline) && (*maxFaults == 0 || i < *maxFaults); i++ {
+	// -chaos.faults counts faults that took effect; one that could not be
+	// injected (its target not back yet) is logged and not counted.
+	for i, took := 0, 0; time.Now().Before(deadline) && (*maxFaults == 0 || took < *maxFaults); i++ {
 		k := w.pick(ks)
 		if i < len(order) {
 			k = order[i]
@@ -163,6 +165,8 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 		status := "ok"
 		if f.err != nil {
 			status = "failed: " + f.err.Error()
+		} else {
+			took++
 		}
 		t.Logf("%8s fault %3d %-20s %-40s %6s %s", time.Since(w.start).Round(100*time.Millisecond), i+1, f.kind, f.target,
 			f.end.Sub(f.start).Round(100*time.Millisecond), status)

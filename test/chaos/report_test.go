@@ -78,7 +78,7 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 	figs := w.figures(faults, owners)
 	first, last := faults[0].start, faults[len(faults)-1].end
 	fmt.Fprintf(&b, "### Chaos run of %s (Lease %s, %d faults in %s)\n\n", w.start.UTC().Format("2006-01-02 15:04"), *lease, len(faults), last.Sub(first).Round(time.Second))
-	b.WriteString("| fault | injected | owned again p50 / p99 (n) | prompt again p50 / p99 (n) | not owned again | moves it caused |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | injected | owned again p50 / p99 (n) | prompt again p50 / p99 (n) | not owned again | moves it caused elsewhere |\n|---|---|---|---|---|---|\n")
 	names := make([]string, 0, len(figs))
 	for k := range figs {
 		names = append(names, k)

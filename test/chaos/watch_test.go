@@ -89,15 +89,16 @@ func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[st
 	return time.Time{}, false
 }
 
-// moves counts the changes of owner or epoch of every conversation between
-// from and to.
+// moves counts the conversations taken from their owner (a new epoch after
+// one that had an owner) between from and to; a first placement, or a
+// suspended conversation woken, is no move.
 func (wt *watcher) moves(from, to time.Time) int {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
 	n := 0
 	for _, line := range wt.lines {
 		for i, o := range line {
-			if i > 0 && o.at.After(from) && o.at.Before(to) && o.epoch != line[i-1].epoch {
+			if i > 0 && o.at.After(from) && o.at.Before(to) && o.epoch != line[i-1].epoch && line[i-1].owner != "" {
 				n++
 			}
 		}

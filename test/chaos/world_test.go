@@ -11,6 +11,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,7 +23,7 @@ import (
 
 var (
 	duration  = flag.Duration("chaos.duration", 4*time.Minute, "how long faults are injected")
-	maxFaults = flag.Int("chaos.faults", 0, "stop injecting after this many faults (0: only the duration bounds the run)")
+	maxFaults = flag.Int("chaos.faults", 0, "stop once this many faults took effect (0: only the duration bounds the run)")
 	perAgent  = flag.Int("chaos.conversations", 3, "clients (each with its own conversation) per Agent")
 	lease     = flag.Duration("chaos.lease", 4*time.Second, "the Agents' Lease")
 	seed      = flag.Uint64("chaos.seed", 0, "the random seed (0: from the clock); the run prints it")
@@ -201,12 +202,18 @@ func (w *world) conversation(ctx context.Context, k agentKind, name, subject, in
 	conv := &tetherv1alpha1.Conversation{}
 	conv.Namespace, conv.Name = ns, name
 	conv.Spec.AgentRef.Name = k.name
-	conv.Spec.Subjects = []string{subject, auditor}
+	conv.Spec.Subjects = []string{subject}
+	if subject != auditor {
+		conv.Spec.Subjects = append(conv.Spec.Subjects, auditor)
+	}
 	conv.Spec.InitialInput = input
 	for {
 		err := w.kube.Create(ctx, conv)
-		if err == nil || strings.Contains(err.Error(), "already exists") {
+		switch {
+		case err == nil || apierrors.IsAlreadyExists(err):
 			return nil
+		case apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err):
+			return fmt.Errorf("creating %s: %w", name, err)
 		}
 		select { // the API server may be restarting
 		case <-ctx.Done():
