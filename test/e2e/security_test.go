@@ -83,7 +83,7 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 	asRuntime := tokenOnly(t, c, bound)
 	// replace reads an object as the administrator, changes it, and
 	// writes it back (PUT, the verb the runtime's role has) with the token.
-	replace := func(kind, object, subresource string, change func(map[string]any)) (string, error) {
+	replaceOnce := func(kind, object, subresource string, change func(map[string]any)) (string, error) {
 		var obj map[string]any
 		if err := json.Unmarshal([]byte(c.kubectl(t, "get", kind, object, "-o", "json")), &obj); err != nil {
 			t.Fatal(err)
@@ -101,6 +101,17 @@ func TestTenantCredentialsAreRefused(t *testing.T) {
 		cmd.Stdin = bytes.NewReader(data)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
+	}
+	// A write that raced the object's owner (a Lease renewed in between) is
+	// refused for its resourceVersion before admission sees it: read again.
+	replace := func(kind, object, subresource string, change func(map[string]any)) (out string, err error) {
+		for range 5 {
+			out, err = replaceOnce(kind, object, subresource, change)
+			if err == nil || !strings.Contains(out, "Conflict") {
+				break
+			}
+		}
+		return out, err
 	}
 	for _, attack := range []struct {
 		name  string
