@@ -87,7 +87,7 @@ type Log struct {
 	// appending serializes this process's appends per conversation, so its
 	// own goroutines never race each other for the head's resourceVersion;
 	// only another process (an old or new owner) can.
-	appending sync.Map // types.NamespacedName -> *sync.Mutex
+	appending keyLocks
 }
 
 // maxRemembered bounds the heads a Log remembers.
@@ -127,12 +127,6 @@ func (l *Log) forget(k eventlog.Key) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.heads, headKey(k))
-}
-
-// release forgets everything of a deleted conversation.
-func (l *Log) release(k eventlog.Key) {
-	l.forget(k)
-	l.appending.Delete(headKey(k))
 }
 
 func headKey(k eventlog.Key) types.NamespacedName {
@@ -256,9 +250,7 @@ func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []
 	if err := eventlog.ValidateAppend(epoch, events); err != nil {
 		return 0, err
 	}
-	lock, _ := l.appending.LoadOrStore(headKey(k), &sync.Mutex{})
-	lock.(*sync.Mutex).Lock()
-	defer lock.(*sync.Mutex).Unlock()
+	defer l.appending.lock(headKey(k))()
 	head := l.recall(k)
 	for attempt := range maxAttempts {
 		if head == nil {
@@ -519,7 +511,7 @@ func (l *Log) Trim(ctx context.Context, k eventlog.Key, epoch int64, keep int) e
 
 // Delete implements eventlog.Log.
 func (l *Log) Delete(ctx context.Context, k eventlog.Key) error {
-	l.release(k)
+	l.forget(k)
 	head := &tetherv1alpha1.ConversationLog{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
 	if err := client.IgnoreNotFound(l.c.Delete(ctx, head)); err != nil {
 		return fmt.Errorf("kubelog: deleting the log of %s: %w", k, err)
