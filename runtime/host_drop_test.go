@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/memory"
@@ -66,4 +67,23 @@ func TestDropAllWaitsOnce(t *testing.T) {
 		t.Fatalf("DropAll of 100 stuck conversations took %s, want about one stop-wait (%s)", took, stopWait)
 	}
 	t.Logf("100 stuck conversations dropped in %s (stop-wait %s)", took.Round(time.Millisecond), stopWait)
+}
+
+// TestClaimRetriesStayShort: a claim that keeps failing (the store away for
+// minutes) is tried again at most maxClaimBackoff later, however many
+// times it failed, so a conversation is claimed soon after the store is
+// back.
+func TestClaimRetriesStayShort(t *testing.T) {
+	limiter := claimRetries()
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "c"}}
+	var last time.Duration
+	for range 100 {
+		last = limiter.When(req)
+	}
+	if last > maxClaimBackoff {
+		t.Fatalf("after 100 failed claims the next waits %s, want at most %s", last, maxClaimBackoff)
+	}
+	if first := claimRetries().When(req); first > 100*time.Millisecond {
+		t.Fatalf("the first retry waits %s", first)
+	}
 }

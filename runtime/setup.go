@@ -5,12 +5,15 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -42,6 +45,7 @@ func (h *Host) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("runtime").
 		For(&tetherv1alpha1.Conversation{}).
+		WithOptions(controller.Options{RateLimiter: claimRetries()}).
 		WatchesRawSource(source.Channel(again, &handler.EnqueueRequestForObject{})).
 		Complete(h)
 }
@@ -75,4 +79,18 @@ func (h *Host) watchLease(ctx context.Context, again chan<- event.GenericEvent) 
 			}
 		}
 	}
+}
+
+// maxClaimBackoff bounds how long a conversation assigned to this pod waits
+// between two tries to claim it. A claim fails while the store is away (a
+// Redis restarting, the API server restarting); the default backoff of a
+// controller doubles up to 1000 s, and a conversation placed here would sit
+// unclaimed, its clients held, for minutes after the store came back (found
+// by the chaos suite).
+const maxClaimBackoff = 2 * time.Second
+
+// claimRetries is the runtime controller's per-conversation backoff: from
+// 50 ms, doubling, at most maxClaimBackoff.
+func claimRetries() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, maxClaimBackoff)
 }
