@@ -155,11 +155,13 @@ func (tk *talker) close() {
 }
 
 // reconnect drops the socket and connects a new client after the last
-// event seen, as a page refreshed would.
+// event seen, as a page refreshed would. The cursor is read once the old
+// client is closed and its frames are all read: one read before could miss
+// a frame that arrived in between, and the new client would deliver it
+// again.
 func (tk *talker) reconnect() *talker {
-	after, log := tk.c.LastSeq(), tk.c.Log()
 	tk.close()
-	return tk.w.connect(tk.tr, tk.conns, after, log)
+	return tk.w.connect(tk.tr, tk.conns, tk.c.LastSeq(), tk.c.Log())
 }
 
 // send sends a message and remembers it.

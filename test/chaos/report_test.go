@@ -27,7 +27,12 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 	for _, k := range faultKinds {
 		ownerKinds[k.name] = k.owners
 	}
-	for _, f := range faults {
+	for i, f := range faults {
+		// A prompt that comes after the next fault began is that fault's.
+		until := time.Now()
+		if i+1 < len(faults) {
+			until = faults[i+1].start
+		}
 		fig := out[f.kind]
 		if fig == nil {
 			fig = &kindFigures{}
@@ -64,7 +69,7 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 			}
 			// The prompt comes again on every new bind: a client whose
 			// socket the fault did not touch gets none, and is not counted.
-			if at, ok := tr.promptAfter(f.start); ok && at.Sub(f.start) < time.Minute {
+			if at, ok := tr.promptAfter(f.start); ok && at.Before(until) && at.Sub(f.start) < time.Minute {
 				fig.prompt = append(fig.prompt, at.Sub(f.start))
 			}
 		}
