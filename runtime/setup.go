@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -89,8 +90,14 @@ func (h *Host) watchLease(ctx context.Context, again chan<- event.GenericEvent) 
 // by the chaos suite).
 const maxClaimBackoff = 2 * time.Second
 
-// claimRetries is the runtime controller's per-conversation backoff: from
-// 50 ms, doubling, at most maxClaimBackoff.
+// claimRetries is the runtime controller's backoff: per conversation from
+// 50 ms, doubling, at most maxClaimBackoff; and, as controller-runtime's
+// default has, at most 10 retries a second overall past a burst of 100, so
+// that the pods of a whole cluster do not retry every conversation at once
+// against a store that has just come back.
 func claimRetries() workqueue.TypedRateLimiter[reconcile.Request] {
-	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, maxClaimBackoff)
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, maxClaimBackoff),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
 }
