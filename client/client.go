@@ -361,12 +361,18 @@ func (c *Client) session() (code int, reason string, bound bool) {
 		if err := json.Unmarshal(data, &f); err != nil {
 			continue // not a frame of this protocol; nothing to do with it
 		}
+		seq, log := c.LastSeq(), c.Log()
 		if !c.observe(f) {
 			continue
 		}
 		select {
 		case c.frames <- f:
 		case <-c.ctx.Done():
+			// Closed before the caller took it: the cursor stays at the
+			// last event delivered, so one resuming from LastSeq gets it.
+			c.mu.Lock()
+			c.lastSeq, c.logID = seq, log
+			c.mu.Unlock()
 			return protocol.CloseNormal, "", true
 		}
 	}

@@ -136,4 +136,29 @@ func TestRepeatsAreCounted(t *testing.T) {
 	}
 }
 
+// TestLastSeqIsDelivered: a client closed while an event waits for the
+// caller to take it (its queue full) reports as LastSeq the last event the
+// caller can still take, never that one: resuming from LastSeq loses
+// nothing. (The chaos suite saw a client resume past an event it never got.)
+func TestLastSeqIsDelivered(t *testing.T) {
+	const sent = 300 // more than the client's queue of 256
+	frames := make([]protocol.ServerFrame, 0, sent)
+	for i := range sent {
+		frames = append(frames, event(int64(i+1)))
+	}
+	u, _ := serve(t, []script{{frames: frames}})
+	c := client.Connect(context.Background(), client.Config{URL: u, Token: client.StaticToken("t"), MinBackoff: 10 * time.Millisecond})
+	eventually(t, "the client's queue full and an event waiting", func() bool { return c.LastSeq() > 256 })
+	_ = c.Close()
+	var last int64
+	for f := range c.Frames() {
+		if f.Type == protocol.TypeEvent {
+			last = f.Seq
+		}
+	}
+	if c.LastSeq() != last {
+		t.Fatalf("LastSeq %d after Close, but the last event the caller got is %d", c.LastSeq(), last)
+	}
+}
+
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
