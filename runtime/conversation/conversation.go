@@ -96,8 +96,11 @@ type Conversation struct {
 	cancel  context.CancelFunc // cancels the running turn
 	answers chan answerFor     // hands an answer to the waiting Ask
 	subs    map[*Subscription]struct{}
-	dirty   bool  // an append's outcome is unknown: resync before the next
-	first   int64 // the first retained sequence number, as far as this owner knows
+	dirty   bool // an append's outcome is unknown: resync before the next
+	// agentLost counts the turn's runs in a row that lost the agent's
+	// process (ErrAgentLost), for the pause before the next.
+	agentLost int
+	first     int64 // the first retained sequence number, as far as this owner knows
 	// detachedAt is when the last bound socket went.
 	detachedAt time.Time
 	// diverged says where a replayed turn last diverged, for the status.

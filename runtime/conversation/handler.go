@@ -35,6 +35,13 @@ func (f HandlerFunc) HandleTurn(ctx context.Context, turn *Turn) error { return 
 // as Succeeded after this turn.
 var ErrFinish = errors.New("conversation finished")
 
+// ErrAgentLost is what a handler returns (wrapped) when the agent's process
+// was lost through no doing of its own: the container it ran in stopped or
+// restarted (its pod going away, say). The conversation does not fail: the
+// turn runs again from its start in a new process, after a pause, replaying
+// what it recorded, as it would on another pod after a move.
+var ErrAgentLost = errors.New("the agent's process was lost")
+
 // Turn is a handler's view of the turn it runs.
 type Turn struct {
 	// Conversation names the conversation.

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/internal/textlimit"
@@ -62,8 +64,12 @@ func (c *Conversation) loop(ctx context.Context) {
 }
 
 // retryPause is how long a turn waits before running again after the store
-// failed.
+// failed, or the first time its agent's process was lost.
 const retryPause = time.Second
+
+// maxAgentLostPause bounds the pause before a turn whose agent's process was
+// lost again and again runs again (it doubles from retryPause).
+const maxAgentLostPause = 30 * time.Second
 
 // pause waits d, or until the conversation stops (then it reports false).
 func (c *Conversation) pause(d time.Duration) bool {
@@ -87,6 +93,9 @@ func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 		return
 	}
 	var end eventlog.Event
+	if !errors.Is(err, ErrAgentLost) {
+		c.agentLost = 0
+	}
 	switch {
 	case err == nil, errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		// Finished, or interrupted by a newer message (busyPolicy
@@ -96,6 +105,19 @@ func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 	case errors.Is(err, ErrFinish):
 		end = outcome(protocol.EventFinished, "")
 	case errors.Is(err, ErrNotOwner):
+		return
+	case errors.Is(err, ErrAgentLost):
+		// Not the agent's failure: the turn runs again, from what its
+		// log holds, once the pause is over.
+		c.dirty = true
+		pause := min(retryPause<<min(c.agentLost, 5), maxAgentLostPause)
+		c.agentLost++
+		logf.FromContext(ctx).Info("the agent's process was lost; running the turn again", "conversation", c.cfg.Key.String(), "after", pause, "error", err.Error())
+		go func() {
+			if c.pause(pause) {
+				c.signal()
+			}
+		}()
 		return
 	default:
 		end = outcome(protocol.EventFailed, fmt.Sprintf("the agent failed: %v", err))

@@ -191,6 +191,53 @@ func pythonRefundAfterTheAnswer(t *testing.T, log eventlog.Log, key eventlog.Key
 	}
 }
 
+// TestAgentContainerRestartRunsTheTurnAgain: the agent's container (its
+// spawner) stops while the approved refund runs, and starts again, as when
+// the kubelet restarts it or the pod is deleted with the runtime still up.
+// The agent did not fail: the conversation does not fail either; the turn
+// runs again in a new process, replays the proposal and the answer, and
+// refunds the approved amount once.
+func TestAgentContainerRestartRunsTheTurnAgain(t *testing.T) {
+	w := newRefundWorld(t)
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Fatal("python3 runs the Python SDK's example agent; it is part of the machine image")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "sdk", "python", "examples", "refund_agent.py")
+	spawner := func() *stdio.Spawner {
+		return &stdio.Spawner{Command: python, Args: []string{script}, Env: []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}}
+	}
+	socket := filepath.Join(t.TempDir(), "agent.sock")
+	stop := stdio.ServeSpawnerAt(t, spawner(), socket)
+	log, key := memory.New(), eventlogtest.NewKey("py-container-restart")
+	c, st := start(t, log, key, 1, &stdio.Handler{Spawner: socket})
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 9"})
+	asked := waitPhase(t, st, tetherv1alpha1.PhaseAwaitingInput)
+	if err := os.WriteFile(w.hold, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: "refund", PromptSeq: asked.PromptSeq, Text: "approve"})
+	waitLog(t, log, key, "step_started")
+
+	stop() // the container stops: the spawner and its programs with it
+	stdio.ServeSpawnerAt(t, spawner(), socket)
+	if err := os.Remove(w.hold); err != nil {
+		t.Fatal(err)
+	}
+	lines := waitLog(t, log, key, "turn_finished")
+	amount := proposed(t, lines)
+	want := []string{"user_message", "step:propose=" + amount, "assistant_message:I propose refunding " + amount + " EUR", "prompt", "answer",
+		"step_started", `step:refund={"refunded":` + amount + `}`, "assistant_message:approved: refunded " + amount + " EUR", "turn_finished"}
+	if fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Fatalf("log\n%q\nwant\n%q", lines, want)
+	}
+	world := w.lines(t)
+	if len(world) != 2 || world[0] != "propose" || !strings.HasSuffix(world[1], "|"+amount) {
+		t.Fatalf("the world saw %q: want one model call and one refund of %s EUR", world, amount)
+	}
+}
+
 // TestPythonRefundBeforeTheAnswer: the owner is lost while the question
 // waits; the new owner's process asks the identical question (the same
 // seq), it is answered once, and the approved amount is refunded once.

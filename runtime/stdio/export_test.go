@@ -1,4 +1,7 @@
 package stdio
 
-// ServeSpawner, for the package's external tests.
-var ServeSpawner = serveSpawner
+// ServeSpawner and ServeSpawnerAt, for the package's external tests.
+var (
+	ServeSpawner   = serveSpawner
+	ServeSpawnerAt = serveSpawnerAt
+)

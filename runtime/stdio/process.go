@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"tether.dev/tether/runtime/conversation"
 )
 
 // program is a started agent program: on this machine (local), or started
@@ -69,15 +71,19 @@ func (p *process) stop(grace time.Duration) {
 	<-p.prog.exited()
 }
 
-// exited describes a program that stopped answering.
+// exited describes a program that stopped answering. A program whose
+// spawner went away (the agent's container stopped) was lost, not failed:
+// the error wraps conversation.ErrAgentLost.
 func (p *process) exited(cause error) error {
 	msg := "the agent process exited"
+	lost := false
 	t := time.NewTimer(2 * time.Second)
 	defer t.Stop()
 	select {
 	case <-p.prog.exited():
 		if err := p.prog.exitErr(); err != nil {
 			msg += " (" + err.Error() + ")"
+			lost = errors.Is(err, errSpawnerLost)
 		}
 	case <-t.C:
 		msg = "the agent process stopped answering"
@@ -87,6 +93,9 @@ func (p *process) exited(cause error) error {
 	}
 	if tail := strings.TrimSpace(p.prog.stderrTail()); tail != "" {
 		msg += "; its last error output: " + tail
+	}
+	if lost {
+		return fmt.Errorf("%w: %s", conversation.ErrAgentLost, msg)
 	}
 	return errors.New(msg)
 }

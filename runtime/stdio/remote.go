@@ -17,6 +17,10 @@ import (
 // restarting).
 const spawnerDialTimeout = 30 * time.Second
 
+// errSpawnerLost is a remote program's end when the connection to its
+// spawner ended without the spawner saying how the program exited.
+var errSpawnerLost = errors.New("the connection to the agent container's spawner ended")
+
 // remoteProgram is a program a Spawner started for this runtime.
 type remoteProgram struct {
 	conn net.Conn
@@ -62,7 +66,9 @@ func (p *remoteProgram) read(out *io.PipeWriter) {
 	for {
 		kind, payload, err := readFrame(r)
 		if err != nil {
-			p.err = fmt.Errorf("the connection to the agent container's spawner ended: %w", err)
+			// No exit frame: the spawner went away (its container stopped
+			// or restarted), not the program on its own.
+			p.err = fmt.Errorf("%w: %w", errSpawnerLost, err)
 			return
 		}
 		switch kind {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,14 @@ import (
 func serveSpawner(t *testing.T, s *Spawner) string {
 	t.Helper()
 	socket := filepath.Join(t.TempDir(), "spawner.sock")
+	serveSpawnerAt(t, s, socket)
+	return socket
+}
+
+// serveSpawnerAt runs s on socket until stop is called or the test ends,
+// as the agent's container does until it stops.
+func serveSpawnerAt(t *testing.T, s *Spawner, socket string) (stop func()) {
+	t.Helper()
 	l, err := net.Listen("unix", socket)
 	if err != nil {
 		t.Fatal(err)
@@ -28,13 +37,14 @@ func serveSpawner(t *testing.T, s *Spawner) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, l) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return socket
+	t.Cleanup(stop)
+	return stop
 }
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
