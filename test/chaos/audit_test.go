@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -26,6 +28,7 @@ type findings struct {
 	// violations by what was broken; the run passes when there are none.
 	violations map[string][]string
 	stale      []apiaudit.Finding
+	orphans    []apiaudit.Finding // chunks a fenced owner created: copies of committed events
 	writes     map[string]int
 	late       map[string]int
 	repeats    int
@@ -57,6 +60,7 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 	}
 	defer func() { _ = redisLog.Close() }()
 	stores := map[string]eventlog.Log{"kubernetes": kubelog.New(w.kube), "redis": redisLog}
+	logged := map[string][]protocol.ServerFrame{}
 	for _, tr := range trs {
 		a.conversations++
 		var conv tetherv1alpha1.Conversation
@@ -86,6 +90,7 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 		a.checkLog(tr, events)
 		a.checkStore(tr, events, history, &conv)
 		a.checkClient(tr, events)
+		logged[tr.name] = events
 	}
 	entries, err := apiaudit.Read(w.Audit)
 	if err != nil {
@@ -102,12 +107,21 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 			a.stale = append(a.stale, f)
 		}
 	}
+	for _, f := range v.Orphans {
+		if names[f.Conversation] {
+			a.orphans = append(a.orphans, f)
+			if err := w.checkOrphan(ctx, f, logged[f.Conversation]); err != nil {
+				a.add("orphan chunk is not a copy of the log", f.Conversation, "%s: %v", f.Object, err)
+			}
+		}
+	}
 	return a, nil
 }
 
 // checkLog: contiguous sequence numbers; every acknowledged message once;
 // no message twice; echo: every message answered once, in order; approval:
-// one prompt, and the client's answer applied once, to it.
+// one prompt, and the client's answer applied once, to it; python: each
+// answer applied to the question the client answered, and checkRefunds.
 func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -180,6 +194,18 @@ func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
 				a.add("answer applied to another question", tr.name, "applied to %d, the client answered %d, the prompt is %v", d.PromptSeq, seq, prompts)
 			}
 		}
+	case "python":
+		a.answers += len(answers)
+		for i, d := range answers {
+			seq, ours := tr.answers[answerIDs[i]]
+			switch {
+			case !ours:
+				a.add("answer nobody gave", tr.name, "answer %s", answerIDs[i])
+			case d.PromptSeq != seq:
+				a.add("answer applied to another question", tr.name, "answer %s applied to %d, the client answered %d", answerIDs[i], d.PromptSeq, seq)
+			}
+		}
+		a.checkRefunds(tr, events)
 	}
 }
 
@@ -234,6 +260,45 @@ func (a *findings) checkClient(tr *transcript, events []protocol.ServerFrame) {
 			a.add("client saw another event than the log's", tr.name, "seq %d: %s %s, the log has %s %s", s, got.event, got.id, want.Event, want.ID)
 		}
 	}
+}
+
+// checkOrphan checks that a chunk a fenced owner created holds exactly the
+// events the log served for its range (when it still exists: it goes with
+// its conversation).
+func (w *world) checkOrphan(ctx context.Context, f apiaudit.Finding, events []protocol.ServerFrame) error {
+	var chunk tetherv1alpha1.ConversationLogChunk
+	err := w.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: strings.TrimPrefix(f.Object, "chunk ")}, &chunk)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range chunk.Events {
+		if e.Seq < 1 || e.Seq > int64(len(events)) {
+			return fmt.Errorf("event %d is not in the log (%d events)", e.Seq, len(events))
+		}
+		// Messages reach clients as stored; other events' data is shown
+		// to clients in part (a step's result is not).
+		got := events[e.Seq-1]
+		message := e.Type == protocol.EventUserMessage || e.Type == protocol.EventAssistantMessage
+		if got.Event != e.Type || got.ID != e.ClientID || (message && !jsonEqual(got.Data, []byte(e.Data))) {
+			return fmt.Errorf("event %d is %s %s, the log's is %s %s", e.Seq, e.Type, e.ClientID, got.Event, got.ID)
+		}
+	}
+	return nil
+}
+
+// jsonEqual reports whether two JSON documents hold the same value.
+func jsonEqual(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // readStore reads a conversation's whole history from its store.

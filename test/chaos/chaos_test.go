@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -67,6 +69,10 @@ func TestChaos(t *testing.T) {
 				t.Fatal(err)
 			}
 			add(tr)
+			if k.agent == "python" {
+				go func() { defer wg.Done(); w.runRefunds(talking, tr, cs) }()
+				continue
+			}
 			go func() { defer wg.Done(); w.chatEcho(talking, tr, cs) }()
 		}
 	}
@@ -111,6 +117,7 @@ func TestChaos(t *testing.T) {
 	}
 	text := w.report(faults, a, owners, settled.Sub(lastFault))
 	t.Log("\n" + text)
+	t.Log("\n" + w.slowest(faults, owners))
 	if *report != "" {
 		f, err := os.OpenFile(*report, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600) //nolint:gosec // the run's report
 		if err == nil {
@@ -123,6 +130,9 @@ func TestChaos(t *testing.T) {
 	}
 	for _, f := range a.stale {
 		t.Errorf("stale write accepted: %s", f)
+	}
+	for _, f := range a.orphans {
+		t.Logf("orphan chunk: %s", f)
 	}
 }
 
@@ -172,7 +182,7 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 			f.end.Sub(f.start).Round(100*time.Millisecond), status)
 		// The next fault comes once this one has healed (or -chaos.settle
 		// has passed), after a random pause.
-		waitEvery(ctx, *settleCap, 200*time.Millisecond, func() bool { return w.allOwned(ctx, all()) })
+		waitEvery(ctx, *settleCap, 200*time.Millisecond, func() bool { return w.healed(ctx, all()) })
 		time.Sleep(w.between(500*time.Millisecond, 2*time.Second))
 	}
 	return faults
@@ -188,7 +198,7 @@ func (w *world) settle(ctx context.Context, trs []*transcript) (time.Time, error
 }
 
 // allOwned reports whether every conversation of trs still going is owned
-// by a ready pod.
+// by a ready pod that has claimed it.
 func (w *world) allOwned(ctx context.Context, trs []*transcript) bool {
 	names := map[string]bool{}
 	for _, tr := range trs {
@@ -205,12 +215,63 @@ func (w *world) allOwned(ctx context.Context, trs []*transcript) bool {
 	for _, c := range list.Items {
 		switch {
 		case !names[c.Name], isFinished(&c), c.Status.Phase == tetherv1alpha1.PhaseSuspended:
-		case c.Status.Owner == nil || !ready[c.Status.Owner.Name]:
+		case c.Status.Owner == nil || !ready[c.Status.Owner.Name] || !claimed(c.Status.Phase):
 			return false
 		}
 	}
 	return true
 }
+
+// healed reports whether every conversation of trs still going is owned by
+// a ready pod that has claimed it, and every Agent has all its pods ready:
+// each fault starts from a whole cluster, so its figures measure that fault
+// alone (a spare pod to move to, as an Agent's buffer would keep).
+func (w *world) healed(ctx context.Context, trs []*transcript) bool {
+	var agents tetherv1alpha1.AgentList
+	if err := w.kube.List(ctx, &agents, client.InNamespace(ns)); err != nil {
+		return false
+	}
+	var pods corev1.PodList
+	if err := w.kube.List(ctx, &pods, client.InNamespace(ns), agentSelector()); err != nil {
+		return false
+	}
+	perAgent := map[string]int32{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && isReady(&p) {
+			perAgent[p.Labels["tether.dev/agent"]]++
+		}
+	}
+	for _, a := range agents.Items {
+		if a.Spec.Replicas != nil && perAgent[a.Name] < *a.Spec.Replicas {
+			return false
+		}
+	}
+	return w.controlPlaneUp(ctx) && w.allOwned(ctx, trs)
+}
+
+// controlPlaneUp reports whether Tether's own parts are whole: the gateway's
+// and the manager's pods and Redis all ready, and a manager leader that
+// renewed its Lease within the last leaderFresh (a killed leader's Lease
+// goes on naming it until it expires, 15 s later).
+func (w *world) controlPlaneUp(ctx context.Context) bool {
+	for _, d := range []client.ObjectKey{
+		{Namespace: "tether-system", Name: "tether-gateway"}, {Namespace: "tether-system", Name: "tether-manager"}, {Namespace: ns, Name: "chaos-redis"},
+	} {
+		var dep appsv1.Deployment
+		if err := w.kube.Get(ctx, d, &dep); err != nil || dep.Spec.Replicas == nil || dep.Status.ReadyReplicas < *dep.Spec.Replicas {
+			return false
+		}
+	}
+	var l coordinationv1.Lease
+	if err := w.kube.Get(ctx, client.ObjectKey{Namespace: "tether-system", Name: "tether-manager.tether.dev"}, &l); err != nil {
+		return false
+	}
+	return l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < leaderFresh
+}
+
+// leaderFresh is how recently the manager's leader must have renewed its
+// Lease to count as there (it renews every 2 s).
+const leaderFresh = 5 * time.Second
 
 // readyPods are the Agents' ready pods.
 func (w *world) readyPods(ctx context.Context) (map[string]bool, error) {

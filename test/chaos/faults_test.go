@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"tether.dev/tether/controllers"
 )
 
 // node2 is the worker node node faults hit (hack/cluster/node2.sh); the
@@ -61,14 +63,18 @@ var faultKinds = []faultKind{
 			return err
 		}
 		delete(f.lost, pod.Name) // its container restarts: the same pod serves again
-		return w.signalContainer(ns, pod.Name, syscall.SIGKILL)
+		pid, err := w.runtimePID(pod)
+		if err != nil {
+			return err
+		}
+		return syscall.Kill(pid, syscall.SIGKILL)
 	}},
 	{name: "pod-freeze", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
 		pod, err := w.pickAgentPod(ctx, f, "")
 		if err != nil {
 			return err
 		}
-		pid, err := w.ContainerPID(ns, pod.Name, 0)
+		pid, err := w.runtimePID(pod)
 		if err != nil {
 			return err
 		}
@@ -274,6 +280,18 @@ func (w *world) signalContainer(namespace, pod string, sig syscall.Signal) error
 		return err
 	}
 	return syscall.Kill(pid, sig)
+}
+
+// runtimePID is the host PID of an Agent pod's runtime: the pod's only
+// container, or the one the manager added beside an agent of its own image.
+func (w *world) runtimePID(pod *corev1.Pod) (int, error) {
+	name := pod.Spec.Containers[0].Name
+	for _, c := range pod.Spec.Containers {
+		if c.Name == controllers.RuntimeContainer {
+			name = c.Name
+		}
+	}
+	return w.NamedContainerPID(pod.Namespace, pod.Name, name)
 }
 
 // freezeNode2 freezes the second node whole: its kubelet, containerd and

@@ -16,6 +16,11 @@ type kindFigures struct {
 	owned, prompt    []time.Duration
 	notOwned         int // affected conversations never owned again
 	moves            int // ownership changes the fault caused elsewhere
+	// slowest is the slowest "owned again" sample: its conversation and
+	// fault, for the log to show its timeline.
+	slowest      time.Duration
+	slowestConv  string
+	slowestFault *fault
 }
 
 // figures measures, per fault kind, the time from each fault to its
@@ -56,6 +61,9 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 			for name := range hit {
 				if at, ok := owners.ownedAgain(name, f.start, before[name].epoch, f.lost); ok {
 					fig.owned = append(fig.owned, at.Sub(f.start))
+					if d := at.Sub(f.start); d > fig.slowest {
+						fig.slowest, fig.slowestConv, fig.slowestFault = d, name, f
+					}
 				} else {
 					fig.notOwned++
 				}
@@ -102,6 +110,9 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 	fmt.Fprintf(&b, "\nAudit: %d conversations, %d messages and answers sent, %d acknowledged, %d answers applied, %d events read back; "+
 		"runtime writes judged from the API server's audit log: %d status, %d log heads, %d chunks (%d late, see below); events sent twice to a client: %d.\n",
 		a.conversations, a.sent, a.acked, a.answers, a.events, a.writes["status"], a.writes["log"], a.writes["chunk"], a.late["log"]+a.late["chunk"], a.repeats)
+	if len(a.orphans) > 0 {
+		fmt.Fprintf(&b, "Orphan chunks (a fenced owner's copy of events its head had committed, created after a newer owner wrote; never pointed at, see docs/reliability.md): %d.\n", len(a.orphans))
+	}
 	if a.unservedFinished > 0 {
 		fmt.Fprintf(&b, "Finished conversations whose owner pod was gone, so the gateway refused their history (4010) and the audit read their stores: %d.\n", a.unservedFinished)
 	}
@@ -134,4 +145,30 @@ func quantiles(d []time.Duration) string {
 		return s[min(max(i, 0), len(s)-1)].Round(10 * time.Millisecond)
 	}
 	return fmt.Sprintf("%s / %s (%d)", q(0.5), q(0.99), len(s))
+}
+
+// slowest describes, per fault kind, its slowest "owned again" sample: the
+// conversation's states from the fault's start until it was owned again,
+// each with its offset from the start.
+func (w *world) slowest(faults []*fault, owners *watcher) string {
+	var b strings.Builder
+	figs := w.figures(faults, owners)
+	names := make([]string, 0, len(figs))
+	for k, f := range figs {
+		if f.slowestFault != nil {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		f := figs[k]
+		fmt.Fprintf(&b, "slowest %s (%s, %s at %s): %s owned again after %s:", k, f.slowestFault.target,
+			f.slowestFault.end.Sub(f.slowestFault.start).Round(100*time.Millisecond), f.slowestFault.start.Sub(w.start).Round(100*time.Millisecond),
+			f.slowestConv, f.slowest.Round(10*time.Millisecond))
+		for _, o := range owners.between(f.slowestConv, f.slowestFault.start.Add(-*lease), f.slowestFault.start.Add(f.slowest)) {
+			fmt.Fprintf(&b, " %+.2fs %s %s/%d;", o.at.Sub(f.slowestFault.start).Seconds(), o.phase, o.owner, o.epoch)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
 }

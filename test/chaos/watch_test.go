@@ -76,13 +76,27 @@ func (wt *watcher) at(t time.Time) map[string]ownership {
 	return out
 }
 
+// between is conversation name's states seen from one time to another.
+func (wt *watcher) between(name string, from, to time.Time) []ownership {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	var out []ownership
+	for _, o := range wt.lines[name] {
+		if !o.at.Before(from) && !o.at.After(to) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // ownedAgain is when conversation name was next owned after t with an epoch
-// above epoch, by a pod not in lost.
+// above epoch, by a pod not in lost: when that pod had claimed it (the
+// status in a phase only an owner writes), not when it was placed there.
 func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[string]bool) (time.Time, bool) {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
 	for _, o := range wt.lines[name] {
-		if o.at.After(t) && o.epoch > epoch && o.owner != "" && !lost[o.owner] {
+		if o.at.After(t) && o.epoch > epoch && o.owner != "" && !lost[o.owner] && claimed(o.phase) {
 			return o.at, true
 		}
 	}
@@ -104,4 +118,15 @@ func (wt *watcher) moves(from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// claimed reports whether a phase is one the owner writes once it has
+// claimed the conversation (the manager writes Pending and Rescheduling as
+// it places one).
+func claimed(p tetherv1alpha1.ConversationPhase) bool {
+	switch p {
+	case tetherv1alpha1.PhaseRunning, tetherv1alpha1.PhaseAwaitingInput, tetherv1alpha1.PhaseSucceeded, tetherv1alpha1.PhaseFailed:
+		return true
+	}
+	return false
 }

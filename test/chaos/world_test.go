@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,6 +53,8 @@ var agentKinds = []agentKind{
 	{name: "chaos-echo-redis", agent: "echo", store: "redis"},
 	{name: "chaos-approval-kube", agent: "approval", store: "kubernetes"},
 	{name: "chaos-approval-redis", agent: "approval", store: "redis"},
+	{name: "chaos-python-kube", agent: "python", store: "kubernetes"},
+	{name: "chaos-python-redis", agent: "python", store: "redis"},
 }
 
 // world is the cluster the suite runs on.
@@ -77,6 +80,9 @@ func newWorld(t *testing.T) *world {
 	}
 	cfg.QPS, cfg.Burst = 50, 100
 	scheme := runtime.NewScheme()
+	if err := appsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
 	if err := corev1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +158,29 @@ spec:
   ports: [{port: 6379}]
 `
 
-// agentManifest is an Agent of kind k: two pods, spread over the nodes.
+// agentManifest is an Agent of kind k: two pods, one on each node (a spread
+// the scheduler must keep: the default is soft, and the scheduler, scoring
+// the first node's load, would now and then put both on the second, so a
+// lost node left nowhere to move to).
+// The python kind is the Python SDK's refund example (an agent that is not
+// deterministic, in an image of its own, the runtime injected beside it);
+// the others are the runtime's built-in examples.
 func (w *world) agentManifest(k agentKind) string {
 	store := "{type: kubernetes}"
 	if k.store == "redis" {
 		store = fmt.Sprintf("{type: redis, redis: {addresses: [%q]}}", w.redis)
+	}
+	container := fmt.Sprintf(`        - name: runtime
+          image: tether-runtime:0.1.0
+          imagePullPolicy: Never
+          args: [--agent=%s]`, k.agent)
+	agentContainer := ""
+	if k.agent == "python" {
+		agentContainer = "\n  agentContainer: agent"
+		container = `        - name: agent
+          image: tether-python-agent:0.1.0
+          imagePullPolicy: Never
+          command: [/usr/bin/python3, /sdk/examples/refund_agent.py]`
 	}
 	return fmt.Sprintf(`apiVersion: tether.dev/v1alpha1
 kind: Agent
@@ -166,17 +190,16 @@ spec:
   conversationsPerPod: 100
   leaseDurationSeconds: %d
   runtimePort: 8080
-  store: %s
+  store: %s%s
   template:
     spec:
       securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, nodeTaintsPolicy: Honor, labelSelector: {matchLabels: {tether.dev/agent: %s}}}
       containers:
-        - name: runtime
-          image: tether-runtime:0.1.0
-          imagePullPolicy: Never
-          args: [--agent=%s]
+%s
           securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
-`, k.name, int(lease.Seconds()), store, k.agent)
+`, k.name, int(lease.Seconds()), store, agentContainer, k.name, container)
 }
 
 // setUp starts Redis and the Agents, and waits for their pods.

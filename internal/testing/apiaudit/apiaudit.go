@@ -18,7 +18,18 @@
 //     that arrives after the conversation was taken from its writer but
 //     before the next owner wrote is counted as late: the store's fence is
 //     the epoch it has seen, and until the next owner claims the log it has
-//     seen none newer (docs/reliability.md).
+//     seen none newer (docs/reliability.md). A chunk a pod created after a
+//     newer owner wrote is counted as an orphan, not as stale: kubelog
+//     creates a chunk only as a copy of events its head has committed,
+//     names it after the log and the exact range it holds, never
+//     overwrites one, and points a head at it only once its events are
+//     the committed ones; such a chunk cannot change what the newer owner
+//     wrote (a create cannot be fenced by another object's epoch: see
+//     docs/reliability.md).
+//
+// A status write the API server answered with a server error (a timeout)
+// may or may not have been applied; when a later accepted write shows the
+// owner and epoch it asked for, Judge counts it as applied.
 //
 // Orders between writes come from the API server's own timestamps; a write
 // is only judged against writes that completed before it arrived, so
@@ -57,6 +68,7 @@ type Entry struct {
 	} `json:"responseStatus"`
 	RequestReceived time.Time       `json:"requestReceivedTimestamp"`
 	Completed       time.Time       `json:"stageTimestamp"`
+	RequestObject   json.RawMessage `json:"requestObject"`
 	ResponseObject  json.RawMessage `json:"responseObject"`
 }
 
@@ -71,6 +83,13 @@ func (e *Entry) Pod() string {
 // Accepted reports whether the API server carried the write out.
 func (e *Entry) Accepted() bool {
 	return e.ResponseStatus != nil && e.ResponseStatus.Code >= 200 && e.ResponseStatus.Code < 300
+}
+
+// Unknown reports whether the write's outcome is unknown: the API server
+// answered with a server error (a timeout, say), and it may have been
+// applied.
+func (e *Entry) Unknown() bool {
+	return e.ResponseStatus != nil && e.ResponseStatus.Code >= 500
 }
 
 // Read reads audit log files (JSON lines; the rotated ones too when given
@@ -143,6 +162,10 @@ type Verdict struct {
 	// Late counts log writes accepted after the writer lost the
 	// conversation but before its next owner wrote (see the package doc).
 	Late map[string]int
+	// Orphans are chunks created by a pod after a newer owner wrote to the
+	// log: copies of committed events no head pointed at when they were
+	// made (see the package doc).
+	Orphans []Finding
 	// Grants is each conversation's history of owners.
 	Grants map[string][]Grant
 }
@@ -152,38 +175,29 @@ type Verdict struct {
 func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Verdict {
 	v := Verdict{Writes: map[string]int{}, Late: map[string]int{}, Grants: map[string][]Grant{}}
 	statuses := map[string][]statusWrite{}
+	unknown := map[string][]statusWrite{}
 	logs := map[string][]*Entry{}
 	for i := range entries {
 		e := &entries[i]
-		if e.ObjectRef.Namespace != ns || !e.Accepted() {
+		if e.ObjectRef.Namespace != ns {
+			continue
+		}
+		if !e.Accepted() {
+			if e.Unknown() && e.ObjectRef.Resource == "conversations" && e.ObjectRef.Subresource == "status" {
+				if g, ok := grantOf(e.RequestObject); ok {
+					g.At = e.RequestReceived // applied, if at all, after it arrived
+					unknown[e.ObjectRef.Name] = append(unknown[e.ObjectRef.Name], statusWrite{e: e, g: g})
+				}
+			}
 			continue
 		}
 		switch {
 		case e.ObjectRef.Resource == "conversations" && e.ObjectRef.Subresource == "status":
-			var obj struct {
-				Metadata struct {
-					ResourceVersion string `json:"resourceVersion"`
-				} `json:"metadata"`
-				Status struct {
-					Owner *struct {
-						Name string `json:"name"`
-					} `json:"owner"`
-					Lease *struct {
-						Epoch int64 `json:"epoch"`
-					} `json:"lease"`
-				} `json:"status"`
-			}
-			if json.Unmarshal(e.ResponseObject, &obj) != nil {
+			g, ok := grantOf(e.ResponseObject)
+			if !ok {
 				continue
 			}
-			rv, _ := strconv.ParseInt(obj.Metadata.ResourceVersion, 10, 64)
-			g := Grant{At: e.Completed, RV: rv}
-			if obj.Status.Owner != nil {
-				g.Owner = obj.Status.Owner.Name
-			}
-			if obj.Status.Lease != nil {
-				g.Epoch = obj.Status.Lease.Epoch
-			}
+			g.At = e.Completed
 			statuses[e.ObjectRef.Name] = append(statuses[e.ObjectRef.Name], statusWrite{e: e, g: g})
 		case e.ObjectRef.Resource == "conversationlogs" && isRuntime(e.User.Username):
 			logs[e.ObjectRef.Name] = append(logs[e.ObjectRef.Name], e)
@@ -193,7 +207,7 @@ func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Ver
 		}
 	}
 	for conv, writes := range statuses {
-		v.Grants[conv] = judgeStatus(conv, writes, isRuntime, &v)
+		v.Grants[conv] = judgeStatus(conv, writes, unknown[conv], isRuntime, &v)
 	}
 	for conv, writes := range logs {
 		judgeLog(conv, writes, v.Grants[conv], &v)
@@ -207,9 +221,41 @@ type statusWrite struct {
 	g Grant
 }
 
+// grantOf reads the owner and epoch (and resourceVersion) of a
+// Conversation as an audit event holds it.
+func grantOf(object json.RawMessage) (Grant, bool) {
+	var obj struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+		Status struct {
+			Owner *struct {
+				Name string `json:"name"`
+			} `json:"owner"`
+			Lease *struct {
+				Epoch int64 `json:"epoch"`
+			} `json:"lease"`
+		} `json:"status"`
+	}
+	if len(object) == 0 || json.Unmarshal(object, &obj) != nil {
+		return Grant{}, false
+	}
+	var g Grant
+	g.RV, _ = strconv.ParseInt(obj.Metadata.ResourceVersion, 10, 64)
+	if obj.Status.Owner != nil {
+		g.Owner = obj.Status.Owner.Name
+	}
+	if obj.Status.Lease != nil {
+		g.Epoch = obj.Status.Lease.Epoch
+	}
+	return g, true
+}
+
 // judgeStatus orders a conversation's status writes as etcd did and checks
-// the runtimes' among them; it returns the conversation's grants.
-func judgeStatus(conv string, writes []statusWrite, isRuntime func(string) bool, v *Verdict) []Grant {
+// the runtimes' among them; it returns the conversation's grants. A write
+// of unknown outcome that asked for the owner and epoch a runtime's
+// accepted write then shows (a runtime cannot change them) was applied.
+func judgeStatus(conv string, writes, unknown []statusWrite, isRuntime func(string) bool, v *Verdict) []Grant {
 	slices.SortFunc(writes, func(a, b statusWrite) int { return int(a.g.RV - b.g.RV) })
 	var grants []Grant
 	var cur Grant
@@ -217,24 +263,44 @@ func judgeStatus(conv string, writes []statusWrite, isRuntime func(string) bool,
 		stale := func(why string) {
 			v.Stale = append(v.Stale, Finding{Conversation: conv, Object: "status", Pod: w.e.Pod(), At: w.e.Completed, Why: why})
 		}
-		if i > 0 && w.g.Epoch < cur.Epoch {
+		first := i == 0
+		if isRuntime(w.e.User.Username) && (first || w.g.Owner != cur.Owner || w.g.Epoch != cur.Epoch) {
+			if u, ok := appliedUnknown(unknown, w, cur, first); ok {
+				grants = append(grants, u)
+				cur, first = u, false
+			}
+		}
+		if !first && w.g.Epoch < cur.Epoch {
 			stale(fmt.Sprintf("the epoch went back from %d to %d", cur.Epoch, w.g.Epoch))
 		}
 		if isRuntime(w.e.User.Username) {
 			v.Writes["status"]++
 			switch {
-			case i == 0 || cur.Owner != w.e.Pod():
+			case first || cur.Owner != w.e.Pod():
 				stale(fmt.Sprintf("written while the status named owner %q (epoch %d)", cur.Owner, cur.Epoch))
 			case w.g.Owner != cur.Owner || w.g.Epoch != cur.Epoch:
 				stale(fmt.Sprintf("the runtime changed owner/epoch %s/%d to %s/%d", cur.Owner, cur.Epoch, w.g.Owner, w.g.Epoch))
 			}
 		}
-		if i == 0 || w.g.Owner != cur.Owner || w.g.Epoch != cur.Epoch {
+		if first || w.g.Owner != cur.Owner || w.g.Epoch != cur.Epoch {
 			grants = append(grants, w.g)
 		}
 		cur = w.g
 	}
 	return grants
+}
+
+// appliedUnknown finds the write of unknown outcome that set what a
+// runtime's accepted write w shows, when the writes seen so far (ending in
+// cur) do not: one that asked for that owner and epoch, arrived before w,
+// and is newer than cur.
+func appliedUnknown(unknown []statusWrite, w statusWrite, cur Grant, first bool) (Grant, bool) {
+	for _, u := range unknown {
+		if u.g.Owner == w.g.Owner && u.g.Epoch == w.g.Epoch && u.e.RequestReceived.Before(w.e.RequestReceived) && (first || u.g.Epoch > cur.Epoch) {
+			return u.g, true
+		}
+	}
+	return Grant{}, false
 }
 
 // judgeLog checks a conversation's event-log writes against its grants.
@@ -280,6 +346,9 @@ func judgeLog(conv string, writes []*Entry, grants []Grant, v *Verdict) {
 			}
 		}
 		switch {
+		case epoch < newest && kind == "chunk":
+			v.Orphans = append(v.Orphans, Finding{Conversation: conv, Object: kind + " " + e.ObjectRef.Name, Pod: pod, At: e.Completed,
+				Why: fmt.Sprintf("a copy of committed events, created at epoch %d after the log took a write of epoch %d", epoch, newest)})
 		case epoch < newest:
 			v.Stale = append(v.Stale, Finding{Conversation: conv, Object: kind + " " + e.ObjectRef.Name, Pod: pod, At: e.Completed,
 				Why: fmt.Sprintf("epoch %d accepted after the log took a write of epoch %d", epoch, newest)})

@@ -35,6 +35,14 @@ func statusBy(pod string, ms int, rv int64, owner string, epoch int64, code int)
 	return e
 }
 
+// timedOut is a write the API server answered with a timeout: what it
+// asked for is its request, and there is no response object.
+func timedOut(e Entry) Entry {
+	e.RequestObject, e.ResponseObject = e.ResponseObject, nil
+	e.ResponseStatus.Code = 504
+	return e
+}
+
 func write(user, pod, resource, sub, name string, received, completed, code int) Entry {
 	var e Entry
 	e.Stage, e.Verb = "ResponseComplete", "update"
@@ -63,6 +71,7 @@ func TestJudge(t *testing.T) {
 		entries []Entry
 		stale   int
 		late    int
+		orphans int
 	}{
 		{name: "a clean move", entries: []Entry{
 			grant(0, 10, "a", 1), logBy("a", 5, 6, 200), statusBy("a", 7, 11, "a", 1, 200),
@@ -89,9 +98,18 @@ func TestJudge(t *testing.T) {
 		{name: "a pod never given the conversation", entries: []Entry{
 			grant(0, 10, "a", 1), logBy("z", 5, 6, 200),
 		}, stale: 1},
-		{name: "a chunk of a stale owner", entries: []Entry{
+		{name: "a chunk of a stale owner: an orphan copy", entries: []Entry{
 			grant(0, 10, "a", 1), grant(100, 20, "b", 2), logBy("b", 120, 121, 200),
 			write(runtimeUser, "a", "conversationlogchunks", "", "c1.1-32.0a1b2c3d", 130, 131, 201),
+		}, orphans: 1},
+		{name: "a placement that timed out but was applied", entries: []Entry{
+			grant(0, 10, "a", 1), grant(100, 20, "", 2), timedOut(grant(110, 0, "b", 3)), statusBy("b", 130, 30, "b", 3, 200), logBy("b", 140, 141, 200),
+		}},
+		{name: "a placement that timed out, for another owner", entries: []Entry{
+			grant(0, 10, "a", 1), grant(100, 20, "", 2), timedOut(grant(110, 0, "c", 3)), statusBy("b", 130, 30, "b", 3, 200),
+		}, stale: 1},
+		{name: "a placement that timed out after the runtime wrote", entries: []Entry{
+			grant(0, 10, "a", 1), grant(100, 20, "", 2), statusBy("b", 130, 30, "b", 3, 200), timedOut(grant(140, 0, "b", 3)),
 		}, stale: 1},
 		{name: "status written by a runtime that is not the owner", entries: []Entry{
 			grant(0, 10, "a", 1), grant(100, 20, "b", 2), statusBy("a", 130, 21, "b", 2, 200),
@@ -109,8 +127,8 @@ func TestJudge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Judge(tc.entries, "default", RuntimeIn("default"))
 			late := v.Late["log"] + v.Late["chunk"]
-			if len(v.Stale) != tc.stale || late != tc.late {
-				t.Fatalf("stale %v, late %d; want %d stale, %d late", v.Stale, late, tc.stale, tc.late)
+			if len(v.Stale) != tc.stale || late != tc.late || len(v.Orphans) != tc.orphans {
+				t.Fatalf("stale %v, late %d, orphans %v; want %d stale, %d late, %d orphans", v.Stale, late, v.Orphans, tc.stale, tc.late, tc.orphans)
 			}
 		})
 	}

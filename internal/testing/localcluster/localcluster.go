@@ -89,12 +89,23 @@ func (c *Cluster) Token(subject string) (string, error) {
 // ContainerPID is the host PID of a container of pod (index i of its
 // containerStatuses in namespace ns), from its node's containerd.
 func (c *Cluster) ContainerPID(ns, pod string, i int) (int, error) {
-	id, err := c.Run("kubectl", "-n", ns, "get", "pod", pod, "-o", fmt.Sprintf("jsonpath={.status.containerStatuses[%d].containerID}", i))
+	return c.containerPID(pod, fmt.Sprintf("%d", i), "-n", ns, "get", "pod", pod, "-o", fmt.Sprintf("jsonpath={.status.containerStatuses[%d].containerID}", i))
+}
+
+// NamedContainerPID is the host PID of pod's container name (in namespace
+// ns), from its node's containerd.
+func (c *Cluster) NamedContainerPID(ns, pod, name string) (int, error) {
+	return c.containerPID(pod, name, "-n", ns, "get", "pod", pod, "-o", fmt.Sprintf("jsonpath={.status.containerStatuses[?(@.name==%q)].containerID}", name))
+}
+
+// containerPID reads a container's id with kubectl args and finds its task.
+func (c *Cluster) containerPID(pod, which string, args ...string) (int, error) {
+	id, err := c.Run("kubectl", args...)
 	if err != nil {
 		return 0, fmt.Errorf("the container of pod %s: %w: %s", pod, err, id)
 	}
 	if id == "" {
-		return 0, fmt.Errorf("pod %s has no container %d yet", pod, i)
+		return 0, fmt.Errorf("pod %s has no container %s yet", pod, which)
 	}
 	id = strings.TrimPrefix(id, "containerd://")
 	for _, sock := range c.Containerds {
