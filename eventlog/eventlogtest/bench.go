@@ -83,3 +83,42 @@ func BenchmarkReadAfterN(b *testing.B, log eventlog.Log) {
 		}
 	}
 }
+
+// BenchmarkRestore measures what a new owner's claim costs in reads: the
+// whole retained history of a conversation of 2,000 events, read from the
+// start as the runtime restores it (MaxReadEvents at a time).
+func BenchmarkRestore(b *testing.B, log eventlog.Log) {
+	ctx := context.Background()
+	key := NewKey("bench-restore")
+	if _, err := log.Claim(ctx, key, 1); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]eventlog.Event, 100)
+	for i := range batch {
+		batch[i] = benchEvent
+	}
+	for range 20 {
+		if _, err := log.Append(ctx, key, 1, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		n, after := 0, int64(0)
+		for {
+			events, err := log.Read(ctx, key, after, eventlog.MaxReadEvents)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(events) == 0 {
+				break
+			}
+			n += len(events)
+			after = events[len(events)-1].Seq
+		}
+		if n != 2000 {
+			b.Fatalf("read %d events, want 2000", n)
+		}
+	}
+}

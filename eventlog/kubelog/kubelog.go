@@ -46,6 +46,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -68,6 +69,8 @@ const (
 	// claimAttempts those of a claim.
 	maxAttempts   = 20
 	claimAttempts = 100
+	// readAhead bounds the chunks a read fetches at once.
+	readAhead = 8
 )
 
 // Log is an event log in the API server. Its client must read from the API
@@ -412,23 +415,44 @@ func (l *Log) readFrom(ctx context.Context, k eventlog.Key, head *tetherv1alpha1
 			}
 		}
 	}
+	// The chunks the read needs, fetched readAhead at a time: a new owner
+	// restoring a long history reads many, and one after another they
+	// would cost a round trip each.
+	var refs []tetherv1alpha1.LogChunkRef
+	n := 0
 	for _, ref := range head.Spec.Chunks {
-		if len(out) >= limit {
-			return out, nil
+		if n >= limit {
+			break
 		}
 		if ref.LastSeq < from {
 			continue
 		}
-		chunk := &tetherv1alpha1.ConversationLogChunk{}
-		if err := l.c.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, chunk); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("%w: %s of %s (events %d..%d)", errChunkGone, ref.Name, k, ref.FirstSeq, ref.LastSeq)
+		refs = append(refs, ref)
+		n += int(ref.LastSeq - max(ref.FirstSeq, from) + 1)
+	}
+	chunks := make([]*tetherv1alpha1.ConversationLogChunk, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(readAhead)
+	for i, ref := range refs {
+		g.Go(func() error {
+			chunk := &tetherv1alpha1.ConversationLogChunk{}
+			if err := l.c.Get(gctx, types.NamespacedName{Namespace: k.Namespace, Name: ref.Name}, chunk); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("%w: %s of %s (events %d..%d)", errChunkGone, ref.Name, k, ref.FirstSeq, ref.LastSeq)
+				}
+				return fmt.Errorf("kubelog: reading chunk %s of %s: %w", ref.Name, k, err)
 			}
-			return nil, fmt.Errorf("kubelog: reading chunk %s of %s: %w", ref.Name, k, err)
-		}
-		if err := checkChunk(ref, chunk.Events); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", eventlog.ErrHole, k, err)
-		}
+			if err := checkChunk(ref, chunk.Events); err != nil {
+				return fmt.Errorf("%w: %s: %w", eventlog.ErrHole, k, err)
+			}
+			chunks[i] = chunk
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, chunk := range chunks {
 		take(chunk.Events)
 	}
 	take(head.Spec.Tail)

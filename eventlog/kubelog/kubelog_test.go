@@ -189,6 +189,10 @@ func BenchmarkReadAfterN(b *testing.B) {
 	eventlogtest.BenchmarkReadAfterN(b, &namespaced{Log: kubelog.New(env.Client)})
 }
 
+func BenchmarkRestore(b *testing.B) {
+	eventlogtest.BenchmarkRestore(b, &namespaced{Log: kubelog.New(env.Client)})
+}
+
 // TestNeverAdoptsAnEarlierConversationsLog: a Conversation deleted and
 // created again under the same name must not inherit the old history (nor
 // its epoch, which would fence the new owner): until the garbage collector
