@@ -31,12 +31,19 @@ func main() {
 		opts                                    controllers.Options
 		qps                                     float64
 		burst                                   int
+		leaseDuration, renewDeadline, retry     time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, to callers the API server authenticates and authorizes (get on /metrics).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader, so that only one replica acts at a time.")
 	flag.StringVar(&leaderNamespace, "leader-election-namespace", "", "Namespace of the leader-election Lease (default: the pod's namespace).")
+	// Nothing moves while there is no leader: a leader that crashed is
+	// replaced once its Lease expires, so it is shorter than
+	// controller-runtime's 15 s (a renewal a second costs one write).
+	flag.DurationVar(&leaseDuration, "leader-election-lease-duration", 8*time.Second, "How long a crashed leader holds the leader Lease before another replica takes over.")
+	flag.DurationVar(&renewDeadline, "leader-election-renew-deadline", 6*time.Second, "How long the leader keeps trying to renew before it gives up leading.")
+	flag.DurationVar(&retry, "leader-election-retry-period", time.Second, "How often the leader renews, and the others try to take over.")
 	flag.IntVar(&opts.Concurrency, "concurrency", 16, "Reconciles each controller runs at once.")
 	flag.DurationVar(&opts.NotReadyGrace, "not-ready-grace", 5*time.Second, "How long an owner pod may be not ready before its conversations move.")
 	flag.StringVar(&opts.Runtime.GatewayIdentity, "gateway-identity", "",
@@ -84,6 +91,9 @@ func main() {
 		LeaderElectionID:              "tether-manager.tether.dev",
 		LeaderElectionNamespace:       leaderNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retry,
 	})
 	if err != nil {
 		log.Error(err, "creating the manager")
