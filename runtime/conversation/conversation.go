@@ -100,7 +100,11 @@ type Conversation struct {
 	// agentLost counts the turn's runs in a row that lost the agent's
 	// process (ErrAgentLost), for the pause before the next.
 	agentLost int
-	first     int64 // the first retained sequence number, as far as this owner knows
+	// pending is agent output (messages, checkpoints) recorded but not yet
+	// written: it goes out with the next append, so that a turn's events
+	// take as few writes as its durable points allow (flushLocked).
+	pending []eventlog.Event
+	first   int64 // the first retained sequence number, as far as this owner knows
 	// detachedAt is when the last bound socket went.
 	detachedAt time.Time
 	// diverged says where a replayed turn last diverged, for the status.
@@ -307,9 +311,22 @@ func (c *Conversation) signal() {
 
 // appendLocked appends events under the owner's epoch and applies them. A
 // fenced append stops the conversation.
+// The pending agent output goes first, in the same write when it fits.
 func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Event) (int64, error) {
 	if c.isStopped() {
 		return 0, ErrNotOwner
+	}
+	if len(c.pending) > 0 {
+		// A bad event must not take the pending output down with it.
+		if err := eventlog.ValidateAppend(c.cfg.Epoch, events); err != nil {
+			return 0, err
+		}
+		if fitsOneAppend(c.pending, events) {
+			events = append(c.pending, events...)
+			c.pending = nil
+		} else if err := c.flushLocked(ctx); err != nil {
+			return 0, err
+		}
 	}
 	if c.dirty {
 		if err := c.resyncLocked(ctx); err != nil {
@@ -351,6 +368,51 @@ func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Even
 	}
 	c.trimLocked(ctx)
 	return last, nil
+}
+
+// flushLocked writes the pending agent output, if any.
+func (c *Conversation) flushLocked(ctx context.Context) error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	events := c.pending
+	c.pending = nil
+	_, err := c.appendLocked(ctx, events...)
+	return err
+}
+
+// pendLocked records agent output to be written with the next append; past
+// maxPending events or maxPendingBytes it is written now.
+func (c *Conversation) pendLocked(ctx context.Context, e eventlog.Event) error {
+	if err := eventlog.ValidateAppend(c.cfg.Epoch, []eventlog.Event{e}); err != nil {
+		return err
+	}
+	c.pending = append(c.pending, e)
+	if len(c.pending) >= maxPending || batchBytes(c.pending) >= maxPendingBytes {
+		return c.flushLocked(ctx)
+	}
+	return nil
+}
+
+// maxPending and maxPendingBytes bound the agent output held back for the
+// next write.
+const (
+	maxPending      = 64
+	maxPendingBytes = eventlog.MaxBatchBytes / 2
+)
+
+// fitsOneAppend reports whether a and b make one append within the store's
+// limits.
+func fitsOneAppend(a, b []eventlog.Event) bool {
+	return len(a)+len(b) <= eventlog.MaxBatchEvents && batchBytes(a)+batchBytes(b) <= eventlog.MaxBatchBytes
+}
+
+func batchBytes(events []eventlog.Event) int {
+	n := 0
+	for _, e := range events {
+		n += len(e.Type) + len(e.ClientID) + len(e.Data)
+	}
+	return n
 }
 
 // trimLocked applies the retention once the log holds a tenth more than it

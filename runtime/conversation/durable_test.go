@@ -461,6 +461,10 @@ func TestReviewReplayed(t *testing.T) {
 		if err := reviewer(ctx, t); err != nil {
 			return err
 		}
+		// Works on without a step: what it sent is written now.
+		if err := t.Flush(ctx); err != nil {
+			return err
+		}
 		select { // lost before the turn ends
 		case <-block:
 			return nil

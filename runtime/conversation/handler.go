@@ -61,7 +61,9 @@ type Turn struct {
 var ErrOutputTooLarge = errors.New("agent output over its limit")
 
 // Send records a message from the agent: its text is at most
-// protocol.MaxAgentTextEncodedBytes as JSON (ErrOutputTooLarge).
+// protocol.MaxAgentTextEncodedBytes as JSON (ErrOutputTooLarge). It is
+// written, and shown to clients, with the turn's next durable point (a
+// question, a step, a delta, the turn's end, or Flush), in the same write.
 func (t *Turn) Send(ctx context.Context, text string) error {
 	if n := protocol.EncodedTextLen(text); n > protocol.MaxAgentTextEncodedBytes {
 		return fmt.Errorf("%w: a message of %d bytes as JSON; the limit is %d", ErrOutputTooLarge, n, protocol.MaxAgentTextEncodedBytes)
@@ -78,8 +80,18 @@ func (t *Turn) Delta(text string) error {
 	if n := protocol.EncodedTextLen(text); n > protocol.MaxDeltaEncodedBytes {
 		return fmt.Errorf("%w: a delta of %d bytes as JSON; the limit is %d", ErrOutputTooLarge, n, protocol.MaxDeltaEncodedBytes)
 	}
-	t.c.delta(text)
+	t.c.delta(context.Background(), text)
 	return nil
+}
+
+// Flush writes what the turn recorded and has not written yet (Send and
+// Checkpoint are written with the turn's next durable point: a question, a
+// step, a delta, its end): a handler that works a long while after Send
+// without a step calls it so the message is shown meanwhile.
+func (t *Turn) Flush(ctx context.Context) error {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return t.c.flushLocked(ctx)
 }
 
 // Ask records a question for a human and waits for the answer. options, when

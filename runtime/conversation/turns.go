@@ -105,11 +105,13 @@ func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 	case errors.Is(err, ErrFinish):
 		end = outcome(protocol.EventFinished, "")
 	case errors.Is(err, ErrNotOwner):
+		c.pending = nil
 		return
 	case errors.Is(err, ErrAgentLost):
 		// Not the agent's failure: the turn runs again, from what its
-		// log holds, once the pause is over.
-		c.dirty = true
+		// log holds, once the pause is over (its unwritten output is made
+		// again).
+		c.dirty, c.pending = true, nil
 		pause := min(retryPause<<min(c.agentLost, 5), maxAgentLostPause)
 		c.agentLost++
 		logf.FromContext(ctx).Info("the agent's process was lost; running the turn again", "conversation", c.cfg.Key.String(), "after", pause, "error", err.Error())
@@ -154,8 +156,11 @@ func (c *Conversation) callHandler(ctx context.Context, turn *Turn) (err error) 
 	return c.cfg.Handler.HandleTurn(ctx, turn)
 }
 
-// record appends an agent event, or, while replaying a turn a previous owner
-// started, reuses the event that owner recorded for the same call.
+// record records an agent event, or, while replaying a turn a previous
+// owner started, reuses the event that owner recorded for the same call. The
+// event is written (and shown to clients) with the turn's next durable
+// point: a question, a step, a delta, the turn's end, a user message, or
+// Turn.Flush.
 func (c *Conversation) record(ctx context.Context, event string, data json.RawMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -166,8 +171,7 @@ func (c *Conversation) record(ctx context.Context, event string, data json.RawMe
 	if recorded != nil || err != nil {
 		return err
 	}
-	_, err = c.appendLocked(ctx, eventlog.Event{Type: event, Data: data})
-	return err
+	return c.pendLocked(ctx, eventlog.Event{Type: event, Data: data})
 }
 
 // ask records a prompt (or finds the same one recorded), then returns the
@@ -204,6 +208,11 @@ func (c *Conversation) ask(ctx context.Context, p PromptData) (protocol.AnswerDa
 		var a protocol.AnswerData
 		_ = json.Unmarshal(answer.Data, &a)
 		return a, nil
+	}
+	// Nothing the turn recorded waits unwritten while a human is asked.
+	if err := c.flushLocked(ctx); err != nil {
+		c.mu.Unlock()
+		return protocol.AnswerData{}, err
 	}
 	c.mu.Unlock()
 	for {
@@ -255,6 +264,10 @@ func (c *Conversation) step(ctx context.Context, turnSeq int64, name string, n i
 	if err == nil {
 		recorded, err = c.replayLocked(ctx, callOf{protocol.EventStep, call})
 	}
+	if err == nil && recorded == nil {
+		// What the agent said before the step is shown while it runs.
+		err = c.flushLocked(ctx)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -291,9 +304,13 @@ func (c *Conversation) step(ctx context.Context, turnSeq int64, name string, n i
 }
 
 // delta sends ephemeral output to the bound sockets.
-func (c *Conversation) delta(text string) {
+func (c *Conversation) delta(ctx context.Context, text string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Recorded output comes before the delta that follows it, as it was
+	// made. If it cannot be written now, the turn's next durable point
+	// tries again.
+	_ = c.flushLocked(ctx)
 	c.broadcastLocked(protocol.DeltaFrame(text))
 }
 
