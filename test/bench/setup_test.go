@@ -97,32 +97,14 @@ func setUp(tb testing.TB) *rig {
 	}
 
 	dir := tb.TempDir()
-	write := func(name, content string) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			tb.Fatal(err)
-		}
-		return path
-	}
-	tokenFile := write("upstream-token", testworker.GatewayToken(tb, env))
-	secretFile := write("hmac-secret", hmacSecret)
-	kubeconfig, err := env.Kubeconfig(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gatewayBin, minproxyBin := build(tb, dir, "./cmd/gateway"), build(tb, dir, "./test/bench/minproxy")
-
+	tokenFile := writeFile(tb, dir, "upstream-token", testworker.GatewayToken(tb, env))
+	minproxyBin := build(tb, dir, "./test/bench/minproxy")
 	r := &rig{runtimeAddr: w.Addr, upstreamToken: testworker.GatewayToken(tb, env), idle: map[string]idleResult{}}
 	addr, admin := "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb)), "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb))
 	r.minproxy = start(tb, minproxyBin, addr, admin, nil, "--listen", addr, "--admin-listen", admin,
 		"--upstream", w.Addr, "--upstream-token-file", tokenFile)
-	addr, admin = "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb)), "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb))
-	r.gateway = start(tb, gatewayBin, addr, admin, []string{"KUBECONFIG=" + kubeconfig},
-		"--listen", addr, "--admin-listen", admin, "--pprof", "--zap-log-level", "error",
-		"--jwt-hmac-secret-file", secretFile, "--jwt-audience", audience, "--upstream-token-file", tokenFile,
-		// Load, not abuse: the per-socket limits would otherwise throttle a
-		// closed loop.
-		"--message-rate", "1000000", "--message-burst", "1000000", "--max-connections-per-subject", "100000")
+	r.gateway = startGateway(tb, dir)
+	var err error
 	r.token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Subject: "bench", Audience: jwt.ClaimStrings{audience}, ExpiresAt: jwt.NewNumericDate(time.Now().Add(24 * time.Hour)),
 	}).SignedString([]byte(hmacSecret))
@@ -130,6 +112,37 @@ func setUp(tb testing.TB) *rig {
 		tb.Fatal(err)
 	}
 	return r
+}
+
+// writeFile writes content to a file named name in dir.
+func writeFile(tb testing.TB, dir, name, content string) string {
+	tb.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// startGateway builds the gateway and starts it on loopback, against the
+// test API server, with the load limits lifted.
+func startGateway(tb testing.TB, dir string) *process {
+	tb.Helper()
+	tokenFile := writeFile(tb, dir, "upstream-token", testworker.GatewayToken(tb, env))
+	secretFile := writeFile(tb, dir, "hmac-secret", hmacSecret)
+	kubeconfig, err := env.Kubeconfig(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	gatewayBin := build(tb, dir, "./cmd/gateway")
+	addr, admin := "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb)), "127.0.0.1:"+strconv.Itoa(testworker.FreePort(tb))
+	return start(tb, gatewayBin, addr, admin, []string{"KUBECONFIG=" + kubeconfig},
+		"--listen", addr, "--admin-listen", admin, "--pprof", "--zap-log-level", "error",
+		"--jwt-hmac-secret-file", secretFile, "--jwt-audience", audience, "--upstream-token-file", tokenFile,
+		// Load, not abuse: the per-socket limits would otherwise throttle a
+		// closed loop.
+		"--message-rate", "1000000", "--message-burst", "1000000", "--max-connections-per-subject", "100000",
+		"--connect-rate", "100000", "--connect-burst", "100000")
 }
 
 // target is how clients reach the conversations in a mode.
