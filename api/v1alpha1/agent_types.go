@@ -198,6 +198,17 @@ type RedisStoreSpec struct {
 	// +optional
 	TLS *RedisTLSSpec `json:"tls,omitempty"`
 
+	// minReplicas, on a replicated Redis (Sentinel or Cluster), makes each
+	// claim and append wait (WAIT) until this many replicas of its master
+	// have it before it is acknowledged. Redis replicates asynchronously:
+	// with 0, a master that crashes right after acknowledging loses that
+	// append, or a claim's fence, to the failover. Appends fail while fewer
+	// replicas answer. See docs/operations.md.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=5
+	// +optional
+	MinReplicas int32 `json:"minReplicas,omitempty"`
+
 	// keyPrefix is prepended to every key Tether writes, so several Agents
 	// or installations can share one Redis.
 	// +kubebuilder:default="tether:"

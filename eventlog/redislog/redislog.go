@@ -42,16 +42,24 @@ type Options struct {
 	KeyPrefix string
 	// Timeout bounds each operation (5 s by default).
 	Timeout time.Duration
+	// MinReplicas, when above 0, makes an append wait (WAIT) until that
+	// many replicas of the conversation's master have it, within Timeout,
+	// before it is acknowledged; otherwise the append fails as one whose
+	// outcome is unknown. Redis replicates asynchronously: without it, an
+	// append the master acknowledged and then crashed before sending on is
+	// lost to a failover (docs/operations.md).
+	MinReplicas int
 	// Now is the clock events are stamped with (time.Now by default).
 	Now func() time.Time
 }
 
 // Log is an event log in Redis.
 type Log struct {
-	client  redis.UniversalClient
-	prefix  string
-	timeout time.Duration
-	now     func() time.Time
+	client      redis.UniversalClient
+	prefix      string
+	timeout     time.Duration
+	now         func() time.Time
+	minReplicas int
 }
 
 var _ eventlog.Log = (*Log)(nil)
@@ -78,7 +86,7 @@ func New(opts Options) (*Log, error) {
 		// twice. The caller decides, after reading Bounds.
 		MaxRetries: -1,
 	})
-	return &Log{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout, now: opts.Now}, nil
+	return &Log{client: client, prefix: opts.KeyPrefix, timeout: opts.Timeout, now: opts.Now, minReplicas: opts.MinReplicas}, nil
 }
 
 // keys returns the meta hash and stream keys of a conversation; the braces
@@ -99,8 +107,15 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 	}
 	ctx, cancel := l.ctx(ctx)
 	defer cancel()
-	reply, err := claimScript.Run(ctx, l.client, l.keys(k), epoch, eventlog.NewLogID()).StringSlice()
+	var reply []string
+	var err error
+	if l.minReplicas > 0 {
+		reply, err = l.runReplicated(ctx, k, "claiming", claimScript, []any{epoch, eventlog.NewLogID()})
+	} else {
+		reply, err = claimScript.Run(ctx, l.client, l.keys(k), epoch, eventlog.NewLogID()).StringSlice()
+	}
 	if err != nil {
+		l.relearn(ctx)
 		return eventlog.Bounds{}, fmt.Errorf("redislog: claiming %s: %w", k, err)
 	}
 	if err := replyError(k, reply, epoch); err != nil {
@@ -124,8 +139,15 @@ func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []
 	}
 	ctx, cancel := l.ctx(ctx)
 	defer cancel()
-	reply, err := appendScript.Run(ctx, l.client, l.keys(k), args...).StringSlice()
+	var reply []string
+	var err error
+	if l.minReplicas > 0 {
+		reply, err = l.runReplicated(ctx, k, "appending to", appendScript, args)
+	} else {
+		reply, err = appendScript.Run(ctx, l.client, l.keys(k), args...).StringSlice()
+	}
 	if err != nil {
+		l.relearn(ctx)
 		return 0, fmt.Errorf("redislog: appending to %s (the append may or may not have landed, whole): %w", k, err)
 	}
 	if err := replyError(k, reply, epoch); err != nil {
@@ -133,6 +155,54 @@ func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []
 	}
 	return strconv.ParseInt(reply[1], 10, 64)
 }
+
+// runReplicated runs a writing script and then waits, on the same
+// connection to the conversation's master, until minReplicas replicas have
+// what it wrote. what names the operation in errors.
+func (l *Log) runReplicated(ctx context.Context, k eventlog.Key, what string, script *redis.Script, args []any) ([]string, error) {
+	keys := l.keys(k)
+	var node redis.Cmdable = l.client
+	if cc, ok := l.client.(*redis.ClusterClient); ok {
+		master, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("redislog: %s %s (nothing written: no master for it): %w", what, k, err)
+		}
+		node = master
+	}
+	// EVAL, not EVALSHA: a master just promoted has no scripts loaded,
+	// and a NOSCRIPT would cost the WAIT behind it its whole timeout.
+	pipe := node.Pipeline()
+	eval := script.Eval(ctx, pipe, keys, args...)
+	wait := pipe.Do(ctx, "wait", l.minReplicas, l.timeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	reply, err := eval.StringSlice()
+	if err != nil {
+		l.relearn(ctx)
+		return nil, fmt.Errorf("redislog: %s %s (it may or may not have landed, whole): %w", what, k, err)
+	}
+	if len(reply) > 0 && reply[0] != "OK" {
+		return reply, nil // refused: nothing written, nothing to wait for
+	}
+	n, err := wait.Int()
+	if err != nil || n < l.minReplicas {
+		return nil, fmt.Errorf("redislog: %s %s: on the master, but on %d of %d replicas within %s (it may be lost to a failover): %w",
+			what, k, n, l.minReplicas, l.timeout, errors.Join(err, errNotReplicated))
+	}
+	return reply, nil
+}
+
+// relearn, after a request failed, has a Cluster client learn the slots
+// afresh: a master that failed over is not asked again (it retries no
+// command itself, so it would not notice on its own for a long while).
+func (l *Log) relearn(ctx context.Context) {
+	if cc, ok := l.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.WithoutCancel(ctx)) // the request's own time may be up
+	}
+}
+
+// errNotReplicated is an append its master has but not yet MinReplicas of
+// its replicas.
+var errNotReplicated = errors.New("not replicated")
 
 // Read implements eventlog.Log. The bounds and the entries are read in one
 // transaction, so what the stream lacks is a hole, not a race with a trim.
@@ -151,6 +221,7 @@ func (l *Log) Read(ctx context.Context, k eventlog.Key, after int64, limit int) 
 		entries = p.XRangeN(ctx, keys[1], strconv.FormatInt(after+1, 10)+"-0", "+", int64(limit))
 		return nil
 	}); err != nil && !errors.Is(err, redis.Nil) {
+		l.relearn(ctx)
 		return nil, fmt.Errorf("redislog: reading %s: %w", k, err)
 	}
 	b, err := boundsOf(k, meta.Val())
@@ -180,6 +251,7 @@ func (l *Log) Bounds(ctx context.Context, k eventlog.Key) (eventlog.Bounds, erro
 	defer cancel()
 	v, err := l.client.HMGet(ctx, l.keys(k)[0], "first", "last", "epoch", "id").Result()
 	if err != nil {
+		l.relearn(ctx)
 		return eventlog.Bounds{}, fmt.Errorf("redislog: reading the bounds of %s: %w", k, err)
 	}
 	return boundsOf(k, v)
@@ -203,6 +275,7 @@ func (l *Log) Trim(ctx context.Context, k eventlog.Key, epoch int64, keep int) e
 	defer cancel()
 	reply, err := trimScript.Run(ctx, l.client, l.keys(k), epoch, keep).StringSlice()
 	if err != nil {
+		l.relearn(ctx)
 		return fmt.Errorf("redislog: trimming %s: %w", k, err)
 	}
 	return replyError(k, reply, epoch)

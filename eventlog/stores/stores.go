@@ -111,7 +111,7 @@ func Open(ctx context.Context, spec tetherv1alpha1.StoreSpec, namespace string, 
 func RedisOptions(ctx context.Context, spec *tetherv1alpha1.RedisStoreSpec, namespace string, secrets Secrets) (redislog.Options, error) {
 	opts := redislog.Options{
 		Addrs: spec.Addresses, MasterName: spec.MasterName, DB: int(spec.DB),
-		Username: spec.Username, KeyPrefix: spec.KeyPrefix,
+		Username: spec.Username, KeyPrefix: spec.KeyPrefix, MinReplicas: int(spec.MinReplicas),
 	}
 	if spec.PasswordSecretRef != nil {
 		password, err := secrets.Value(ctx, namespace, spec.PasswordSecretRef)

@@ -27,6 +27,10 @@ type Server struct {
 	port     int
 	cmd      *exec.Cmd
 	tb       testing.TB
+	extra    []string // more arguments (cluster or replica settings)
+	// sentinel runs it as a Sentinel with sentinelConf as its first config.
+	sentinel     bool
+	sentinelConf string
 }
 
 // Start runs redis-server (from Debian's redis-server package, which
@@ -39,19 +43,33 @@ func Start(tb testing.TB) *Server {
 // StartWithPassword is Start with clients required to authenticate.
 func StartWithPassword(tb testing.TB, password string) *Server {
 	tb.Helper()
+	return startServer(tb, password)
+}
+
+// startServer starts a server with extra arguments of its own.
+func startServer(tb testing.TB, password string, extra ...string) *Server {
+	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		tb.Fatal("redis-server is not installed; run hack/install-packages.sh")
 	}
+	s := &Server{Password: password, dir: tb.TempDir(), tb: tb, extra: extra}
+	s.port = freePort(tb)
+	s.Addr = fmt.Sprintf("127.0.0.1:%d", s.port)
+	s.start()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// freePort is a loopback port the kernel had free.
+func freePort(tb testing.TB) int {
+	tb.Helper()
 	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Password: password, dir: tb.TempDir(), port: port, tb: tb}
-	s.start()
-	tb.Cleanup(s.Stop)
-	return s
+	return port
 }
 
 func (s *Server) start() {
@@ -60,9 +78,21 @@ func (s *Server) start() {
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "yes",
 		"--logfile", filepath.Join(s.dir, "redis.log")}
+	if s.sentinel {
+		// A sentinel keeps its state in a config file it rewrites.
+		conf := filepath.Join(s.dir, "sentinel.conf")
+		if _, err := os.Stat(conf); err != nil {
+			if err := os.WriteFile(conf, []byte(s.sentinelConf), 0o600); err != nil {
+				s.tb.Fatal(err)
+			}
+		}
+		args = []string{conf, "--sentinel", "--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.dir,
+			"--protected-mode", "yes", "--logfile", filepath.Join(s.dir, "redis.log")}
+	}
 	if s.Password != "" {
 		args = append(args, "--requirepass", s.Password)
 	}
+	args = append(args, s.extra...)
 	s.cmd = exec.CommandContext(context.Background(), "redis-server", args...) //nolint:gosec // fixed program, test-chosen args
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
@@ -107,6 +137,18 @@ func (s *Server) Stop() {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+// Kill ends the server at once (SIGKILL), as a crash would: what it had
+// not replicated is lost to a failover. Safe to call twice.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	cmd := s.cmd
+	s.cmd = nil
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
 }
 
 // Restart starts the server again on the same port with the same data.
