@@ -20,11 +20,16 @@ install_tether default
 
 step "chaos: ${CHAOS_DURATION:-4m} of faults (inside the namespace)"
 report=${CHAOS_REPORT:-}
+# The test's own bound: the faults, then the settling, the audit (a long
+# run's API audit log is gigabytes) and the self-check.
+duration=${CHAOS_DURATION:-4m}
+timeout=240m
+if [[ $duration =~ ^([0-9]+)m$ ]]; then timeout=$((BASH_REMATCH[1] + 45))m; fi
 [[ -z "$report" || "$report" == /* ]] || report=$ROOT/$report
 set +e
 # shellcheck disable=SC2046 # test_env prints NAME=VALUE words
-in_ns env $(test_env) "$STATE/chaos.test" -test.v -test.timeout 180m -test.run "${CHAOS_RUN:-.}" \
-	-chaos.duration "${CHAOS_DURATION:-4m}" -chaos.faults "${CHAOS_FAULTS:-0}" -chaos.lease "${CHAOS_LEASE:-4s}" \
+in_ns env $(test_env) "$STATE/chaos.test" -test.v -test.timeout "$timeout" -test.run "${CHAOS_RUN:-.}" \
+	-chaos.duration "$duration" -chaos.faults "${CHAOS_FAULTS:-0}" -chaos.lease "${CHAOS_LEASE:-4s}" \
 	-chaos.kinds "${CHAOS_KINDS:-}" -chaos.seed "${CHAOS_SEED:-0}" -chaos.report "$report" 2>&1 | tee "$LOGS/chaos.log"
 status=${PIPESTATUS[0]}
 set -e
