@@ -14,6 +14,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
 	"tether.dev/tether/eventlog/redislog"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testredis"
 )
 
@@ -207,13 +208,7 @@ func TestFailoverInTheMiddleOfAppends(t *testing.T) {
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	await.Until(t, timeout, what, cond)
 }
 
 // The store's throughput on a Cluster of three masters with a replica
