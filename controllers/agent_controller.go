@@ -2,12 +2,14 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -53,7 +55,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.Agent) (ctrl.Result, error) {
 	old := agent.Status.DeepCopy()
-	deployErr := r.syncDeployment(ctx, agent)
+	deployErr := errors.Join(r.syncDeployment(ctx, agent), r.syncBudget(ctx, agent))
 
 	workers, err := listWorkerPods(ctx, r.Client, agent)
 	if err != nil {
@@ -162,6 +164,7 @@ func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 		Named("agent").
 		For(&tetherv1alpha1.Agent{}).
 		Owns(&appsv1.Deployment{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Watches(&corev1.Pod{}, byAgentLabel).
 		Watches(&coordinationv1.Lease{}, byAgentLabel).

@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -13,7 +14,8 @@ import (
 )
 
 // CacheOptions limits the manager's informers to the objects Tether cares
-// about: worker pods, their Leases and Agent Deployments all carry the
+// about: worker pods, their Leases, Agent Deployments and their
+// PodDisruptionBudgets all carry the
 // tether.dev/agent label, so a large cluster's other pods and Leases are
 // never held in memory.
 func CacheOptions() cache.Options {
@@ -23,8 +25,9 @@ func CacheOptions() cache.Options {
 	}
 	tethered := labels.NewSelector().Add(*req)
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}:           {Label: tethered},
-		&coordinationv1.Lease{}: {Label: tethered},
-		&appsv1.Deployment{}:    {Label: tethered},
+		&corev1.Pod{}:                   {Label: tethered},
+		&coordinationv1.Lease{}:         {Label: tethered},
+		&appsv1.Deployment{}:            {Label: tethered},
+		&policyv1.PodDisruptionBudget{}: {Label: tethered},
 	}}
 }

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // BusyPolicy says what the runtime does with a user message that arrives while
@@ -102,6 +103,14 @@ type AgentSpec struct {
 	// +optional
 	IdleSuspendSeconds *int32 `json:"idleSuspendSeconds,omitempty"`
 
+	// disruptionBudget bounds how many of the pods the manager runs for
+	// this Agent (with a template) a voluntary disruption (a node drain, a
+	// cluster upgrade) may evict at once: the manager keeps a
+	// PodDisruptionBudget for them, named after the Agent. Unset means
+	// maxUnavailable 1.
+	// +optional
+	DisruptionBudget *DisruptionBudgetSpec `json:"disruptionBudget,omitempty"`
+
 	// busyPolicy says what happens to a user message that arrives while a
 	// turn is still running: Enqueue (default), Reject or Interrupt.
 	// +kubebuilder:default=Enqueue
@@ -160,6 +169,22 @@ type RetentionSpec struct {
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	MaxEvents int32 `json:"maxEvents,omitempty"`
+}
+
+// DisruptionBudgetSpec is the PodDisruptionBudget the manager keeps for an
+// Agent's pods.
+type DisruptionBudgetSpec struct {
+	// maxUnavailable is how many of the pods (a number, or a percentage of
+	// them) may be evicted at once; 0 refuses every voluntary eviction.
+	// Default 1.
+	// +kubebuilder:validation:XIntOrString
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+
+	// disabled: the manager keeps no PodDisruptionBudget for this Agent
+	// (you keep your own; two budgets over one pod make its eviction fail).
+	// +optional
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // RedisStoreSpec says how to reach Redis. Secrets come from Kubernetes
