@@ -71,6 +71,7 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 			loads[convs.Items[i].Status.Owner.Name]++
 		}
 	}
+	costErr := r.syncDeletionCosts(ctx, agent, workers, loads)
 	selector, err := agentPodSelector(agent)
 	if err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(err)
@@ -91,8 +92,8 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 			return ctrl.Result{}, fmt.Errorf("writing status: %w", err)
 		}
 	}
-	if deployErr != nil {
-		return ctrl.Result{}, deployErr
+	if err := errors.Join(deployErr, costErr); err != nil {
+		return ctrl.Result{}, err
 	}
 	// A pod's Lease can expire without any event; look again then.
 	if recheck > 0 {

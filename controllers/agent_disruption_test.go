@@ -81,3 +81,53 @@ func TestAgentKeepsADisruptionBudget(t *testing.T) {
 		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "yours"}, &policyv1.PodDisruptionBudget{}))
 	})
 }
+
+// TestAgentPodsCarryTheirDeletionCost: the pods the manager runs for an
+// Agent carry controller.kubernetes.io/pod-deletion-cost from their load (0
+// when empty), so a ReplicaSet scaling the Agent down removes its empty pods
+// first and moves no conversation.
+func TestAgentPodsCarryTheirDeletionCost(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "costly"},
+		Spec: tetherv1alpha1.AgentSpec{
+			Replicas: ptr.To[int32](2), ConversationsPerPod: 3, LeaseDurationSeconds: 7, RuntimePort: 8080,
+			Template: &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime", Image: "tether-runtime:test"}}}},
+		},
+	}
+	if err := k8s.Create(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	// No kubelet here: the Deployment's pods are made by hand.
+	a := startPod(t, ns, "costly", "costly-a", "127.0.9.1", 30)
+	b := startPod(t, ns, "costly", "costly-b", "127.0.9.2", 30)
+	costs := func(want map[string]string) {
+		t.Helper()
+		eventually(t, 10*time.Second, fmt.Sprintf("deletion costs %v", want), func() (bool, string) {
+			got := map[string]string{}
+			for _, w := range []workerPod{a, b} {
+				var pod corev1.Pod
+				if err := k8s.Get(ctx, client.ObjectKeyFromObject(w.pod), &pod); err != nil {
+					return false, err.Error()
+				}
+				got[pod.Name] = pod.Annotations["controller.kubernetes.io/pod-deletion-cost"]
+			}
+			return fmt.Sprint(got) == fmt.Sprint(want), fmt.Sprint(got)
+		})
+	}
+	costs(map[string]string{"costly-a": "0", "costly-b": "0"})
+	for i := range 4 {
+		newConversation(t, ns, fmt.Sprintf("c-%d", i), "costly")
+	}
+	eventually(t, 10*time.Second, "4 conversations placed", func() (bool, string) {
+		loads := loadsByPod(t, ns)
+		return loads["costly-a"]+loads["costly-b"] == 4, fmt.Sprint(loads)
+	})
+	loads := loadsByPod(t, ns)
+	want := map[string]string{}
+	for _, name := range []string{"costly-a", "costly-b"} {
+		want[name] = fmt.Sprint(map[int]int{0: 0, 1: 1, 2: 2, 3: 2}[loads[name]])
+	}
+	costs(want)
+}
