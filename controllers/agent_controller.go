@@ -55,8 +55,6 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.Agent) (ctrl.Result, error) {
 	old := agent.Status.DeepCopy()
-	deployErr := errors.Join(r.syncDeployment(ctx, agent), r.syncBudget(ctx, agent))
-
 	workers, err := listWorkerPods(ctx, r.Client, agent)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -71,6 +69,7 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 			loads[convs.Items[i].Status.Owner.Name]++
 		}
 	}
+	deployErr := errors.Join(r.syncDeployment(ctx, agent, autoscaledReplicas(agent, workers, loads)), r.syncBudget(ctx, agent))
 	costErr := r.syncDeletionCosts(ctx, agent, workers, loads)
 	selector, err := agentPodSelector(agent)
 	if err != nil {
@@ -103,14 +102,18 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 }
 
 // syncDeployment creates or updates the Deployment of an Agent with a
-// template. Agents with a selector run their own pods.
-func (r *AgentReconciler) syncDeployment(ctx context.Context, agent *tetherv1alpha1.Agent) error {
+// template, with replicas when set (autoscaling) or spec.replicas. Agents
+// with a selector run their own pods.
+func (r *AgentReconciler) syncDeployment(ctx context.Context, agent *tetherv1alpha1.Agent, replicas *int32) error {
 	if agent.Spec.Template == nil {
 		return nil
 	}
 	desired, err := desiredDeployment(agent, r.Wiring)
 	if err != nil {
 		return reconcile.TerminalError(err) // the Agent must change; its Ready condition says why
+	}
+	if replicas != nil {
+		desired.Spec.Replicas = replicas
 	}
 	if err := controllerutil.SetControllerReference(agent, desired, r.Scheme()); err != nil {
 		return err

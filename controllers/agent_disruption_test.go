@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -130,4 +132,63 @@ func TestAgentPodsCarryTheirDeletionCost(t *testing.T) {
 		want[name] = fmt.Sprint(map[int]int{0: 0, 1: 1, 2: 2, 3: 2}[loads[name]])
 	}
 	costs(want)
+}
+
+// TestAgentKeepsFreeSlots: with spec.autoscaling the Agent's Deployment is
+// sized to its load plus 20 free slots, up as conversations arrive and down
+// as they leave; a buffer the API server cannot read is refused.
+func TestAgentKeepsFreeSlots(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	agent := &tetherv1alpha1.Agent{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elastic"},
+		Spec: tetherv1alpha1.AgentSpec{
+			ConversationsPerPod: 10, LeaseDurationSeconds: 7, RuntimePort: 8080,
+			Autoscaling: &tetherv1alpha1.AgentAutoscaling{MinReplicas: 1, MaxReplicas: 30, FreeSlots: intstr.FromInt32(20)},
+			Template:    &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "runtime", Image: "tether-runtime:test"}}}},
+		},
+	}
+	if err := k8s.Create(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	replicas := func(want int32) {
+		t.Helper()
+		eventually(t, 15*time.Second, fmt.Sprintf("%d replicas", want), func() (bool, string) {
+			var d appsv1.Deployment
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "elastic"}, &d); err != nil {
+				return false, err.Error()
+			}
+			return *d.Spec.Replicas == want, fmt.Sprint(*d.Spec.Replicas)
+		})
+	}
+	replicas(2) // nothing held: 20 free slots are two pods
+	// No kubelet here: the Deployment's pods are made by hand.
+	for i := range 3 {
+		startPod(t, ns, "elastic", fmt.Sprintf("elastic-%d", i), fmt.Sprintf("127.0.10.%d", i+1), 30)
+	}
+	for i := range 25 {
+		newConversation(t, ns, fmt.Sprintf("c-%02d", i), "elastic")
+	}
+	eventually(t, 15*time.Second, "25 conversations placed", func() (bool, string) {
+		total := 0
+		for _, n := range loadsByPod(t, ns) {
+			total += n
+		}
+		return total == 25, fmt.Sprint(total)
+	})
+	replicas(5) // 25 held + 20 free = 45 slots
+	for i := range 25 {
+		conv := &tetherv1alpha1.Conversation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("c-%02d", i)}}
+		if err := k8s.Delete(ctx, conv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replicas(2)
+
+	bad := agent.DeepCopy()
+	bad.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "bad"}
+	bad.Spec.Autoscaling = &tetherv1alpha1.AgentAutoscaling{MinReplicas: 1, MaxReplicas: 3, FreeSlots: intstr.FromString("150%")}
+	if err := k8s.Create(ctx, bad); !apierrors.IsInvalid(err) {
+		t.Fatalf("a buffer of 150%%: %v, want Invalid", err)
+	}
 }

@@ -76,6 +76,14 @@ type AgentSpec struct {
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
+	// autoscaling sizes the pods of an Agent with a template to its load,
+	// keeping free conversation slots for new conversations and failovers
+	// (a buffer, as Agones' fleet autoscaler keeps). While it is set, the
+	// manager sets the Deployment's replicas and replicas above (and so an
+	// HorizontalPodAutoscaler on the scale subresource) has no effect.
+	// +optional
+	Autoscaling *AgentAutoscaling `json:"autoscaling,omitempty"`
+
 	// conversationsPerPod is how many conversations one worker pod hosts at
 	// most. Placement never puts more than this on a pod.
 	// +kubebuilder:default=100
@@ -169,6 +177,29 @@ type RetentionSpec struct {
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	MaxEvents int32 `json:"maxEvents,omitempty"`
+}
+
+// AgentAutoscaling keeps a buffer of free conversation slots.
+// +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must not be above maxReplicas"
+type AgentAutoscaling struct {
+	// minReplicas is the fewest pods. Default 1.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MinReplicas int32 `json:"minReplicas"`
+
+	// maxReplicas is the most pods.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+
+	// freeSlots is the buffer: at least this many free conversation slots
+	// (a number), or at least this share of all slots free (a percentage
+	// below 100%).
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 0 : self.matches('^[0-9]{1,2}%$')",message="freeSlots is a number of slots, or a percentage from 0% to 99%"
+	FreeSlots intstr.IntOrString `json:"freeSlots"`
 }
 
 // DisruptionBudgetSpec is the PodDisruptionBudget the manager keeps for an
