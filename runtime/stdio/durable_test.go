@@ -47,17 +47,23 @@ func newRefundWorld(t *testing.T) *refundWorld {
 
 func (w *refundWorld) agent(t *testing.T) *stdio.Handler {
 	t.Helper()
+	if !w.spawn {
+		s := w.spawner(t)
+		return &stdio.Handler{Command: s.Command, Args: s.Args, Env: s.Env}
+	}
+	return &stdio.Handler{Spawner: stdio.ServeSpawner(t, w.spawner(t))}
+}
+
+// spawner is a Spawner of the refund example with the world's files.
+func (w *refundWorld) spawner(t *testing.T) *stdio.Spawner {
+	t.Helper()
 	python, err := exec.LookPath("python3")
 	if err != nil {
 		t.Fatal("python3 runs the Python SDK's example agent; it is part of the machine image")
 	}
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "sdk", "python", "examples", "refund_agent.py")
-	env := []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}
-	if !w.spawn {
-		return &stdio.Handler{Command: python, Args: []string{script}, Env: env}
-	}
-	return &stdio.Handler{Spawner: stdio.ServeSpawner(t, &stdio.Spawner{Command: python, Args: []string{script}, Env: env})}
+	return &stdio.Spawner{Command: python, Args: []string{script}, Env: []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}}
 }
 
 // lines is what the outside world saw.
@@ -199,17 +205,8 @@ func pythonRefundAfterTheAnswer(t *testing.T, log eventlog.Log, key eventlog.Key
 // refunds the approved amount once.
 func TestAgentContainerRestartRunsTheTurnAgain(t *testing.T) {
 	w := newRefundWorld(t)
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		t.Fatal("python3 runs the Python SDK's example agent; it is part of the machine image")
-	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "sdk", "python", "examples", "refund_agent.py")
-	spawner := func() *stdio.Spawner {
-		return &stdio.Spawner{Command: python, Args: []string{script}, Env: []string{"TETHER_EXAMPLE_LEDGER=" + w.ledger, "TETHER_EXAMPLE_HOLD=" + w.hold}}
-	}
 	socket := filepath.Join(t.TempDir(), "agent.sock")
-	stop := stdio.ServeSpawnerAt(t, spawner(), socket)
+	stop := stdio.ServeSpawnerAt(t, w.spawner(t), socket)
 	log, key := memory.New(), eventlogtest.NewKey("py-container-restart")
 	c, st := start(t, log, key, 1, &stdio.Handler{Spawner: socket})
 	submit(t, c, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 9"})
@@ -221,7 +218,7 @@ func TestAgentContainerRestartRunsTheTurnAgain(t *testing.T) {
 	waitLog(t, log, key, "step_started")
 
 	stop() // the container stops: the spawner and its programs with it
-	stdio.ServeSpawnerAt(t, spawner(), socket)
+	stdio.ServeSpawnerAt(t, w.spawner(t), socket)
 	if err := os.Remove(w.hold); err != nil {
 		t.Fatal(err)
 	}
