@@ -60,6 +60,11 @@ type Host struct {
 	// this host [32 MiB]: many sockets asking for long histories wait for
 	// their turn instead of running the runtime out of memory.
 	ReplayBudget int64
+	// ClaimConcurrency is how many conversations the host claims at once
+	// [8]. A pod that takes over a lost pod's conversations claims them
+	// together: one at a time, each reading its history, the last of a
+	// few dozen waited seconds, its clients held.
+	ClaimConcurrency int
 
 	budgetOnce sync.Once
 	budget     *semaphore.Weighted

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -46,7 +47,7 @@ func (h *Host) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("runtime").
 		For(&tetherv1alpha1.Conversation{}).
-		WithOptions(controller.Options{RateLimiter: claimRetries()}).
+		WithOptions(controller.Options{RateLimiter: claimRetries(), MaxConcurrentReconciles: cmp.Or(max(h.ClaimConcurrency, 0), 8)}).
 		WatchesRawSource(source.Channel(again, &handler.EnqueueRequestForObject{})).
 		Complete(h)
 }
