@@ -31,6 +31,12 @@ var (
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 	})
 
+	apiGapSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tether_manager_api_server_gap_seconds",
+		Help:    "Gaps in which the manager had no answer from the API server's /readyz; each delays judging Leases by a Lease duration.",
+		Buckets: []float64{1, 2, 5, 10, 30, 60, 300},
+	})
+
 	placementsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tether_conversation_placements_total",
 		Help: "Placement attempts by result (placed, no_capacity, agent_not_found).",
@@ -81,6 +87,6 @@ var registerOnce sync.Once
 // which the manager serves. Only the first manager of a process registers.
 func registerMetrics(reader client.Reader) {
 	registerOnce.Do(func() {
-		metrics.Registry.MustRegister(reschedulesTotal, ownerLossToNewOwnerSeconds, placementSeconds, placementsTotal, flapsTotal, newPhaseCollector(reader))
+		metrics.Registry.MustRegister(reschedulesTotal, ownerLossToNewOwnerSeconds, placementSeconds, placementsTotal, apiGapSeconds, flapsTotal, newPhaseCollector(reader))
 	})
 }

@@ -159,20 +159,23 @@ func TestAPIVisibility(t *testing.T) {
 		at    time.Duration
 		ok    bool
 		since time.Duration // -1: zero
+		gap   time.Duration // the gap the probe ends
 	}{
-		{0, true, -1},
-		{500 * time.Millisecond, true, -1},
-		{time.Second, false, -1},
-		{1500 * time.Millisecond, true, -1}, // one missed answer is no gap
-		{2 * time.Second, false, -1},
-		{3 * time.Second, false, now}, // two intervals without an answer: a gap, open
-		{3500 * time.Millisecond, false, now},
-		{4 * time.Second, true, 4 * time.Second},
-		{4500 * time.Millisecond, true, 4 * time.Second},
+		{0, true, -1, 0},
+		{500 * time.Millisecond, true, -1, 0},
+		{time.Second, false, -1, 0},
+		{1500 * time.Millisecond, true, -1, 0}, // one missed answer is no gap
+		{2 * time.Second, false, -1, 0},
+		{3 * time.Second, false, now, 0}, // two intervals without an answer: a gap, open
+		{3500 * time.Millisecond, false, now, 0},
+		{4 * time.Second, true, 4 * time.Second, 2500 * time.Millisecond},
+		{4500 * time.Millisecond, true, 4 * time.Second, 0},
 	}
 	for _, s := range steps {
 		clk.SetTime(t0.Add(s.at))
-		v.observe(s.ok, clk.Now())
+		if gap := v.observe(s.ok, clk.Now()); gap != s.gap {
+			t.Fatalf("the probe at %s (ok %v) ended a gap of %s, want %s", s.at, s.ok, gap, s.gap)
+		}
 		want := time.Time{}
 		switch {
 		case s.since == now:

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 )
 
 // APIVisibility records since when this manager has seen the API server
@@ -46,28 +47,38 @@ func (v *APIVisibility) Since() time.Time {
 	return v.since
 }
 
-// observe records one probe's outcome at now.
-func (v *APIVisibility) observe(ok bool, now time.Time) {
+// observe records one probe's outcome at now, and returns the gap it ends
+// (zero when it ends none).
+func (v *APIVisibility) observe(ok bool, now time.Time) time.Duration {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !ok {
-		return
+		return 0
 	}
+	var gap time.Duration
 	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > 2*v.Interval {
 		v.since = now
+		gap = now.Sub(v.lastOK)
 	}
 	v.lastOK = now
+	return gap
 }
 
 // Start probes until ctx ends (a manager.Runnable, on every replica).
 func (v *APIVisibility) Start(ctx context.Context) error {
+	log := ctrl.Log.WithName("api-visibility")
 	t := time.NewTicker(v.Interval)
 	defer t.Stop()
 	for {
 		probeCtx, cancel := context.WithTimeout(ctx, v.Interval)
 		err := v.Probe(probeCtx)
 		cancel()
-		v.observe(err == nil, v.Clock.Now())
+		if gap := v.observe(err == nil, v.Clock.Now()); gap > 0 {
+			// Every Lease is now judged from here on: say so, since it
+			// delays every move pending.
+			apiGapSeconds.Observe(gap.Seconds())
+			log.Info("the API server answered again after a gap: Leases are judged a whole duration from now", "gap", gap.Round(time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
