@@ -101,21 +101,16 @@ func TestChaos(t *testing.T) {
 	faults := w.injectFaults(ctx, t, ks, conns, all)
 	stopTalking()
 	wg.Wait()
-	for _, tr := range all() {
-		if tr.stuck != "" {
-			t.Errorf("%s: %s", tr.name, tr.stuck)
-		}
-	}
 	lastFault := faults[len(faults)-1].end
-	settled, err := w.settle(ctx, all())
-	if err != nil {
-		t.Error(err)
-	}
+	settled, settleErr := w.settle(ctx, all())
 	a, err := w.audit(ctx, all())
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := w.report(faults, a, owners, settled.Sub(lastFault))
+	if n := countStuck(all()); n > 0 {
+		text += fmt.Sprintf("Clients that could not finish: %d (the test's errors say what kept each).\n", n)
+	}
 	t.Log("\n" + text)
 	t.Log("\n" + w.slowest(faults, owners))
 	if *report != "" {
@@ -124,6 +119,16 @@ func TestChaos(t *testing.T) {
 			_, _ = f.WriteString(text + "\n")
 			_ = f.Close()
 		}
+	}
+	// What kept a client from finishing comes last, where a truncated log
+	// still shows it, with its conversation's latest states.
+	for _, tr := range all() {
+		if tr.stuck != "" {
+			t.Errorf("%s: %s; its last states:%s", tr.name, tr.stuck, owners.last(tr.name, 6, w.start))
+		}
+	}
+	if settleErr != nil {
+		t.Error(settleErr)
 	}
 	for what, list := range a.violations {
 		t.Errorf("%s: %d, e.g. %s", what, len(list), strings.Join(list[:min(3, len(list))], "; "))
@@ -134,6 +139,17 @@ func TestChaos(t *testing.T) {
 	for _, f := range a.orphans {
 		t.Logf("orphan chunk: %s", f)
 	}
+}
+
+// countStuck counts the clients that could not finish.
+func countStuck(trs []*transcript) int {
+	n := 0
+	for _, tr := range trs {
+		if tr.stuck != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // injectFaults injects faults one after another until the duration is over

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,10 +41,17 @@ type transcript struct {
 	promptSeq  int64             // the prompt the client holds (0: none)
 	promptID   string
 	prompts    []time.Time // pending_prompt frames
+	timeline   []mark      // frames other than events and acks, to explain a slow sample
 	finished   bool
 	repeats    int
 	binds      int
 	stuck      string // what kept the client from finishing, if anything
+}
+
+// mark is a frame the client got that says where its socket stands.
+type mark struct {
+	at   time.Time
+	what string
 }
 
 func newTranscript(name, subject, token string, k agentKind) *transcript {
@@ -80,10 +88,14 @@ func (tr *transcript) observe(f protocol.ServerFrame, at time.Time) {
 			tr.promptSeq, tr.promptID = 0, ""
 			tr.finished = true
 		}
+	case protocol.TypeStatus:
+		tr.mark(at, "status "+f.Phase)
 	case protocol.TypeReset:
+		tr.mark(at, "reset")
 		tr.resets++
 		tr.reset, tr.last = true, 0
 	case protocol.TypeReplayComplete:
+		tr.mark(at, "replay_complete")
 		if f.Complete != nil && !*f.Complete {
 			tr.reset = true // told: the history before it is gone
 		}
@@ -91,10 +103,32 @@ func (tr *transcript) observe(f protocol.ServerFrame, at time.Time) {
 		tr.acked[f.ID] = true
 	case protocol.TypePendingPrompt:
 		tr.prompts = append(tr.prompts, at)
+		tr.mark(at, "pending_prompt")
 		if f.Prompt != nil {
 			tr.promptSeq, tr.promptID = f.Seq, f.Prompt.ID
 		}
 	}
+}
+
+// mark adds to the timeline (its last 64 marks); the caller holds tr.mu.
+func (tr *transcript) mark(at time.Time, what string) {
+	if len(tr.timeline) == 64 {
+		tr.timeline = slices.Delete(tr.timeline, 0, 1)
+	}
+	tr.timeline = append(tr.timeline, mark{at, what})
+}
+
+// marksBetween is the timeline from one time to another.
+func (tr *transcript) marksBetween(from, to time.Time) []mark {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var out []mark
+	for _, m := range tr.timeline {
+		if !m.at.Before(from) && !m.at.After(to) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // holdsPrompt reports whether the client holds a prompt.

@@ -21,6 +21,10 @@ type kindFigures struct {
 	slowest      time.Duration
 	slowestConv  string
 	slowestFault *fault
+	// slowestPrompt is the slowest "prompt again" sample, likewise.
+	slowestPrompt      time.Duration
+	slowestPromptConv  *transcript
+	slowestPromptFault *fault
 }
 
 // figures measures, per fault kind, the time from each fault to its
@@ -79,6 +83,9 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 			// socket the fault did not touch gets none, and is not counted.
 			if at, ok := tr.promptAfter(f.start); ok && at.Before(until) && at.Sub(f.start) < time.Minute {
 				fig.prompt = append(fig.prompt, at.Sub(f.start))
+				if d := at.Sub(f.start); d > fig.slowestPrompt {
+					fig.slowestPrompt, fig.slowestPromptConv, fig.slowestPromptFault = d, tr, f
+				}
 			}
 		}
 	}
@@ -154,21 +161,36 @@ func (w *world) slowest(faults []*fault, owners *watcher) string {
 	var b strings.Builder
 	figs := w.figures(faults, owners)
 	names := make([]string, 0, len(figs))
-	for k, f := range figs {
-		if f.slowestFault != nil {
-			names = append(names, k)
-		}
+	for k := range figs {
+		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
 		f := figs[k]
-		fmt.Fprintf(&b, "slowest %s (%s, %s at %s): %s owned again after %s:", k, f.slowestFault.target,
-			f.slowestFault.end.Sub(f.slowestFault.start).Round(100*time.Millisecond), f.slowestFault.start.Sub(w.start).Round(100*time.Millisecond),
-			f.slowestConv, f.slowest.Round(10*time.Millisecond))
-		for _, o := range owners.between(f.slowestConv, f.slowestFault.start.Add(-*lease), f.slowestFault.start.Add(f.slowest)) {
-			fmt.Fprintf(&b, " %+.2fs %s %s/%d;", o.at.Sub(f.slowestFault.start).Seconds(), o.phase, o.owner, o.epoch)
+		if f.slowestFault != nil {
+			w.describeSample(&b, owners, k, "owned again", f.slowestFault, f.slowestConv, f.slowest)
 		}
-		b.WriteString("\n")
+		if f.slowestPromptFault != nil {
+			f0, tr := f.slowestPromptFault, f.slowestPromptConv
+			w.describeSample(&b, owners, k, "had its prompt again", f0, tr.name, f.slowestPrompt)
+			b.WriteString("    its client saw:")
+			for _, m := range tr.marksBetween(f0.start, f0.start.Add(f.slowestPrompt)) {
+				fmt.Fprintf(&b, " %+.2fs %s;", m.at.Sub(f0.start).Seconds(), m.what)
+			}
+			b.WriteString("\n")
+		}
 	}
 	return b.String()
+}
+
+// describeSample writes one sample of a fault kind: the fault, and its
+// conversation's states from a Lease before the fault until the sample.
+func (w *world) describeSample(b *strings.Builder, owners *watcher, kind, what string, f *fault, conv string, took time.Duration) {
+	fmt.Fprintf(b, "slowest %s (%s, %s at %s): %s %s after %s:", kind, f.target,
+		f.end.Sub(f.start).Round(100*time.Millisecond), f.start.Sub(w.start).Round(100*time.Millisecond),
+		conv, what, took.Round(10*time.Millisecond))
+	for _, o := range owners.between(conv, f.start.Add(-*lease), f.start.Add(took)) {
+		fmt.Fprintf(b, " %+.2fs %s %s/%d;", o.at.Sub(f.start).Seconds(), o.phase, o.owner, o.epoch)
+	}
+	b.WriteString("\n")
 }

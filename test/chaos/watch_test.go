@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,6 +89,19 @@ func (wt *watcher) between(name string, from, to time.Time) []ownership {
 		}
 	}
 	return out
+}
+
+// last describes conversation name's latest n states, each at its offset
+// from start.
+func (wt *watcher) last(name string, n int, start time.Time) string {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	line := wt.lines[name]
+	var b strings.Builder
+	for _, o := range line[max(0, len(line)-n):] {
+		fmt.Fprintf(&b, " %s %s %s/%d;", o.at.Sub(start).Round(100*time.Millisecond), o.phase, o.owner, o.epoch)
+	}
+	return b.String()
 }
 
 // ownedAgain is when conversation name was next owned after t with an epoch
