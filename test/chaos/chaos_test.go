@@ -170,10 +170,10 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 			k = order[i]
 		}
 		f := &fault{kind: k.name, lost: map[string]bool{}, start: time.Now()}
-		var holding []*transcript
+		holding := map[*transcript]int64{}
 		for _, tr := range all() {
-			if tr.holdsPrompt() {
-				holding = append(holding, tr)
+			if seq := tr.heldPrompt(); seq != 0 {
+				holding[tr] = seq
 			}
 		}
 		if k.inject == nil { // tcp-cut
@@ -288,12 +288,36 @@ func (w *world) controlPlaneUp(ctx context.Context) bool {
 	if err := w.kube.Get(ctx, client.ObjectKey{Namespace: "tether-system", Name: "tether-manager.tether.dev"}, &l); err != nil {
 		return false
 	}
-	return l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) < leaderFresh
+	if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) > leaderFresh ||
+		l.Spec.AcquireTime == nil || time.Since(l.Spec.AcquireTime.Time) < leaderSettled || l.Spec.HolderIdentity == nil {
+		return false
+	}
+	// A killed leader's Lease goes on naming it, freshly renewed, for a
+	// moment: the leader must be a process that started before it took the
+	// Lease, not one whose container has restarted since.
+	holder, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
+	var pod corev1.Pod
+	if err := w.kube.Get(ctx, client.ObjectKey{Namespace: "tether-system", Name: holder}, &pod); err != nil {
+		return false
+	}
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.State.Running == nil || c.State.Running.StartedAt.After(l.Spec.AcquireTime.Time) {
+			return false
+		}
+	}
+	return true
 }
 
-// leaderFresh is how recently the manager's leader must have renewed its
-// Lease to count as there (it renews every 2 s).
-const leaderFresh = 5 * time.Second
+const (
+	// leaderFresh is how recently the manager's leader must have renewed
+	// its Lease to count as there (it renews every second).
+	leaderFresh = 5 * time.Second
+	// leaderSettled is how long a new leader must have led: on taking over
+	// it reconciles every conversation once, and a node lost in that time
+	// waited for that backlog (a move 4 s after the Lease expired, 3 s
+	// after a leader was killed), measuring the takeover as well.
+	leaderSettled = 10 * time.Second
+)
 
 // readyPods are the Agents' ready pods.
 func (w *world) readyPods(ctx context.Context) (map[string]bool, error) {

@@ -40,12 +40,20 @@ type transcript struct {
 	answers    map[string]int64  // answer id -> the prompt seq it answered
 	promptSeq  int64             // the prompt the client holds (0: none)
 	promptID   string
-	prompts    []time.Time // pending_prompt frames
-	timeline   []mark      // frames other than events and acks, to explain a slow sample
+	prompts    []promptSeen // pending_prompt frames
+	refreshes  []time.Time  // when the suite dropped the client's socket on purpose
+	timeline   []mark       // frames other than events and acks, to explain a slow sample
 	finished   bool
 	repeats    int
 	binds      int
 	stuck      string // what kept the client from finishing, if anything
+}
+
+// promptSeen is a pending_prompt frame: when, and the prompt's sequence
+// number.
+type promptSeen struct {
+	at  time.Time
+	seq int64
 }
 
 // mark is a frame the client got that says where its socket stands.
@@ -102,7 +110,7 @@ func (tr *transcript) observe(f protocol.ServerFrame, at time.Time) {
 	case protocol.TypeAck:
 		tr.acked[f.ID] = true
 	case protocol.TypePendingPrompt:
-		tr.prompts = append(tr.prompts, at)
+		tr.prompts = append(tr.prompts, promptSeen{at, f.Seq})
 		tr.mark(at, "pending_prompt")
 		if f.Prompt != nil {
 			tr.promptSeq, tr.promptID = f.Seq, f.Prompt.ID
@@ -110,9 +118,9 @@ func (tr *transcript) observe(f protocol.ServerFrame, at time.Time) {
 	}
 }
 
-// mark adds to the timeline (its last 64 marks); the caller holds tr.mu.
+// mark adds to the timeline (its last 1,024 marks); the caller holds tr.mu.
 func (tr *transcript) mark(at time.Time, what string) {
-	if len(tr.timeline) == 64 {
+	if len(tr.timeline) == 1024 {
 		tr.timeline = slices.Delete(tr.timeline, 0, 1)
 	}
 	tr.timeline = append(tr.timeline, mark{at, what})
@@ -138,14 +146,33 @@ func (tr *transcript) holdsPrompt() bool {
 	return tr.promptSeq != 0
 }
 
-// promptAfter is when the first pending_prompt frame after t arrived.
-func (tr *transcript) promptAfter(t time.Time) (time.Time, bool) {
+// heldPrompt is the prompt (its sequence number) a client held.
+func (tr *transcript) heldPrompt() int64 {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.promptSeq
+}
+
+// promptAgain is when the client was next sent prompt seq again after t (a
+// pending_prompt frame, which comes on every new bind), unless the suite
+// itself dropped the client's socket in between: then the prompt came
+// again for that, not for what happened at t.
+func (tr *transcript) promptAgain(t time.Time, seq int64) (time.Time, bool) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for _, p := range tr.prompts {
-		if p.After(t) {
-			return p, true
+		if !p.at.After(t) {
+			continue
 		}
+		for _, r := range tr.refreshes {
+			if r.After(t) && !r.After(p.at) {
+				return time.Time{}, false
+			}
+		}
+		if p.seq != seq {
+			return time.Time{}, false // another prompt by then: this one was answered
+		}
+		return p.at, true
 	}
 	return time.Time{}, false
 }
@@ -194,6 +221,9 @@ func (tk *talker) close() {
 // a frame that arrived in between, and the new client would deliver it
 // again.
 func (tk *talker) reconnect() *talker {
+	tk.tr.mu.Lock()
+	tk.tr.refreshes = append(tk.tr.refreshes, time.Now())
+	tk.tr.mu.Unlock()
 	tk.close()
 	return tk.w.connect(tk.tr, tk.conns, tk.c.LastSeq(), tk.c.Log())
 }

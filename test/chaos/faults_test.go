@@ -34,9 +34,9 @@ type fault struct {
 	// lost are the pods that cannot serve during the fault: their
 	// conversations must move to others.
 	lost map[string]bool
-	// prompted are the transcripts whose client held a prompt when the
-	// fault began (and that the fault concerns).
-	prompted []*transcript
+	// prompted are the clients that held a prompt when the fault began,
+	// with the prompt each held.
+	prompted map[*transcript]int64
 	err      error
 }
 

@@ -75,13 +75,13 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 		case len(hit) == 0:
 			fig.moves += owners.moves(f.start, f.end.Add(*lease))
 		}
-		for _, tr := range f.prompted {
-			if len(hit) > 0 && !hit[tr.name] {
-				continue
+		for tr, seq := range f.prompted {
+			if ownerKinds[f.kind] && !hit[tr.name] {
+				continue // a fault on owners concerns the clients of what they owned
 			}
 			// The prompt comes again on every new bind: a client whose
 			// socket the fault did not touch gets none, and is not counted.
-			if at, ok := tr.promptAfter(f.start); ok && at.Before(until) && at.Sub(f.start) < time.Minute {
+			if at, ok := tr.promptAgain(f.start, seq); ok && at.Before(until) && at.Sub(f.start) < time.Minute {
 				fig.prompt = append(fig.prompt, at.Sub(f.start))
 				if d := at.Sub(f.start); d > fig.slowestPrompt {
 					fig.slowestPrompt, fig.slowestPromptConv, fig.slowestPromptFault = d, tr, f
