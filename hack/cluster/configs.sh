@@ -83,6 +83,11 @@ resolvConf: /etc/resolv.conf
 serializeImagePulls: false
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 imageGCHighThresholdPercent: 100
+# A container that exits is restarted within 5 s, however often it did
+# before (the default backoff doubles to 5 minutes): the fault tests kill
+# the same processes again and again, and a Redis killed five times in ten
+# minutes stayed down for 82 s, which measured the kubelet, not Tether.
+crashLoopBackOff: {maxContainerRestartPeriod: 5s}
 $extra
 CFG
 
