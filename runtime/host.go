@@ -145,6 +145,7 @@ func (h *Host) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, er
 // claim starts running a conversation assigned to this pod at epoch.
 func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epoch int64) error {
 	key := types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}
+	began := time.Now()
 	// An earlier instance here (the Lease was lost and is held again) must
 	// have stopped writing before this one reads the log it restores from.
 	h.awaitRetired(key)
@@ -169,7 +170,13 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		h.drop(key, "the pod's Lease is not held")
 		return nil
 	}
-	ctrl.LoggerFrom(ctx).Info("claimed", "conversation", key, "epoch", epoch)
+	// How long the claim took, and how long since the assignment (the
+	// watch's delay and retries included): what a client waited on here.
+	log := ctrl.LoggerFrom(ctx).WithValues("conversation", key, "epoch", epoch, "took", time.Since(began).Round(time.Millisecond))
+	if l := conv.Status.Lease; l != nil && l.AcquireTime != nil {
+		log = log.WithValues("sinceAssigned", time.Since(l.AcquireTime.Time).Round(time.Millisecond))
+	}
+	log.Info("claimed")
 
 	if conv.Spec.InitialInput != "" {
 		// Applied at most once, whoever claims: its client id is fixed. A
