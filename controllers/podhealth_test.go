@@ -148,9 +148,9 @@ func TestChoosePod(t *testing.T) {
 	}
 }
 
-// TestAPIVisibility: a gap of more than two probe intervals without an
-// answer moves Since to the first answer after it; answers on time do not;
-// while a gap is open, Since is now.
+// TestAPIVisibility: a gap of more than four probe intervals without an
+// answer moves Since to the first answer after it; answers on time, or late
+// but within the bound, do not; while a gap is open, Since is now.
 func TestAPIVisibility(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(t0)
 	v := &APIVisibility{Interval: 500 * time.Millisecond, Clock: clk}
@@ -166,10 +166,14 @@ func TestAPIVisibility(t *testing.T) {
 		{time.Second, false, -1, 0},
 		{1500 * time.Millisecond, true, -1, 0}, // one missed answer is no gap
 		{2 * time.Second, false, -1, 0},
-		{3 * time.Second, false, now, 0}, // two intervals without an answer: a gap, open
-		{3500 * time.Millisecond, false, now, 0},
-		{4 * time.Second, true, 4 * time.Second, 2500 * time.Millisecond},
-		{4500 * time.Millisecond, true, 4 * time.Second, 0},
+		{3 * time.Second, false, -1, 0},
+		{3500 * time.Millisecond, true, -1, 0}, // slow answers, 2 s apart: no gap
+		{4 * time.Second, false, -1, 0},
+		{5 * time.Second, false, -1, 0},
+		{5600 * time.Millisecond, false, now, 0}, // over four intervals without an answer: a gap, open
+		{6 * time.Second, false, now, 0},
+		{6500 * time.Millisecond, true, 6500 * time.Millisecond, 3 * time.Second},
+		{7 * time.Second, true, 6500 * time.Millisecond, 0},
 	}
 	for _, s := range steps {
 		clk.SetTime(t0.Add(s.at))

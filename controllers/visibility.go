@@ -22,8 +22,16 @@ import (
 type APIVisibility struct {
 	// Probe asks the API server whether it is there (its /readyz).
 	Probe func(context.Context) error
-	// Interval between probes; a gap is two intervals without an answer.
+	// Interval between probes.
 	Interval time.Duration
+	// GapAfter is how long without an answer makes a gap [4 intervals]. A
+	// loaded API server answers /readyz slowly, not never: a shorter bound
+	// (it was two intervals, a second) took slow answers for gaps, a dozen
+	// in a chaos run after each API server restart, each delaying every
+	// move by a Lease duration. An owner that renews every third of its
+	// Lease and retries within a second keeps a Lease of 4 s through a
+	// 2 s gap.
+	GapAfter time.Duration
 	Clock    clock.PassiveClock
 
 	mu            sync.Mutex
@@ -31,8 +39,8 @@ type APIVisibility struct {
 }
 
 // Since is when the manager last started seeing the API server after a
-// gap; zero when it has seen no gap. A gap still open (no answer for two
-// intervals) counts as ending now: a reconcile that the API server's return
+// gap; zero when it has seen no gap. A gap still open (no answer for
+// GapAfter) counts as ending now: a reconcile that the API server's return
 // set off can run before the next probe has noticed the gap.
 func (v *APIVisibility) Since() time.Time {
 	if v == nil {
@@ -41,7 +49,7 @@ func (v *APIVisibility) Since() time.Time {
 	now := v.Clock.Now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > 2*v.Interval {
+	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > v.gapAfter() {
 		return now
 	}
 	return v.since
@@ -56,12 +64,19 @@ func (v *APIVisibility) observe(ok bool, now time.Time) time.Duration {
 		return 0
 	}
 	var gap time.Duration
-	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > 2*v.Interval {
+	if !v.lastOK.IsZero() && now.Sub(v.lastOK) > v.gapAfter() {
 		v.since = now
 		gap = now.Sub(v.lastOK)
 	}
 	v.lastOK = now
 	return gap
+}
+
+func (v *APIVisibility) gapAfter() time.Duration {
+	if v.GapAfter > 0 {
+		return v.GapAfter
+	}
+	return 4 * v.Interval
 }
 
 // Start probes until ctx ends (a manager.Runnable, on every replica).
@@ -70,7 +85,7 @@ func (v *APIVisibility) Start(ctx context.Context) error {
 	t := time.NewTicker(v.Interval)
 	defer t.Stop()
 	for {
-		probeCtx, cancel := context.WithTimeout(ctx, v.Interval)
+		probeCtx, cancel := context.WithTimeout(ctx, v.gapAfter())
 		err := v.Probe(probeCtx)
 		cancel()
 		if gap := v.observe(err == nil, v.Clock.Now()); gap > 0 {
