@@ -156,6 +156,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		Status:         func(ctx context.Context, s conversation.Status) error { return h.writeStatus(ctx, key, holder, s) },
 		Hole:           func(err error) { h.reportHole(conv, err) },
 		MaxSubscribers: cmp.Or(h.MaxSocketsPerConversation, 64), ReplayBudget: h.replayBudget(),
+		Finished: conv.Status.Phase.IsFinished(),
 		// Serve sockets before the status says this pod owns it.
 		Ready: func(c *conversation.Conversation) { h.register(key, c, epoch) },
 	})

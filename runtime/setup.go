@@ -3,6 +3,7 @@ package runtime
 import (
 	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -73,6 +74,11 @@ func (h *Host) watchLease(ctx context.Context, again chan<- event.GenericEvent) 
 			ctrl.LoggerFrom(ctx).Error(err, "listing this pod's conversations after the Lease came back")
 			continue
 		}
+		// Live conversations first: their clients wait on the claim,
+		// while a finished one only serves its history.
+		slices.SortStableFunc(list.Items, func(a, b tetherv1alpha1.Conversation) int {
+			return cmp.Compare(b2i(a.Status.Phase.IsFinished()), b2i(b.Status.Phase.IsFinished()))
+		})
 		for i := range list.Items {
 			select {
 			case again <- event.GenericEvent{Object: &list.Items[i]}:
@@ -81,6 +87,13 @@ func (h *Host) watchLease(ctx context.Context, again chan<- event.GenericEvent) 
 			}
 		}
 	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // maxClaimBackoff bounds how long a conversation assigned to this pod waits

@@ -72,7 +72,15 @@ type Config struct {
 	// and before its status is first published: whoever sees the status
 	// name this owner can connect at once.
 	Ready func(*Conversation)
-	Now   func() time.Time
+	// Finished says the Conversation's status has it finished. Its log takes
+	// no more writes, so it is opened for reading: not claimed, its status
+	// not written again. An owner taking its pod's conversations up again
+	// (its Lease lost and held again) has hundreds of finished ones that
+	// it serves the history of, and claiming each cost writes that held
+	// back the claims of live ones. If its log says otherwise, it is
+	// claimed as any other.
+	Finished bool
+	Now      func() time.Time
 }
 
 // Conversation is one conversation run by its owner.
@@ -137,8 +145,9 @@ const statusRefresh = 10 * time.Second
 // runtime up.
 const StopWait = 10 * time.Second
 
-// Start claims the conversation's log at cfg.Epoch, restores the
-// conversation from it, publishes its status and starts running turns.
+// Start claims the conversation's log at cfg.Epoch (opens it, when
+// cfg.Finished), restores the conversation from it, publishes its status and
+// starts running turns.
 func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -149,7 +158,13 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = 16
 	}
-	bounds, err := cfg.Log.Claim(ctx, cfg.Key, cfg.Epoch)
+	claim := cfg.Log.Claim
+	if cfg.Finished {
+		claim = func(ctx context.Context, key eventlog.Key, _ int64) (eventlog.Bounds, error) {
+			return cfg.Log.Bounds(ctx, key)
+		}
+	}
+	bounds, err := claim(ctx, cfg.Key, cfg.Epoch)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrFenced) {
 			return nil, fmt.Errorf("%w: %w", ErrNotOwner, err)
@@ -167,6 +182,10 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("restoring %s: %w", cfg.Key, err)
 	}
+	if cfg.Finished && !st.finished {
+		cfg.Finished = false
+		return Start(ctx, cfg)
+	}
 	c := &Conversation{
 		cfg: cfg, st: st, first: bounds.FirstSeq,
 		answers: make(chan answerFor, 1), subs: map[*Subscription]struct{}{},
@@ -176,7 +195,9 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		cfg.Ready(c)
 	}
 	c.mu.Lock()
-	err = c.publishLocked(ctx)
+	if !cfg.Finished { // a finished one's status says so already
+		err = c.publishLocked(ctx)
+	}
 	if err != nil {
 		c.stopLocked(err, protocol.CloseNotOwner)
 		close(c.loopDone)
