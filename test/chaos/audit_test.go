@@ -35,6 +35,9 @@ type findings struct {
 	// unservedFinished counts finished conversations the gateway would not
 	// serve (their owner pod gone), audited from their stores.
 	unservedFinished int
+	// trimmed counts logs that retention had trimmed (the Agent's
+	// store.retention.maxEvents): audited from the first kept event.
+	trimmed int
 }
 
 func (a *findings) add(what, conv, format string, args ...any) {
@@ -130,9 +133,30 @@ func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
 	var prompts []int64
 	var answers []protocol.AnswerData
 	var answerIDs []string
+	// The log starts at 1, or at the first event retention kept.
+	first := int64(1)
+	if len(events) > 0 {
+		first = events[0].Seq
+	}
+	trimmed := first > 1
+	if trimmed {
+		a.trimmed++
+		// What the client saw before the first kept event cannot be
+		// checked against the log: its messages, and a reply whose
+		// message is gone.
+		for len(events) > 0 && events[0].Event != protocol.EventUserMessage {
+			events = events[1:]
+		}
+	}
+	seenAt := map[string]int64{}
+	for seq, e := range tr.events {
+		if e.id != "" {
+			seenAt[e.id] = seq
+		}
+	}
 	for i, e := range events {
-		if e.Seq != int64(i+1) {
-			a.add("gap or reorder in the log", tr.name, "event %d has seq %d", i, e.Seq)
+		if i > 0 && e.Seq != events[i-1].Seq+1 {
+			a.add("gap or reorder in the log", tr.name, "event %d has seq %d after %d", i, e.Seq, events[i-1].Seq)
 			return
 		}
 		if e.ID != "" && (e.Event == protocol.EventUserMessage || e.Event == protocol.EventAnswer) {
@@ -162,6 +186,9 @@ func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
 			continue
 		}
 		a.acked++
+		if at, ok := seenAt[id]; trimmed && (!ok || at < events[0].Seq) {
+			continue // recorded before the first kept event, or cannot tell
+		}
 		if ids[id] == 0 {
 			a.add("acknowledged message lost", tr.name, "%s (%q) is not in the log", id, text)
 		}
@@ -205,7 +232,9 @@ func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
 				a.add("answer applied to another question", tr.name, "answer %s applied to %d, the client answered %d", answerIDs[i], d.PromptSeq, seq)
 			}
 		}
-		a.checkRefunds(tr, events)
+		if !trimmed { // the refund checks read a history from its start
+			a.checkRefunds(tr, events)
+		}
 	}
 }
 
@@ -250,13 +279,20 @@ func (a *findings) checkClient(tr *transcript, events []protocol.ServerFrame) {
 		seqs = append(seqs, s)
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	first := int64(1)
+	if len(events) > 0 {
+		first = events[0].Seq
+	}
 	for _, s := range seqs {
 		got := tr.events[s]
-		if s < 1 || s > int64(len(events)) {
+		if s < first && first > 1 {
+			continue // retention dropped it from the log since
+		}
+		if s < first || s >= first+int64(len(events)) {
 			a.add("client saw an event the log lacks", tr.name, "seq %d (%s)", s, got.event)
 			continue
 		}
-		if want := events[s-1]; want.Event != got.event || want.ID != got.id {
+		if want := events[s-first]; want.Event != got.event || want.ID != got.id {
 			a.add("client saw another event than the log's", tr.name, "seq %d: %s %s, the log has %s %s", s, got.event, got.id, want.Event, want.ID)
 		}
 	}
@@ -274,13 +310,20 @@ func (w *world) checkOrphan(ctx context.Context, f apiaudit.Finding, events []pr
 	if err != nil {
 		return err
 	}
+	first := int64(1)
+	if len(events) > 0 {
+		first = events[0].Seq
+	}
 	for _, e := range chunk.Events {
-		if e.Seq < 1 || e.Seq > int64(len(events)) {
-			return fmt.Errorf("event %d is not in the log (%d events)", e.Seq, len(events))
+		if e.Seq < first && first > 1 {
+			continue // retention dropped it from the log since
+		}
+		if e.Seq < first || e.Seq >= first+int64(len(events)) {
+			return fmt.Errorf("event %d is not in the log (events %d..%d)", e.Seq, first, first+int64(len(events))-1)
 		}
 		// Messages reach clients as stored; other events' data is shown
 		// to clients in part (a step's result is not).
-		got := events[e.Seq-1]
+		got := events[e.Seq-first]
 		message := e.Type == protocol.EventUserMessage || e.Type == protocol.EventAssistantMessage
 		if got.Event != e.Type || got.ID != e.ClientID || (message && !jsonEqual(got.Data, []byte(e.Data))) {
 			return fmt.Errorf("event %d is %s %s, the log's is %s %s", e.Seq, e.Type, e.ClientID, got.Event, got.ID)
@@ -363,7 +406,13 @@ func readReplay(ws *websocket.Conn) ([]protocol.ServerFrame, bool, error) {
 		case protocol.TypeEvent:
 			events = append(events, f)
 		case protocol.TypeReplayComplete:
-			return events, f.Complete != nil && *f.Complete && f.LastSeq == int64(len(events)), nil
+			// Complete, or every event retention kept: an Agent keeps its
+			// store.retention.maxEvents latest, and a replay from 0 of a
+			// longer history starts at the first kept (Complete false).
+			n := int64(len(events))
+			whole := f.Complete != nil && *f.Complete && f.LastSeq == n
+			kept := f.FirstSeq > 1 && n > 0 && events[0].Seq == f.FirstSeq && f.LastSeq == events[n-1].Seq
+			return events, whole || kept, nil
 		}
 	}
 }

@@ -123,6 +123,9 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 	if a.unservedFinished > 0 {
 		fmt.Fprintf(&b, "Finished conversations whose owner pod was gone, so the gateway refused their history (4010) and the audit read their stores: %d.\n", a.unservedFinished)
 	}
+	if a.trimmed > 0 {
+		fmt.Fprintf(&b, "Logs trimmed by retention, audited from their first kept event (what a client saw before it, and the refund checks, left out): %d.\n", a.trimmed)
+	}
 	fmt.Fprintf(&b, "Violations: %d", a.total())
 	if a.total() > 0 {
 		var kinds []string

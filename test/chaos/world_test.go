@@ -166,9 +166,15 @@ spec:
 // deterministic, in an image of its own, the runtime injected beside it);
 // the others are the runtime's built-in examples.
 func (w *world) agentManifest(k agentKind) string {
-	store := "{type: kubernetes}"
+	// Echo conversations keep 1,000 events: they pass it within minutes,
+	// so every run trims logs while faults hit, and audits what was kept.
+	retention := ""
+	if k.agent == "echo" {
+		retention = ", retention: {maxEvents: 1000}"
+	}
+	store := "{type: kubernetes" + retention + "}"
 	if k.store == "redis" {
-		store = fmt.Sprintf("{type: redis, redis: {addresses: [%q]}}", w.redis)
+		store = fmt.Sprintf("{type: redis, redis: {addresses: [%q]}%s}", w.redis, retention)
 	}
 	container := fmt.Sprintf(`        - name: runtime
           image: tether-runtime:0.1.0
