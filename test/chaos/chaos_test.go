@@ -289,11 +289,14 @@ func (w *world) controlPlaneUp(ctx context.Context) bool {
 		return false
 	}
 	if l.Spec.RenewTime == nil || time.Since(l.Spec.RenewTime.Time) > leaderFresh ||
-		l.Spec.AcquireTime == nil || time.Since(l.Spec.AcquireTime.Time) < leaderSettled || l.Spec.HolderIdentity == nil {
+		l.Spec.AcquireTime == nil || time.Since(l.Spec.AcquireTime.Time) < leaderSettled || l.Spec.HolderIdentity == nil ||
+		*l.Spec.HolderIdentity == w.killedLeader {
 		return false
 	}
 	// A killed leader's Lease goes on naming it, freshly renewed, for a
-	// moment: the leader must be a process that started before it took the
+	// moment (and its pod's status says running until the kubelet notices,
+	// which let a fault start 2 s after the kill): the leader must not be
+	// the one killed, and must be a process that started before it took the
 	// Lease, not one whose container has restarted since.
 	holder, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
 	var pod corev1.Pod

@@ -123,6 +123,7 @@ var faultKinds = []faultKind{
 		}
 		pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
 		f.target = pod
+		w.killedLeader = *l.Spec.HolderIdentity
 		return w.signalContainer("tether-system", pod, syscall.SIGKILL)
 	}},
 	{name: "ingress-restart", weight: 2, inject: func(_ context.Context, w *world, f *fault) error {

@@ -66,6 +66,9 @@ type world struct {
 	redis string // the Redis Service's address
 	rng   *rand.Rand
 	start time.Time
+	// killedLeader is the manager leader identity a fault killed last: no
+	// fault starts while the Lease still names it.
+	killedLeader string
 }
 
 func newWorld(t *testing.T) *world {
