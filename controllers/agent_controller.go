@@ -69,8 +69,11 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 			loads[convs.Items[i].Status.Owner.Name]++
 		}
 	}
-	deployErr := errors.Join(r.syncDeployment(ctx, agent, autoscaledReplicas(agent, workers, loads)), r.syncBudget(ctx, agent))
-	costErr := r.syncDeletionCosts(ctx, agent, workers, loads)
+	// Drains and deletion costs first: the ReplicaSet picks the pods to
+	// remove by their costs when the replicas fall.
+	plan := planScale(agent, workers, loads)
+	costErr := errors.Join(r.syncDrains(ctx, agent, plan), r.syncDeletionCosts(ctx, agent, workers, loads, plan.drained))
+	deployErr := errors.Join(r.syncDeployment(ctx, agent, &plan.replicas), r.syncBudget(ctx, agent))
 	selector, err := agentPodSelector(agent)
 	if err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(err)

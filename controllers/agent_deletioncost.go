@@ -23,15 +23,19 @@ const DeletionCostAnnotation = "controller.kubernetes.io/pod-deletion-cost"
 // 0 when it holds none, so that scaling an Agent down removes its empty
 // pods first and moves no conversation; then the bit length of the load
 // (1, 2-3, 4-7, ...), so the emptier pods go next while a pod is written
-// only when its load crosses a power of two, not on every conversation.
-func deletionCost(load int32) string {
+// only when its load crosses a power of two, not on every conversation. A
+// drained pod that is empty costs -1: it goes before any other.
+func deletionCost(load int32, drained bool) string {
+	if drained && load <= 0 {
+		return "-1" // emptied by a drain: the first to go
+	}
 	return strconv.Itoa(bits.Len32(uint32(max(load, 0)))) //nolint:gosec // not negative
 }
 
 // syncDeletionCosts keeps each pod the manager runs for an Agent annotated
 // with its deletion cost. Pods you run (an Agent with a selector) are
 // yours to annotate.
-func (r *AgentReconciler) syncDeletionCosts(ctx context.Context, agent *tetherv1alpha1.Agent, workers []workerPod, loads map[string]int32) error {
+func (r *AgentReconciler) syncDeletionCosts(ctx context.Context, agent *tetherv1alpha1.Agent, workers []workerPod, loads map[string]int32, drained map[string]bool) error {
 	if agent.Spec.Template == nil {
 		return nil
 	}
@@ -39,7 +43,7 @@ func (r *AgentReconciler) syncDeletionCosts(ctx context.Context, agent *tetherv1
 		if w.pod.DeletionTimestamp != nil {
 			continue
 		}
-		want := deletionCost(loads[w.pod.Name])
+		want := deletionCost(loads[w.pod.Name], drained[w.pod.Name])
 		if w.pod.Annotations[DeletionCostAnnotation] == want {
 			continue
 		}

@@ -49,9 +49,11 @@ type outcome struct {
 	lostFrom, lostMessage string
 	lostReason            tetherv1alpha1.ConditionReason
 	lostAt                time.Time
-	suspended, woken      bool
-	placedOn              string
-	waitingSince          time.Time
+	// drainedFrom is the drained pod the conversation moved off.
+	drainedFrom      string
+	suspended, woken bool
+	placedOn         string
+	waitingSince     time.Time
 	// flapping holds off suspension; flapWarning, once a window, lists the
 	// phases of its recent ownership changes.
 	flapping    bool
@@ -126,6 +128,13 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 			return ctrl.Result{}, err
 		}
 	}
+	if out.drainedFrom != "" && out.placedOn == "" {
+		// No room elsewhere: better parked on its drained pod than owned by
+		// none. It stays, and looks again.
+		conv.Status = *old.Status.DeepCopy()
+		out.drainedFrom = ""
+		result = ctrl.Result{RequeueAfter: drainRetry}
+	}
 
 	if out.flapWarning != "" {
 		flapsTotal.Inc()
@@ -173,6 +182,9 @@ func (r *ConversationReconciler) checkOwner(ctx context.Context, conv *tetherv1a
 		conv.Status.RescheduleCount++
 		return ctrl.Result{}
 	}
+	if moved := r.drain(conv, pod, now, out); moved {
+		return ctrl.Result{}
+	}
 	result := ctrl.Result{RequeueAfter: verdict.recheckAfter}
 	if at, ok := idleSuspendAt(conv, agent); ok && !out.flapping {
 		if !now.Before(at) {
@@ -218,7 +230,11 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 	if err := r.reservations.adjust(ctx, r.Client, conv.Namespace, loads, counted, now); err != nil {
 		return err
 	}
-	pod := choosePod(loads, agent.Spec.ConversationsPerPod)
+	choose := choosePod
+	if out.drainedFrom != "" {
+		choose = chooseLoadedPod
+	}
+	pod := choose(loads, agent.Spec.ConversationsPerPod)
 	if pod == nil {
 		placementsTotal.WithLabelValues("no_capacity").Inc()
 		setCondition(conv, tetherv1alpha1.ConditionScheduled, metav1.ConditionFalse, tetherv1alpha1.ReasonNoCapacity,
@@ -327,6 +343,16 @@ func (r *ConversationReconciler) report(conv *tetherv1alpha1.Conversation, out *
 		}
 		r.Recorder.Eventf(conv, nil, corev1.EventTypeWarning, string(tetherv1alpha1.EventRescheduled), "Reschedule",
 			"moved from pod %s to %s (epoch %d): %s: %s", out.lostFrom, to, conv.Status.Lease.Epoch, out.lostReason, out.lostMessage)
+		return
+	}
+	if out.drainedFrom != "" {
+		reschedulesTotal.WithLabelValues(string(tetherv1alpha1.ReasonOwnerDraining)).Inc()
+		to := "no pod yet"
+		if out.placedOn != "" {
+			to = "pod " + out.placedOn
+		}
+		r.Recorder.Eventf(conv, nil, corev1.EventTypeNormal, string(tetherv1alpha1.EventMoved), "Move",
+			"moved from drained pod %s to %s (epoch %d) at a turn boundary", out.drainedFrom, to, conv.Status.Lease.Epoch)
 		return
 	}
 	if out.suspended {

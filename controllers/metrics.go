@@ -16,7 +16,7 @@ import (
 var (
 	reschedulesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tether_conversation_reschedules_total",
-		Help: "Conversations taken from a lost owner, by reason.",
+		Help: "Conversations moved off their owner, by reason: a lost owner, or a drained one (OwnerDraining).",
 	}, []string{"reason"})
 
 	ownerLossToNewOwnerSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -20,6 +20,24 @@ type podLoad struct {
 	load int32
 }
 
+// chooseLoadedPod is choosePod among the pods that hold conversations, and
+// among all only when none of those has a free slot. A conversation moving
+// off a drained pod goes there: an empty pod may be the next one the
+// Agent's ReplicaSet removes, its deletion cost not yet updated for the
+// conversation just placed on it.
+func chooseLoadedPod(loads []podLoad, capacity int32) *corev1.Pod {
+	var loaded []podLoad
+	for _, l := range loads {
+		if l.load > 0 {
+			loaded = append(loaded, l)
+		}
+	}
+	if pod := choosePod(loaded, capacity); pod != nil {
+		return pod
+	}
+	return choosePod(loads, capacity)
+}
+
 // choosePod returns the least-loaded pod with a free slot, ties broken by pod
 // name so that placement is deterministic; nil when every pod is full.
 func choosePod(loads []podLoad, capacity int32) *corev1.Pod {

@@ -36,10 +36,13 @@ func podReady(pod *corev1.Pod) (bool, time.Time) {
 }
 
 // usable reports whether placement may put a conversation on pod now: running,
-// ready, not terminating, with an IP and a live Lease. The reason says why not.
+// ready, not terminating nor drained, with an IP and a live Lease. The reason says why not.
 func usable(pod *corev1.Pod, lease *coordinationv1.Lease, now time.Time) (bool, string) {
 	if pod.DeletionTimestamp != nil {
 		return false, "terminating"
+	}
+	if isDrained(pod) {
+		return false, "drained"
 	}
 	if pod.Status.Phase != corev1.PodRunning {
 		return false, "phase " + string(pod.Status.Phase)

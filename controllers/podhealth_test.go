@@ -128,17 +128,25 @@ func TestChoosePod(t *testing.T) {
 		loads    []podLoad
 		capacity int32
 		want     string
+		loaded   bool // chooseLoadedPod, for a move off a drained pod
 	}{
-		{"least loaded", []podLoad{{a, 3}, {b, 1}, {c, 2}}, 10, "b"},
-		{"ties broken by name", []podLoad{{c, 1}, {b, 1}, {a, 2}}, 10, "b"},
-		{"full pods skipped", []podLoad{{a, 2}, {b, 2}}, 2, ""},
-		{"the only pod with room", []podLoad{{a, 2}, {b, 1}}, 2, "b"},
-		{"no pods", nil, 10, ""},
+		{name: "least loaded", loads: []podLoad{{a, 3}, {b, 1}, {c, 2}}, capacity: 10, want: "b"},
+		{name: "ties broken by name", loads: []podLoad{{c, 1}, {b, 1}, {a, 2}}, capacity: 10, want: "b"},
+		{name: "full pods skipped", loads: []podLoad{{a, 2}, {b, 2}}, capacity: 2},
+		{name: "the only pod with room", loads: []podLoad{{a, 2}, {b, 1}}, capacity: 2, want: "b"},
+		{name: "no pods", capacity: 10},
+		{name: "an empty pod first", loads: []podLoad{{a, 3}, {b, 0}, {c, 2}}, capacity: 10, want: "b"},
+		{name: "a move off a drained pod: loaded pods first", loads: []podLoad{{a, 3}, {b, 0}, {c, 2}}, capacity: 10, want: "c", loaded: true},
+		{name: "a move off a drained pod: an empty pod if no other has room", loads: []podLoad{{a, 3}, {b, 0}, {c, 3}}, capacity: 3, want: "b", loaded: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ""
-			if p := choosePod(tc.loads, tc.capacity); p != nil {
+			choose := choosePod
+			if tc.loaded {
+				choose = chooseLoadedPod
+			}
+			if p := choose(tc.loads, tc.capacity); p != nil {
 				got = p.Name
 			}
 			if got != tc.want {

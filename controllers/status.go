@@ -42,6 +42,7 @@ func nextEpoch(status *tetherv1alpha1.ConversationStatus) int64 {
 func revoke(conv *tetherv1alpha1.Conversation, phase tetherv1alpha1.ConversationPhase, reason tetherv1alpha1.ConditionReason, message string, now time.Time) {
 	conv.Status.Lease = &tetherv1alpha1.ConversationLease{Epoch: nextEpoch(&conv.Status)}
 	conv.Status.Owner = nil
+	conv.Status.Parked = false // the owner's word, gone with it
 	conv.Status.Phase = phase
 	if conv.Status.Attached {
 		// The owner's sockets go with it; their clients were active until now.

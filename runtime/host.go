@@ -130,7 +130,8 @@ func (h *Host) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, er
 	current, ok := h.running[req.NamespacedName]
 	h.mu.Unlock()
 	if ok && current.epoch == epoch && !isDone(current.conv) {
-		return ctrl.Result{}, nil
+		// Its pod drained or no longer: park it at a turn boundary, or go on.
+		return ctrl.Result{}, current.conv.Drain(ctx, owner.Draining)
 	}
 	if ok {
 		h.drop(req.NamespacedName, "assigned again at a new epoch")
@@ -157,6 +158,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		Hole:           func(err error) { h.reportHole(conv, err) },
 		MaxSubscribers: cmp.Or(h.MaxSocketsPerConversation, 64), ReplayBudget: h.replayBudget(),
 		Finished: conv.Status.Phase.IsFinished(),
+		Draining: conv.Status.Owner.Draining,
 		// Serve sockets before the status says this pod owns it.
 		Ready: func(c *conversation.Conversation) { h.register(key, c, epoch) },
 	})
@@ -210,6 +212,7 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 		st.Phase = s.Phase
 		st.LastSequence = max(st.LastSequence, s.LastSeq)
 		st.Attached = s.Attached
+		st.Parked = s.Parked
 		if !s.DetachedAt.IsZero() && (st.LastActiveTime == nil || st.LastActiveTime.Time.Before(s.DetachedAt)) {
 			st.LastActiveTime = ptr.To(metav1.NewTime(s.DetachedAt))
 		}

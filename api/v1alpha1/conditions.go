@@ -40,6 +40,9 @@ const (
 	// ReasonOwnerPodFailed means the owner pod failed or stayed not ready beyond
 	// the grace period.
 	ReasonOwnerPodFailed ConditionReason = "OwnerPodFailed"
+	// ReasonOwnerDraining means the owner pod is drained (tether.dev/drain)
+	// and the conversation moved off it at a turn boundary.
+	ReasonOwnerDraining ConditionReason = "OwnerDraining"
 	// ReasonOwnerLeaseExpired means the owner pod's Lease was not renewed in time
 	// (hung runtime, partition, lost node).
 	ReasonOwnerLeaseExpired ConditionReason = "OwnerLeaseExpired"
@@ -79,6 +82,8 @@ const (
 const (
 	// EventRescheduled: the owner was lost and the conversation moves.
 	EventRescheduled EventReason = "Rescheduled"
+	// EventMoved: moved off a drained pod at a turn boundary.
+	EventMoved EventReason = "Moved"
 	// EventSuspended: idle, its pod slot released.
 	EventSuspended EventReason = "Suspended"
 	// EventWoken: a wake was asked for.

@@ -81,6 +81,13 @@ const AgentField = "spec.agentRef.name"
 // every pod Lease a runtime holds, to the Agent's name.
 const AgentLabel = "tether.dev/agent"
 
+// DrainAnnotation on a worker pod (its value: when the drain began) takes it
+// out of placement and moves its conversations off it, each at a turn
+// boundary: the manager sets it on the pods an Agent scales down from, and
+// removes it if the pod is needed again. A user may set it with `kubectl
+// annotate` to empty a pod before deleting it.
+const DrainAnnotation = "tether.dev/drain"
+
 // AgentReference names an Agent in the Conversation's namespace.
 type AgentReference struct {
 	// name of the Agent.
@@ -196,6 +203,13 @@ type OwnerPod struct {
 	// +kubebuilder:validation:Maximum=65535
 	// +optional
 	Port int32 `json:"port,omitempty"`
+
+	// draining is set by the controller while the pod is drained
+	// (tether.dev/drain): its runtime starts no more turns of this
+	// conversation and reports parked once none runs, and the controller
+	// then moves it.
+	// +optional
+	Draining bool `json:"draining,omitempty"`
 }
 
 // ConversationLease is the conversation's ownership record. Its epoch is the
@@ -269,6 +283,13 @@ type ConversationStatus struct {
 	// attached is never idle.
 	// +optional
 	Attached bool `json:"attached,omitempty"`
+
+	// parked is set by the owner of a conversation whose owner is draining
+	// once the conversation is at a turn boundary: no turn runs, or the
+	// running one waits on a human. Messages and answers are still taken,
+	// and their turns run on the next owner.
+	// +optional
+	Parked bool `json:"parked,omitempty"`
 
 	// lastActiveTime is the latest activity, besides the prompt being
 	// asked, that restarts the idle clock: the last client leaving, or a

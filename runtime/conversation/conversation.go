@@ -39,6 +39,9 @@ type Status struct {
 	// Diverged, when set, says where a replayed turn diverged from what
 	// was recorded (the ReplayDiverged condition).
 	Diverged string
+	// Parked says the conversation is draining and at a turn boundary
+	// (Drain): it can move without cutting a turn short.
+	Parked bool
 }
 
 // Config is what an owner runs a conversation with.
@@ -80,6 +83,9 @@ type Config struct {
 	// back the claims of live ones. If its log says otherwise, it is
 	// claimed as any other.
 	Finished bool
+	// Draining starts the conversation drained (Drain): its owner pod was
+	// being drained when it claimed it.
+	Draining bool
 	Now      func() time.Time
 }
 
@@ -117,6 +123,13 @@ type Conversation struct {
 	detachedAt time.Time
 	// diverged says where a replayed turn last diverged, for the status.
 	diverged string
+	// draining stops turns from starting (Drain); waitingOn is the seq of
+	// the question the running turn waits on (0: none); withheld is an
+	// answer taken while draining, kept from the turn so that it moves at
+	// a boundary.
+	draining  bool
+	waitingOn int64
+	withheld  *answerFor
 
 	// published is the status last written, and when.
 	published   *Status
@@ -187,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		return Start(ctx, cfg)
 	}
 	c := &Conversation{
-		cfg: cfg, st: st, first: bounds.FirstSeq,
+		cfg: cfg, st: st, first: bounds.FirstSeq, draining: cfg.Draining,
 		answers: make(chan answerFor, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
 	}
@@ -486,7 +499,8 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 	if c.cfg.Status == nil {
 		return nil
 	}
-	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last, Attached: len(c.subs) > 0, DetachedAt: c.detachedAt, Diverged: c.diverged}
+	s := Status{Phase: tetherv1alpha1.PhaseRunning, LastSeq: c.st.last, Attached: len(c.subs) > 0, DetachedAt: c.detachedAt, Diverged: c.diverged,
+		Parked: c.parkedLocked()}
 	switch {
 	case c.st.finished && c.st.failed:
 		s.Phase, s.Message = tetherv1alpha1.PhaseFailed, c.st.outcome
@@ -514,7 +528,7 @@ func (c *Conversation) publishLocked(ctx context.Context) error {
 // not.
 func sameStatus(a, b Status) bool {
 	return a.Phase == b.Phase && a.Message == b.Message && a.PromptSeq == b.PromptSeq && (a.Prompt == nil) == (b.Prompt == nil) &&
-		a.Attached == b.Attached && a.Diverged == b.Diverged
+		a.Attached == b.Attached && a.Diverged == b.Diverged && a.Parked == b.Parked
 }
 
 // publishAttachment publishes a change of Attached, from its own goroutine:

@@ -104,11 +104,11 @@ func (c *Conversation) answerLocked(ctx context.Context, f protocol.ClientFrame)
 	if err != nil {
 		return protocol.ServerFrame{}, unavailable(err)
 	}
-	select {
-	case <-c.answers: // an answer to an earlier question nobody took
-	default:
+	if a := (answerFor{promptSeq: promptSeq, answer: answer}); c.draining && c.waitingOn == promptSeq {
+		c.withheld = &a // the next owner hands it over (Drain)
+	} else {
+		c.handLocked(a)
 	}
-	c.answers <- answerFor{promptSeq: promptSeq, answer: answer}
 	_ = c.publishLocked(ctx)
 	return protocol.AckFrame(f.ID, seq, false), nil
 }

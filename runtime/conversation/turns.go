@@ -32,7 +32,7 @@ func (c *Conversation) loop(ctx context.Context) {
 				c.mu.Unlock()
 				return
 			}
-			if c.running || len(c.st.turns) == 0 || c.st.finished {
+			if c.running || len(c.st.turns) == 0 || c.st.finished || c.draining {
 				c.mu.Unlock()
 				break
 			}
@@ -58,6 +58,9 @@ func (c *Conversation) loop(ctx context.Context) {
 
 			c.mu.Lock()
 			c.running, c.cancel = false, nil
+			if c.draining && !c.isStopped() {
+				_ = c.publishLocked(ctx) // parked (Drain); a failure is retried by the next Drain
+			}
 			c.mu.Unlock()
 		}
 	}
@@ -214,7 +217,18 @@ func (c *Conversation) ask(ctx context.Context, p PromptData) (protocol.AnswerDa
 		c.mu.Unlock()
 		return protocol.AnswerData{}, err
 	}
+	c.waitingOn = asked
+	if c.draining {
+		_ = c.publishLocked(ctx) // parked (Drain)
+	}
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.waitingOn == asked {
+			c.waitingOn = 0
+		}
+		c.mu.Unlock()
+	}()
 	for {
 		select {
 		case a := <-c.answers:

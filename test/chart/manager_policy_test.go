@@ -24,7 +24,7 @@ import (
 // TestManagerPodWritesAreConfinedByTheAPIServer installs the chart's
 // policy on the manager's pod writes in a real API server and acts as the
 // manager's ServiceAccount with a role that may patch any pod: it may set an
-// Agent pod's deletion cost, and nothing else of any pod.
+// Agent pod's deletion cost and drain mark, and nothing else of any pod.
 func TestManagerPodWritesAreConfinedByTheAPIServer(t *testing.T) {
 	env := testenv.Start(t)
 	ctx := context.Background()
@@ -91,6 +91,9 @@ func TestManagerPodWritesAreConfinedByTheAPIServer(t *testing.T) {
 		{"the deletion cost of an Agent pod with no annotations", bare, `{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"1"}}}`, true},
 		{"an Agent pod's deletion cost", worker, `{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"2"}}}`, true},
 		{"an Agent pod's deletion cost again", worker, `{"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"0"}}}`, true},
+		{"an Agent pod drained", worker, `{"metadata":{"annotations":{"tether.dev/drain":"scale-down since 2026-12-02T12:00:00Z"}}}`, true},
+		{"an Agent pod's drain called off", worker, `{"metadata":{"annotations":{"tether.dev/drain":null}}}`, true},
+		{"a pod of no Agent drained", other, `{"metadata":{"annotations":{"tether.dev/drain":"x"}}}`, false},
 		{"another annotation of an Agent pod", worker, `{"metadata":{"annotations":{"team":"ops"}}}`, false},
 		{"an Agent pod's labels", worker, `{"metadata":{"labels":{"tether.dev/agent":"other"}}}`, false},
 		{"an Agent pod's spec", worker, `{"spec":{"activeDeadlineSeconds":5}}`, false},
