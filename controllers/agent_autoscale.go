@@ -9,7 +9,7 @@ import (
 )
 
 // autoscaledNeed is the pods an Agent with spec.autoscaling needs: enough
-// slots for the used conversations its pods hold plus the free slots it
+// slots for used conversations (held, or waiting for a slot) plus the free slots it
 // keeps (a number, or a share of all slots), within min and max. Its
 // Deployment never has fewer than the pods that hold conversations
 // (planScale): scaling down removes empty pods (their deletion cost is 0, so

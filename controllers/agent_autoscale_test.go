@@ -42,30 +42,32 @@ func TestAutoscaledReplicas(t *testing.T) {
 		min, max int32
 		free     intstr.IntOrString
 		loads    []int32
+		waiting  int32
 		want     int32
 	}{
-		{"empty: the buffer alone", 1, 30, intstr.FromInt32(20), nil, 2},
-		{"empty, no buffer: min", 1, 30, intstr.FromInt32(0), nil, 1},
-		{"load plus buffer", 1, 30, intstr.FromInt32(20), []int32{10, 5}, 4},
-		{"capped at max", 1, 3, intstr.FromInt32(20), []int32{10, 10}, 3},
-		{"never below the pods that hold conversations", 1, 30, intstr.FromInt32(0), []int32{1, 1, 1, 0}, 3},
-		{"above max rather than drop a loaded pod", 1, 2, intstr.FromInt32(0), []int32{1, 1, 1}, 3},
-		{"a share free: 150 of 10 a pod, 25% free", 1, 30, intstr.FromString("25%"), []int32{10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10}, 20},
-		{"a share free, nothing held: min", 2, 30, intstr.FromString("50%"), nil, 2},
+		{"empty: the buffer alone", 1, 30, intstr.FromInt32(20), nil, 0, 2},
+		{"empty, no buffer: min", 1, 30, intstr.FromInt32(0), nil, 0, 1},
+		{"load plus buffer", 1, 30, intstr.FromInt32(20), []int32{10, 5}, 0, 4},
+		{"capped at max", 1, 3, intstr.FromInt32(20), []int32{10, 10}, 0, 3},
+		{"never below the pods that hold conversations", 1, 30, intstr.FromInt32(0), []int32{1, 1, 1, 0}, 0, 3},
+		{"above max rather than drop a loaded pod", 1, 2, intstr.FromInt32(0), []int32{1, 1, 1}, 0, 3},
+		{"a share free: 150 of 10 a pod, 25% free", 1, 30, intstr.FromString("25%"), []int32{10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10}, 0, 20},
+		{"a share free, nothing held: min", 2, 30, intstr.FromString("50%"), nil, 0, 2},
+		{"no buffer: the pods grow for conversations waiting for a slot", 1, 30, intstr.FromInt32(0), []int32{10}, 3, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ws, loads := workersWith(tc.loads)
-			if got := planScale(autoscaled(tc.min, tc.max, tc.free), ws, loads).replicas; got != tc.want {
+			if got := planScale(autoscaled(tc.min, tc.max, tc.free), ws, loads, tc.waiting).replicas; got != tc.want {
 				t.Fatalf("replicas %d, want %d", got, tc.want)
 			}
 		})
 	}
 	fixed := &tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{Replicas: ptr.To[int32](1), ConversationsPerPod: 10, Template: &corev1.PodTemplateSpec{}}}
 	ws, loads := workersWith([]int32{3, 2, 0})
-	if got := planScale(fixed, ws, loads).replicas; got != 2 {
+	if got := planScale(fixed, ws, loads, 0).replicas; got != 2 {
 		t.Fatalf("spec.replicas 1 with two loaded pods: replicas %d, want 2 (the loaded pods stay until drained)", got)
 	}
-	if plan := planScale(&tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{Replicas: ptr.To[int32](1)}}, ws, loads); plan.replicas != 0 || plan.drain != nil {
+	if plan := planScale(&tetherv1alpha1.Agent{Spec: tetherv1alpha1.AgentSpec{Replicas: ptr.To[int32](1)}}, ws, loads, 0); plan.replicas != 0 || plan.drain != nil {
 		t.Fatalf("an Agent of pods you run got a plan: %+v", plan)
 	}
 }
@@ -102,7 +104,7 @@ func TestPlanDrains(t *testing.T) {
 			if tc.user >= 0 {
 				ws = userDrained(ws, tc.user)
 			}
-			plan := planScale(autoscaled(1, 30, intstr.FromInt32(tc.free)), ws, loads)
+			plan := planScale(autoscaled(1, 30, intstr.FromInt32(tc.free)), ws, loads, 0)
 			if got := fmt.Sprint(plan.drain); got != tc.drain {
 				t.Errorf("drain %s, want %s", got, tc.drain)
 			}

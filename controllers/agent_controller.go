@@ -64,14 +64,18 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 		return ctrl.Result{}, err
 	}
 	loads := map[string]int32{}
+	var waiting int32 // for a slot: demand the pods must grow for
 	for i := range convs.Items {
-		if holdsSlot(&convs.Items[i]) {
-			loads[convs.Items[i].Status.Owner.Name]++
+		switch c := &convs.Items[i]; {
+		case holdsSlot(c):
+			loads[c.Status.Owner.Name]++
+		case needsPlacement(c) && c.DeletionTimestamp.IsZero():
+			waiting++
 		}
 	}
 	// Drains and deletion costs first: the ReplicaSet picks the pods to
 	// remove by their costs when the replicas fall.
-	plan := planScale(agent, workers, loads)
+	plan := planScale(agent, workers, loads, waiting)
 	costErr := errors.Join(r.syncDrains(ctx, agent, plan), r.syncDeletionCosts(ctx, agent, workers, loads, plan.drained))
 	deployErr := errors.Join(r.syncDeployment(ctx, agent, &plan.replicas), r.syncBudget(ctx, agent))
 	selector, err := agentPodSelector(agent)

@@ -42,8 +42,9 @@ type scalePlan struct {
 }
 
 // planScale plans an Agent with a template: the pods it wants are its
-// autoscaling need or spec.replicas (1 by default).
-func planScale(agent *tetherv1alpha1.Agent, workers []workerPod, loads map[string]int32) scalePlan {
+// autoscaling need (for the conversations its pods hold and the waiting
+// ones) or spec.replicas (1 by default).
+func planScale(agent *tetherv1alpha1.Agent, workers []workerPod, loads map[string]int32, waiting int32) scalePlan {
 	if agent.Spec.Template == nil {
 		return scalePlan{} // pods you run are yours to drain and remove
 	}
@@ -53,7 +54,7 @@ func planScale(agent *tetherv1alpha1.Agent, workers []workerPod, loads map[strin
 		wanted = *agent.Spec.Replicas
 	}
 	if agent.Spec.Autoscaling != nil {
-		wanted = autoscaledNeed(agent, used)
+		wanted = autoscaledNeed(agent, used+waiting)
 	}
 	plan := scalePlan{replicas: max(wanted, loaded), drained: map[string]bool{}}
 

@@ -71,16 +71,23 @@ var seq int
 // waits for its question.
 func (c *cluster) conversation(t *testing.T, prefix string) string {
 	t.Helper()
+	return c.conversationOf(t, "approvals", prefix)
+}
+
+// conversationOf creates a conversation of an approval Agent for alice and
+// waits for its question.
+func (c *cluster) conversationOf(t *testing.T, agent, prefix string) string {
+	t.Helper()
 	seq++
 	name := fmt.Sprintf("%s-%d-%d", prefix, time.Now().Unix()%100000, seq)
 	c.apply(t, fmt.Sprintf(`apiVersion: tether.dev/v1alpha1
 kind: Conversation
 metadata: {name: %s, namespace: default}
 spec:
-  agentRef: {name: approvals}
+  agentRef: {name: %s}
   subjects: [alice]
   initialInput: refund order %s
-`, name, name))
+`, name, agent, name))
 	eventually(t, 60*time.Second, name+" AwaitingInput", func() bool {
 		out, _ := c.run("kubectl", "get", "conversation", name, "-o", "jsonpath={.status.phase}")
 		return out == "AwaitingInput"
