@@ -90,6 +90,10 @@ e2e: ## Run the end-to-end tests on a local cluster (brought up and torn down; K
 chaos: ## Run the chaos suite on a two-node local cluster (CHAOS_DURATION, CHAOS_FAULTS, CHAOS_LEASE, CHAOS_KINDS, CHAOS_SEED, CHAOS_REPORT; KEEP_CLUSTER=1 keeps it).
 	hack/chaos.sh
 
+.PHONY: bench
+bench: ## Run the benchmarks and compare them with docs/bench/baseline.txt using benchstat (BENCH_SUITES, BENCH_COUNT; BENCH_SAVE=1 writes the baseline).
+	hack/bench.sh
+
 .PHONY: demo-down
 demo-down: ## Tear the local cluster down (safe to run twice).
 	hack/cluster/cluster.sh down

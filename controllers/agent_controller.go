@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/textlimit"
@@ -35,6 +36,8 @@ type AgentReconciler struct {
 	Clock clock.PassiveClock
 	// Wiring is added to every templated Agent's pods.
 	Wiring RuntimeWiring
+
+	slots *slotTracker
 }
 
 // +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get;list;watch
@@ -59,20 +62,16 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	var convs tetherv1alpha1.ConversationList
-	if err := r.List(ctx, &convs, client.InNamespace(agent.Namespace), client.MatchingFields{agentIndex: agent.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, err
-	}
+	// The slot tracker's counts: this reconcile was woken by it (or by a
+	// pod, Lease or the Agent), after it counted what changed.
 	loads := map[string]int32{}
-	var waiting int32 // for a slot: demand the pods must grow for
-	for i := range convs.Items {
-		switch c := &convs.Items[i]; {
-		case holdsSlot(c):
-			loads[c.Status.Owner.Name]++
-		case needsPlacement(c) && c.DeletionTimestamp.IsZero():
-			waiting++
+	_ = r.slots.read(func(v slotView) error {
+		for _, w := range workers {
+			loads[w.pod.Name] = v.load(w.pod.Namespace, w.pod.Name, w.pod.UID)
 		}
-	}
+		return nil
+	})
+	waiting := r.slots.waitingCount(agent.Namespace, agent.Name) // demand the pods must grow for
 	// Drains and deletion costs first: the ReplicaSet picks the pods to
 	// remove by their costs when the replicas fall.
 	plan := planScale(agent, workers, loads, waiting)
@@ -157,9 +156,10 @@ func (r *AgentReconciler) syncDeployment(ctx context.Context, agent *tetherv1alp
 }
 
 // SetupWithManager registers the controller. Pods and Leases reach their
-// Agent through the tether.dev/agent label; conversations through their
-// agentRef, when they take or give up a slot.
-func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+// Agent through the tether.dev/agent label; conversations through the slot
+// tracker (changed), once it counted them taking, giving up or waiting for a
+// slot.
+func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int, changed <-chan event.GenericEvent) error {
 	byAgentLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 		agent := obj.GetLabels()[tetherv1alpha1.AgentLabel]
 		if agent == "" {
@@ -167,10 +167,6 @@ func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 		}
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: obj.GetNamespace(), Name: agent}}}
 	})
-	toAgent := func(obj client.Object, q queue) {
-		conv := obj.(*tetherv1alpha1.Conversation)
-		q.Add(reconcile.Request{NamespacedName: client.ObjectKey{Namespace: conv.Namespace, Name: conv.Spec.AgentRef.Name}})
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("agent").
 		For(&tetherv1alpha1.Agent{}).
@@ -179,26 +175,6 @@ func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) er
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Watches(&corev1.Pod{}, byAgentLabel).
 		Watches(&coordinationv1.Lease{}, byAgentLabel).
-		Watches(&tetherv1alpha1.Conversation{}, handler.Funcs{
-			CreateFunc: func(_ context.Context, e event.CreateEvent, q queue) { toAgent(e.Object, q) },
-			UpdateFunc: func(_ context.Context, e event.UpdateEvent, q queue) {
-				before, after := e.ObjectOld.(*tetherv1alpha1.Conversation), e.ObjectNew.(*tetherv1alpha1.Conversation)
-				if holdsSlot(before) != holdsSlot(after) || ownerName(before) != ownerName(after) {
-					toAgent(after, q)
-				}
-			},
-			DeleteFunc: func(_ context.Context, e event.DeleteEvent, q queue) {
-				if conv, ok := e.Object.(*tetherv1alpha1.Conversation); ok {
-					toAgent(conv, q)
-				}
-			},
-		}).
+		WatchesRawSource(source.Channel(changed, &handler.EnqueueRequestForObject{})).
 		Complete(r)
-}
-
-func ownerName(conv *tetherv1alpha1.Conversation) string {
-	if conv.Status.Owner == nil {
-		return ""
-	}
-	return conv.Status.Owner.Name
 }

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -40,6 +39,7 @@ type ConversationReconciler struct {
 	Visibility *APIVisibility
 
 	reservations *reservations
+	slots        *slotTracker
 	ownership    ownershipHistory
 }
 
@@ -223,11 +223,12 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 
 	r.reservations.mu.Lock()
 	defer r.reservations.mu.Unlock()
-	loads, counted, unusable, err := r.podLoads(ctx, workers, now)
-	if err != nil {
-		return err
-	}
-	if err := r.reservations.adjust(ctx, r.Client, conv.Namespace, loads, counted, now); err != nil {
+	var loads []podLoad
+	var unusable map[string]int
+	if err := r.slots.read(func(v slotView) error {
+		loads, unusable = podLoads(workers, v, now)
+		return r.reservations.adjust(ctx, r.Client, conv.Namespace, loads, v.holder, now)
+	}); err != nil {
 		return err
 	}
 	choose := choosePod
@@ -248,33 +249,20 @@ func (r *ConversationReconciler) place(ctx context.Context, conv *tetherv1alpha1
 	return nil
 }
 
-// podLoads counts, from the cache, the conversations on each usable pod;
-// counted maps each conversation counted to its pod. unusable counts the
-// other pods by why they cannot be used.
-func (r *ConversationReconciler) podLoads(ctx context.Context, workers []workerPod, now time.Time) ([]podLoad, map[types.UID]string, map[string]int, error) {
+// podLoads counts the conversations on each usable pod (the slot
+// tracker's counts); unusable counts the other pods by why they cannot be
+// used.
+func podLoads(workers []workerPod, slots slotView, now time.Time) ([]podLoad, map[string]int) {
 	var loads []podLoad
-	counted := map[types.UID]string{}
 	unusable := map[string]int{}
 	for _, w := range workers {
 		if ok, why := usable(w.pod, w.lease, now); !ok {
 			unusable[why]++
 			continue
 		}
-		var convs tetherv1alpha1.ConversationList
-		if err := r.List(ctx, &convs, client.InNamespace(w.pod.Namespace), client.MatchingFields{ownerIndex: w.pod.Name}, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, nil, err
-		}
-		var load int32
-		for i := range convs.Items {
-			c := &convs.Items[i]
-			if holdsSlot(c) && c.Status.Owner.UID == string(w.pod.UID) {
-				load++
-				counted[c.UID] = w.pod.Name
-			}
-		}
-		loads = append(loads, podLoad{pod: w.pod, load: load})
+		loads = append(loads, podLoad{pod: w.pod, load: slots.load(w.pod.Namespace, w.pod.Name, w.pod.UID)})
 	}
-	return loads, counted, unusable, nil
+	return loads, unusable
 }
 
 func noCapacityMessage(agent *tetherv1alpha1.Agent, pods, usableCount int, unusable map[string]int) string {

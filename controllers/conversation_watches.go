@@ -131,16 +131,12 @@ func (r *ConversationReconciler) slotFreed(ctx context.Context, obj client.Objec
 	r.enqueueAgentWaiting(ctx, obj.GetNamespace(), obj.(*tetherv1alpha1.Conversation).Spec.AgentRef.Name, q)
 }
 
-func (r *ConversationReconciler) enqueueAgentWaiting(ctx context.Context, namespace, agent string, q queue) {
-	var convs tetherv1alpha1.ConversationList
-	if err := r.List(ctx, &convs, client.InNamespace(namespace), client.MatchingFields{agentIndex: agent}, client.UnsafeDisableDeepCopy); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing conversations by agent", "agent", agent)
-		return
-	}
-	for i := range convs.Items {
-		if needsPlacement(&convs.Items[i]) {
-			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&convs.Items[i])})
-		}
+// enqueueAgentWaiting enqueues the conversations of an Agent that wait for
+// a slot, as the slot tracker knows them: not every conversation of the
+// Agent.
+func (r *ConversationReconciler) enqueueAgentWaiting(_ context.Context, namespace, agent string, q queue) {
+	for _, name := range r.slots.waitingFor(namespace, agent) {
+		q.Add(reconcile.Request{NamespacedName: name})
 	}
 }
 

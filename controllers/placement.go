@@ -83,13 +83,14 @@ func newReservations() *reservations {
 	return &reservations{entries: map[types.UID]reservation{}}
 }
 
-// adjust adds to loads the assignments of namespace that the count left
-// out, and drops the reservations the cache has caught up with (or that are
-// too old). counted maps each conversation the count included to its pod.
-// The cache moves between the count and this look, so a conversation the
-// count missed is added even when the cache has caught up since. The caller
-// holds the lock.
-func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespace string, loads []podLoad, counted map[types.UID]string, now time.Time) error {
+// adjust adds to loads the assignments of namespace that the slot tracker
+// does not count yet, and drops the reservations it has caught up with (or
+// that are too old, or whose conversation has gone elsewhere or given its
+// slot up). holder says where the tracker counts a conversation, from the
+// same moment as loads. The tracker follows the informer's cache, so a
+// conversation the cache shows at the assignment but the tracker does not
+// count yet is still added. The caller holds the lock.
+func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespace string, loads []podLoad, holder func(types.UID) string, now time.Time) error {
 	index := make(map[string]int, len(loads))
 	for i, l := range loads {
 		index[l.pod.Name] = i
@@ -103,7 +104,7 @@ func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespac
 		if res.conv.Namespace != namespace {
 			continue
 		}
-		if counted[uid] == res.pod || now.Sub(res.at) > reservationTTL {
+		if holder(uid) == res.pod || now.Sub(res.at) > reservationTTL {
 			delete(r.entries, uid)
 			continue
 		}
@@ -115,18 +116,15 @@ func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespac
 			}
 			return err
 		}
-		if cached.UID != uid {
+		switch {
+		case cached.UID != uid:
 			delete(r.entries, uid)
-			continue
-		}
-		if cached.Status.Lease == nil || cached.Status.Lease.Epoch < res.epoch {
+		case cached.Status.Lease == nil || cached.Status.Lease.Epoch < res.epoch:
 			add(res.pod) // the cache has not seen the assignment yet
-			continue
-		}
-		// The cache has caught up since the count; the next count sees it.
-		delete(r.entries, uid)
-		if holdsSlot(&cached) && cached.Status.Owner.Name == res.pod {
-			add(res.pod)
+		case cached.Status.Lease.Epoch == res.epoch && holdsSlot(&cached) && cached.Status.Owner.Name == res.pod:
+			add(res.pod) // the cache has, the tracker not yet
+		default:
+			delete(r.entries, uid) // moved on since, or gave its slot up
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
@@ -52,7 +53,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(visibility); err != nil {
 		return err
 	}
+	// One count of slots for both controllers, fed by the Conversation
+	// informer; the Agent controller hears of each change it counts.
+	changed := make(chan event.GenericEvent, 1024)
+	slots := newSlotTracker()
+	slots.changed = changed
+	if err := slots.register(ctx, mgr); err != nil {
+		return err
+	}
 	conv := &ConversationReconciler{
+		slots:  slots,
 		Client: mgr.GetClient(), Clock: opts.Clock, NotReadyGrace: opts.NotReadyGrace, Visibility: visibility,
 		Recorder: mgr.GetEventRecorder("tether-conversation-controller"),
 		OpenStore: func(ctx context.Context, spec tetherv1alpha1.StoreSpec, namespace string) (eventlog.Log, error) {
@@ -62,6 +72,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := conv.SetupWithManager(ctx, mgr, opts.Concurrency); err != nil {
 		return err
 	}
-	agent := &AgentReconciler{Client: mgr.GetClient(), Clock: opts.Clock, Wiring: opts.Runtime}
-	return agent.SetupWithManager(mgr, opts.Concurrency)
+	agent := &AgentReconciler{Client: mgr.GetClient(), Clock: opts.Clock, Wiring: opts.Runtime, slots: slots}
+	return agent.SetupWithManager(mgr, opts.Concurrency, changed)
 }
