@@ -31,7 +31,7 @@ suite() {
 	case $1 in
 	protocol) echo "-bench . -benchmem ./protocol/" ;;
 	eventlog) echo "-bench . -benchtime 1s ./eventlog/..." ;;
-	socket) echo "-bench BenchmarkSocketPath -benchtime 20000x ./test/bench/ -args -idle-sockets 2000" ;;
+	socket) echo "-bench BenchmarkSocketPath -benchtime 4000x ./test/bench/ -args -idle-sockets 1000" ;;
 	turns) echo "-bench BenchmarkStoreTurns -benchtime 1000x ./test/bench/" ;;
 	*) echo "unknown suite $1 (known: protocol eventlog socket turns)" >&2; return 2 ;;
 	esac
@@ -42,25 +42,33 @@ for s in $suites; do
 	log "$s: go test -run '^\$' -count $count -timeout 30m $args"
 	start=$SECONDS
 	# shellcheck disable=SC2086 # the suite's arguments are words
-	go test -run '^$' -count "$count" -timeout 30m $args | tee "$out/$s.txt" | grep -E '^(Benchmark|ok|FAIL|---)' || true
+	go test -run '^$' -count "$count" -timeout 30m $args | tee "$out/$s.txt" | grep --line-buffered -E '^(Benchmark|ok|FAIL|---)' || true
 	grep -q '^Benchmark' "$out/$s.txt" || { echo "suite $s produced no benchmark lines" >&2; exit 1; }
 	log "$s: $((SECONDS - start))s"
 done
-cat "$out"/*.txt | grep -E '^(goos|goarch|pkg|cpu|Benchmark)' >"$out/new.txt"
+for s in $suites; do grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$out/$s.txt"; done >"$out/new.txt"
 
 if [[ ${BENCH_SAVE:-} == 1 ]]; then
-	{
-		echo "# make bench BENCH_SAVE=1 on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD), $(nproc) cores"
-		cat "$out/new.txt"
-	} >"$baseline"
-	log "baseline written to $baseline"
+	# The baseline is one section a suite ("# suite NAME ..."): saving some
+	# suites replaces their sections and keeps the others.
+	touch "$baseline"
+	for s in $suites; do
+		awk -v s="$s:" '/^# suite / { keep = ($3 != s) } keep' "$baseline" >"$out/kept"
+		{
+			cat "$out/kept"
+			echo "# suite $s: make bench on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD), $(nproc) cores, -count $count"
+			grep -E '^(goos|goarch|pkg|cpu|Benchmark)' "$out/$s.txt"
+		} >"$baseline"
+	done
+	log "baseline sections $suites written to $baseline"
 	exit 0
 fi
+grep -v '^#' "$baseline" >"$out/base.txt"
 
 log "benchstat $baseline against this run"
 # Only the benchmarks this run has: a subset of suites compares with its part.
 go run "$BENCHSTAT" -filter "$(sed -n 's/^Benchmark\([^-/ ]*\).*/\1/p' "$out/new.txt" | sort -u | paste -sd'|' | sed 's/^/.name:/;s/|/ OR .name:/g')" \
-	base="$baseline" new="$out/new.txt" | tee "$out/stat.txt"
+	base="$out/base.txt" new="$out/new.txt" | tee "$out/stat.txt"
 
 # benchstat marks a change it cannot tell from noise with ~; the others moved.
 moved=$(awk '
