@@ -18,6 +18,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/controllers"
+	"tether.dev/tether/internal/testing/await"
 )
 
 // scalingWorld plays, for an autoscaled Agent, the parts envtest does not
@@ -122,6 +123,12 @@ func cost(p *corev1.Pod) int {
 	return n
 }
 
+func (w *scalingWorld) movesSoFar() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.moves
+}
+
 func (w *scalingWorld) setBusy(name string, busy bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -132,7 +139,7 @@ func (w *scalingWorld) setBusy(name string, busy bool) {
 // 200 conversations arrive and then most leave: its replicas follow, the
 // pods removed are only empty ones, and a pod that still holds
 // conversations is drained first, each conversation moved only once
-// parked, one that runs a turn only after it.
+// parked: while their turns run, none moves.
 func TestAgentFollowsItsLoad(t *testing.T) {
 	ns := newNamespace(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -202,16 +209,13 @@ func TestAgentFollowsItsLoad(t *testing.T) {
 		}
 	}
 	// 180 leave at random, spread over every pod: 20 stay, on many pods.
+	// Those that stay all run a turn meanwhile: none can park, so the first
+	// drain waits on them, and nothing moves until the turns end.
 	order := rng.Perm(200)
-	stay := map[string]bool{}
+	var stay []string
 	for _, i := range order[:20] {
-		stay[fmt.Sprintf("c-%03d", i)] = true
-	}
-	// Two of those that stay run a long turn: they park only once it ends.
-	var long []string
-	for _, i := range order[:2] {
 		name := fmt.Sprintf("c-%03d", i)
-		long = append(long, name)
+		stay = append(stay, name)
 		w.setBusy(name, true)
 	}
 	for _, i := range order[20:] {
@@ -220,24 +224,26 @@ func TestAgentFollowsItsLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// 20 held + 20 free is 4 pods. The drains reach the long turns' pods
-	// and wait there; then the turns end.
-	eventuallyEvery(t, 100*time.Millisecond, 90*time.Second, "a drain waiting on a running turn", func() (bool, string) {
-		for _, name := range long {
+	draining := func() (string, bool) {
+		for _, name := range stay {
 			c := &tetherv1alpha1.Conversation{}
-			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
-				return false, err.Error()
-			}
-			if c.Status.Owner != nil && c.Status.Owner.Draining {
-				return true, name + " drains"
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c); err == nil && c.Status.Owner != nil && c.Status.Owner.Draining {
+				return name + " on " + c.Status.Owner.Name, true
 			}
 		}
+		return "", false
+	}
+	eventuallyEvery(t, 100*time.Millisecond, 90*time.Second, "a drain waiting on running turns", func() (bool, string) {
+		what, ok := draining()
 		r, _ := replicasAndLoad()
-		return false, fmt.Sprintf("replicas %d", r)
+		return ok, fmt.Sprintf("%s; replicas %d", what, r)
 	})
-	for _, name := range long {
+	before := w.movesSoFar()
+	await.Stays(t, time.Second, "no conversation moved while its turn runs", func() bool { return w.movesSoFar() == before })
+	for _, name := range stay {
 		w.setBusy(name, false)
 	}
+	// 20 held + 20 free is 4 pods.
 	settled("down to 4 pods holding the 20", 20, 4)
 
 	w.mu.Lock()

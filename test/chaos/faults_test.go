@@ -17,8 +17,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/controllers"
 )
 
@@ -56,6 +58,9 @@ var faultKinds = []faultKind{
 	}},
 	{name: "pod-force-delete", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
 		return w.deletePod(ctx, f, true)
+	}},
+	{name: "pod-drain", weight: 2, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
+		return w.drainPod(ctx, f)
 	}},
 	{name: "process-kill", weight: 3, inject: func(ctx context.Context, w *world, f *fault) error {
 		pod, err := w.pickAgentPod(ctx, f, "")
@@ -258,6 +263,47 @@ func (w *world) deletePod(ctx context.Context, f *fault, force bool) error {
 	}
 	return w.kube.Delete(ctx, pod, opts...)
 }
+
+// drainPod drains an Agent's pod as an operator would before taking it
+// away (tether.dev/drain): its conversations move at turn boundaries while
+// their clients talk; once none holds a slot on it, it is deleted (its
+// Deployment makes another). A drain that does not empty the pod within
+// drainBound is reported, and the pod deleted all the same.
+func (w *world) drainPod(ctx context.Context, f *fault) error {
+	pod, err := w.pickAgentPod(ctx, f, "")
+	if err != nil {
+		return err
+	}
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"chaos"}}}`, tetherv1alpha1.DrainAnnotation)
+	if err := w.kube.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return err
+	}
+	held := func() int {
+		var list tetherv1alpha1.ConversationList
+		if err := w.kube.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return -1
+		}
+		n := 0
+		for _, c := range list.Items {
+			if o := c.Status.Owner; o != nil && o.UID == string(pod.UID) && !isFinished(&c) {
+				n++
+			}
+		}
+		return n
+	}
+	emptied := waitEvery(ctx, drainBound, 100*time.Millisecond, func() bool { return held() == 0 })
+	if err := w.kube.Delete(ctx, pod); err != nil {
+		return err
+	}
+	if !emptied {
+		return fmt.Errorf("%d conversations still on %s %s after it was drained; deleted all the same", held(), pod.Name, drainBound)
+	}
+	return nil
+}
+
+// drainBound is how long a drained pod may take to give its conversations
+// up: every turn of the suite's agents ends (or waits on a human) within it.
+const drainBound = 60 * time.Second
 
 // loseNode counts every Agent pod of the second node lost.
 func (w *world) loseNode(ctx context.Context, f *fault) error {

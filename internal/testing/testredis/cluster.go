@@ -3,6 +3,7 @@ package testredis
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,10 +27,16 @@ type Cluster struct {
 func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 	tb.Helper()
 	c := &Cluster{}
+	buses := map[*Server]int{}
 	node := func() *Server {
 		dir := tb.TempDir()
-		s := startServer(tb, "", "--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf",
+		// The cluster bus listens on a port of its own, chosen free as the
+		// server's is: its default, the server's port plus 10,000, may be
+		// taken or past 65,535.
+		bus := freePort(tb)
+		s := startServer(tb, "", "--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf", "--cluster-port", strconv.Itoa(bus),
 			"--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0", "--repl-diskless-sync-delay", "0")
+		buses[s] = bus
 		c.Addrs = append(c.Addrs, s.Addr)
 		return s
 	}
@@ -60,7 +67,7 @@ func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 	}
 	all := append(append([]*Server{}, c.Masters...), c.Replicas...)
 	for _, s := range all[1:] {
-		do(all[0], "cluster", "meet", "127.0.0.1", s.port)
+		do(all[0], "cluster", "meet", "127.0.0.1", s.port, buses[s])
 	}
 	waitUntil(tb, 30*time.Second, "every node knows every other", func() bool {
 		for _, s := range all {
