@@ -63,7 +63,7 @@ var faultKinds = []faultKind{
 		return w.drainPod(ctx, f)
 	}},
 	{name: "process-kill", weight: 3, inject: func(ctx context.Context, w *world, f *fault) error {
-		pod, err := w.pickAgentPod(ctx, f, "")
+		pod, err := w.pickAgentPod(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -75,7 +75,7 @@ var faultKinds = []faultKind{
 		return syscall.Kill(pid, syscall.SIGKILL)
 	}},
 	{name: "pod-freeze", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
-		pod, err := w.pickAgentPod(ctx, f, "")
+		pod, err := w.pickAgentPod(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -242,8 +242,8 @@ func isReady(p *corev1.Pod) bool {
 }
 
 // pickAgentPod chooses an Agent's pod and counts it lost.
-func (w *world) pickAgentPod(ctx context.Context, f *fault, node string) (*corev1.Pod, error) {
-	pod, err := w.pickPod(ctx, ns, agentSelector(), node)
+func (w *world) pickAgentPod(ctx context.Context, f *fault) (*corev1.Pod, error) {
+	pod, err := w.pickPod(ctx, ns, agentSelector(), "")
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +253,7 @@ func (w *world) pickAgentPod(ctx context.Context, f *fault, node string) (*corev
 }
 
 func (w *world) deletePod(ctx context.Context, f *fault, force bool) error {
-	pod, err := w.pickAgentPod(ctx, f, "")
+	pod, err := w.pickAgentPod(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -270,7 +270,7 @@ func (w *world) deletePod(ctx context.Context, f *fault, force bool) error {
 // Deployment makes another). A drain that does not empty the pod within
 // drainBound is reported, and the pod deleted all the same.
 func (w *world) drainPod(ctx context.Context, f *fault) error {
-	pod, err := w.pickAgentPod(ctx, f, "")
+	pod, err := w.pickAgentPod(ctx, f)
 	if err != nil {
 		return err
 	}
