@@ -146,7 +146,7 @@ func (r *ConversationReconciler) reconcile(ctx context.Context, conv *tetherv1al
 		conv.Status.ObservedGeneration = conv.Generation
 		if err := r.Status().Update(ctx, conv); err != nil {
 			if out.placedOn != "" {
-				r.reservations.release(conv.UID)
+				r.reservations.release(conv)
 			}
 			if apierrors.IsConflict(err) {
 				// Someone (the owner runtime, usually) wrote first; decide

@@ -69,7 +69,7 @@ const reservationTTL = 2 * time.Minute
 // right, wherever the conversation has gone since.
 type reservations struct {
 	mu      sync.Mutex
-	entries map[types.UID]reservation
+	entries map[string]map[types.UID]reservation // by namespace
 }
 
 type reservation struct {
@@ -80,7 +80,7 @@ type reservation struct {
 }
 
 func newReservations() *reservations {
-	return &reservations{entries: map[types.UID]reservation{}}
+	return &reservations{entries: map[string]map[types.UID]reservation{}}
 }
 
 // adjust adds to loads the assignments of namespace that the slot tracker
@@ -100,31 +100,34 @@ func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespac
 			loads[i].load++
 		}
 	}
-	for uid, res := range r.entries {
-		if res.conv.Namespace != namespace {
-			continue
+	entries := r.entries[namespace]
+	defer func() {
+		if len(entries) == 0 {
+			delete(r.entries, namespace)
 		}
+	}()
+	for uid, res := range entries {
 		if holder(uid) == res.pod || now.Sub(res.at) > reservationTTL {
-			delete(r.entries, uid)
+			delete(entries, uid)
 			continue
 		}
 		var cached tetherv1alpha1.Conversation
 		if err := cache.Get(ctx, res.conv, &cached, client.UnsafeDisableDeepCopy); err != nil {
 			if apierrors.IsNotFound(err) {
-				delete(r.entries, uid)
+				delete(entries, uid)
 				continue
 			}
 			return err
 		}
 		switch {
 		case cached.UID != uid:
-			delete(r.entries, uid)
+			delete(entries, uid)
 		case cached.Status.Lease == nil || cached.Status.Lease.Epoch < res.epoch:
 			add(res.pod) // the cache has not seen the assignment yet
 		case cached.Status.Lease.Epoch == res.epoch && holdsSlot(&cached) && cached.Status.Owner.Name == res.pod:
 			add(res.pod) // the cache has, the tracker not yet
 		default:
-			delete(r.entries, uid) // moved on since, or gave its slot up
+			delete(entries, uid) // moved on since, or gave its slot up
 		}
 	}
 	return nil
@@ -133,12 +136,18 @@ func (r *reservations) adjust(ctx context.Context, cache client.Reader, namespac
 // reserve records that conv is being assigned to pod at epoch. The caller
 // holds the lock.
 func (r *reservations) reserve(conv *tetherv1alpha1.Conversation, pod string, epoch int64, now time.Time) {
-	r.entries[conv.UID] = reservation{conv: types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}, pod: pod, epoch: epoch, at: now}
+	if r.entries[conv.Namespace] == nil {
+		r.entries[conv.Namespace] = map[types.UID]reservation{}
+	}
+	r.entries[conv.Namespace][conv.UID] = reservation{conv: types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}, pod: pod, epoch: epoch, at: now}
 }
 
 // release forgets a reservation whose write failed.
-func (r *reservations) release(uid types.UID) {
+func (r *reservations) release(conv *tetherv1alpha1.Conversation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.entries, uid)
+	delete(r.entries[conv.Namespace], conv.UID)
+	if len(r.entries[conv.Namespace]) == 0 {
+		delete(r.entries, conv.Namespace)
+	}
 }
