@@ -99,16 +99,11 @@ func (s *slotTracker) observe(conv *tetherv1alpha1.Conversation) {
 		s.waiting[e.agent][e.name] = struct{}{}
 	}
 	s.mu.Unlock()
-	// (An unknown conversation counted nothing.)
-	if before.pod != e.pod || before.waiting != e.waiting || before.agent != e.agent {
-		if e.pod != (podRef{}) || e.waiting {
-			s.tell(e.agent)
-		}
-		if known && before.agent != e.agent && (before.pod != (podRef{}) || before.waiting) {
+	// (An unknown conversation counted nothing: before is zero.)
+	if before.pod != e.pod || before.waiting != e.waiting {
+		s.tell(e.agent)
+		if known && before.agent != e.agent {
 			s.tell(before.agent)
-		}
-		if known && before.agent == e.agent && e.pod == (podRef{}) && !e.waiting {
-			s.tell(e.agent) // it gave its slot up
 		}
 	}
 }

@@ -2,12 +2,9 @@ package runtime_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
-	"time"
 
-	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -63,16 +60,7 @@ func TestADrainedPodHandsOverAtATurnBoundary(t *testing.T) {
 	if after.Status.Prompt == nil || after.Status.Prompt.ID != prompt.Prompt.ID || after.Status.RescheduleCount != 0 || after.Status.Parked {
 		t.Fatalf("after the move: %+v", after.Status)
 	}
-	_ = wsA.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		if _, _, err := wsA.ReadMessage(); err != nil {
-			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != protocol.CloseNotOwner {
-				t.Fatalf("A's socket ended with %v, want close %d", err, protocol.CloseNotOwner)
-			}
-			break
-		}
-	}
+	closedAsNotOwner(t, wsA)
 	wsB := dial(t, b, ns, "refund", seen)
 	again := next(t, wsB, "the prompt again", func(f protocol.ServerFrame) bool {
 		if f.Type == protocol.TypeEvent {

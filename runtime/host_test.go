@@ -60,6 +60,22 @@ func next(t *testing.T, ws *websocket.Conn, what string, want func(protocol.Serv
 	}
 }
 
+// closedAsNotOwner reads ws until it closes, which it must do with "not
+// owner": the conversation moved, and the client reconnects.
+func closedAsNotOwner(t *testing.T, ws *websocket.Conn) {
+	t.Helper()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != protocol.CloseNotOwner {
+				t.Fatalf("the old owner's socket ended with %v, want close %d", err, protocol.CloseNotOwner)
+			}
+			return
+		}
+	}
+}
+
 func send(t *testing.T, ws *websocket.Conn, f protocol.ClientFrame) {
 	t.Helper()
 	if err := ws.WriteJSON(f); err != nil {
@@ -144,16 +160,7 @@ func takeover(t *testing.T, subnet string, store tetherv1alpha1.StoreSpec, openL
 		t.Fatalf("after the move: %+v", after.Status)
 	}
 	// A's socket is closed with "not owner", so the client reconnects.
-	_ = wsA.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		if _, _, err := wsA.ReadMessage(); err != nil {
-			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != protocol.CloseNotOwner {
-				t.Fatalf("A's socket ended with %v, want close %d", err, protocol.CloseNotOwner)
-			}
-			break
-		}
-	}
+	closedAsNotOwner(t, wsA)
 
 	// The client resumes on B after what it saw: nothing again, then the
 	// prompt again.
