@@ -15,7 +15,10 @@ type kindFigures struct {
 	injected, failed int
 	owned, prompt    []time.Duration
 	notOwned         int // affected conversations never owned again
-	moves            int // ownership changes the fault caused elsewhere
+	// notOwnedSamples are those conversations, each with its fault, for
+	// the log to show what became of them.
+	notOwnedSamples []notOwnedSample
+	moves           int // ownership changes the fault caused elsewhere
 	// slowest is the slowest "owned again" sample: its conversation and
 	// fault, for the log to show its timeline.
 	slowest      time.Duration
@@ -70,6 +73,7 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 					}
 				} else {
 					fig.notOwned++
+					fig.notOwnedSamples = append(fig.notOwnedSamples, notOwnedSample{name, f})
 				}
 			}
 		case len(hit) == 0:
@@ -90,6 +94,13 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 		}
 	}
 	return out
+}
+
+// notOwnedSample is a conversation a fault took its owner from and that no
+// pod outside the fault was seen claiming afterwards.
+type notOwnedSample struct {
+	conv  string
+	fault *fault
 }
 
 // report is the run's report in Markdown.
@@ -179,6 +190,17 @@ func (w *world) slowest(faults []*fault, owners *watcher) string {
 			b.WriteString("    its client saw:")
 			for _, m := range tr.marksBetween(f0.start, f0.start.Add(f.slowestPrompt)) {
 				fmt.Fprintf(&b, " %+.2fs %s;", m.at.Sub(f0.start).Seconds(), m.what)
+			}
+			b.WriteString("\n")
+		}
+		// What became of each conversation not owned again: its states
+		// from a Lease before the fault on (a new owner among the lost
+		// pods once they were back, say, or an end the client chose).
+		for _, s := range f.notOwnedSamples {
+			fmt.Fprintf(&b, "not owned again after %s (%s at %s): %s:", k, s.fault.target,
+				s.fault.start.Sub(w.start).Round(100*time.Millisecond), s.conv)
+			for _, o := range owners.between(s.conv, s.fault.start.Add(-*lease), time.Now()) {
+				fmt.Fprintf(&b, " %+.2fs %s %s/%d;", o.at.Sub(s.fault.start).Seconds(), o.phase, o.owner, o.epoch)
 			}
 			b.WriteString("\n")
 		}

@@ -26,17 +26,10 @@ func Main(m *testing.M, env **Env, setups ...func(*Env) (stop func() error, err 
 
 // leaksIgnored are goroutines libraries start once per process and never
 // stop: klog's flush daemon, and the watch-list and metrics workers
-// client-go and controller-runtime start at package init. And one library
-// bug: controller-runtime v0.24's priority queue can leave its dispatcher
-// blocked handing an item to a worker that already left at shutdown
-// (upstream issue 3538, fixed in a later release than the one pinned), with
-// the queue's lock held, so that its add-buffer goroutine waits on that
-// lock too; it happens only as a controller stops.
+// client-go and controller-runtime start at package init.
 var leaksIgnored = []goleak.Option{
 	goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
 	goleak.IgnoreAnyFunction("k8s.io/client-go/util/workqueue.(*Typed[...]).updateUnfinishedWorkLoop"),
-	goleak.IgnoreTopFunction("sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue.(*priorityqueue[...]).handleReadyItems.func1.1"),
-	goleak.IgnoreAnyFunction("sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue.(*priorityqueue[...]).handleAddBuffer"),
 }
 
 func run(m *testing.M, env **Env, setups []func(*Env) (func() error, error)) (code int) {
