@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -183,6 +184,10 @@ func (w *world) slowest(faults []*fault, owners *watcher) string {
 		f := figs[k]
 		if f.slowestFault != nil {
 			w.describeSample(&b, owners, k, "owned again", f.slowestFault, f.slowestConv, f.slowest)
+			if states := owners.between(f.slowestConv, f.slowestFault.start, f.slowestFault.start.Add(f.slowest)); len(states) > 0 {
+				o := states[len(states)-1]
+				fmt.Fprintf(&b, "    its new owner logged: %s\n", w.claimLogged(o.owner, f.slowestConv, o.epoch))
+			}
 		}
 		if f.slowestPromptFault != nil {
 			f0, tr := f.slowestPromptFault, f.slowestPromptConv
@@ -218,4 +223,36 @@ func (w *world) describeSample(b *strings.Builder, owners *watcher, kind, what s
 		fmt.Fprintf(b, " %+.2fs %s %s/%d;", o.at.Sub(f.start).Seconds(), o.phase, o.owner, o.epoch)
 	}
 	b.WriteString("\n")
+}
+
+// claimLogged is what pod's runtime logged of claiming conversation conv at
+// epoch: how long the claim took and how long after the assignment it was
+// done (the watch's delay and retries included), which splits a slow
+// "owned again" between the manager and the new owner.
+func (w *world) claimLogged(pod, conv string, epoch int64) string {
+	out, err := w.Run("kubectl", "logs", "--namespace", ns, pod, "--all-containers")
+	if err != nil {
+		return "its logs could not be read (the pod may be gone)"
+	}
+	for _, line := range strings.Split(out, "\n") {
+		var l struct {
+			Msg           string   `json:"msg"`
+			Name          string   `json:"name"`
+			Epoch         int64    `json:"epoch"`
+			Took          *float64 `json:"took"`
+			SinceAssigned *float64 `json:"sinceAssigned"`
+		}
+		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "claimed" || l.Name != conv || l.Epoch != epoch {
+			continue
+		}
+		switch {
+		case l.Took == nil:
+			return "claimed (no duration logged)"
+		case l.SinceAssigned == nil:
+			return fmt.Sprintf("claimed in %.3fs", *l.Took)
+		default:
+			return fmt.Sprintf("claimed in %.3fs, %.3fs after it was assigned", *l.Took, *l.SinceAssigned)
+		}
+	}
+	return "no claim of it at that epoch in its logs"
 }
