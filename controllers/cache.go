@@ -24,10 +24,15 @@ func CacheOptions() cache.Options {
 		panic(err) // a constant label key is always valid
 	}
 	tethered := labels.NewSelector().Add(*req)
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}:                   {Label: tethered},
-		&coordinationv1.Lease{}:         {Label: tethered},
-		&appsv1.Deployment{}:            {Label: tethered},
-		&policyv1.PodDisruptionBudget{}: {Label: tethered},
-	}}
+	return cache.Options{
+		// No controller reads managed fields, and every write is an
+		// update that leaves them as they are: they would be the
+		// largest part of each cached Conversation.
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:                   {Label: tethered},
+			&coordinationv1.Lease{}:         {Label: tethered},
+			&appsv1.Deployment{}:            {Label: tethered},
+			&policyv1.PodDisruptionBudget{}: {Label: tethered},
+		}}
 }

@@ -62,10 +62,21 @@ func (h *ownershipHistory) observe(conv *tetherv1alpha1.Conversation, now time.T
 	key := types.NamespacedName{Namespace: conv.Namespace, Name: conv.Name}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if conv.Status.Phase.IsFinished() {
+		delete(h.convs, key) // nothing moves it again
+		return false, ""
+	}
+	// A Suspended conversation is remembered only while its recent
+	// changes are, so that an idle fleet costs nothing here. The price:
+	// the wake that ends a quiet minute is not counted as a change.
+	idle := conv.Status.Phase == tetherv1alpha1.PhaseSuspended
 	if h.convs == nil {
 		h.convs = map[types.NamespacedName]*ownershipTrack{}
 	}
 	t := h.convs[key]
+	if t == nil && idle {
+		return false, ""
+	}
 	if t == nil {
 		t = &ownershipTrack{epoch: epoch}
 		h.convs[key] = t
@@ -77,6 +88,10 @@ func (h *ownershipHistory) observe(conv *tetherv1alpha1.Conversation, now time.T
 	}
 	for len(t.changes) > 0 && now.Sub(t.changes[0]) >= flapWindow {
 		t.changes, t.phases = t.changes[1:], t.phases[1:]
+	}
+	if idle && len(t.changes) == 0 {
+		delete(h.convs, key)
+		return false, ""
 	}
 	if !flapping(t.changes, now) {
 		return false, ""

@@ -39,7 +39,9 @@ func TestFlapping(t *testing.T) {
 
 // TestOwnershipHistoryWarnsOncePerWindow: a conversation changing owner
 // every second is flapping from the seventh change; it is warned about once
-// a minute, and not after it settles.
+// a minute, and not after it settles. It starts Suspended and unknown, so
+// its first wake is not counted (a quiet Suspended conversation is not
+// remembered): the seventh change is at 8 s.
 func TestOwnershipHistoryWarnsOncePerWindow(t *testing.T) {
 	var h ownershipHistory
 	conv := &tetherv1alpha1.Conversation{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "c"}}
@@ -60,11 +62,20 @@ func TestOwnershipHistoryWarnsOncePerWindow(t *testing.T) {
 			warnings++
 		}
 	}
-	if firstFlap != 7*time.Second || warnings != 2 {
-		t.Fatalf("flapping from %s with %d warnings in two minutes, want from 7s (the 7th change after the first) with 2", firstFlap, warnings)
+	if firstFlap != 8*time.Second || warnings != 2 {
+		t.Fatalf("flapping from %s with %d warnings in two minutes, want from 8s (the 7th change counted) with 2", firstFlap, warnings)
+	}
+	if len(h.convs) != 1 {
+		t.Fatalf("%d conversations remembered, want 1", len(h.convs))
 	}
 	// Settled: the same epoch for a minute.
 	if isFlapping, _ := h.observe(conv, t0.Add(200*time.Second)); isFlapping {
 		t.Fatal("still flapping a minute after the last change")
+	}
+	// Suspended and quiet, or finished: forgotten.
+	conv.Status.Phase = tetherv1alpha1.PhaseSuspended
+	h.observe(conv, t0.Add(201*time.Second))
+	if len(h.convs) != 0 {
+		t.Fatalf("a quiet Suspended conversation still remembered")
 	}
 }

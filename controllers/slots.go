@@ -88,7 +88,11 @@ func (s *slotTracker) observe(conv *tetherv1alpha1.Conversation) {
 	s.mu.Lock()
 	before, known := s.convs[conv.UID] // zero when unknown
 	s.removeLocked(conv.UID)
-	s.convs[conv.UID] = e
+	// Only what counts is kept: an idle fleet's Suspended and finished
+	// conversations cost the tracker nothing.
+	if e.pod != (podRef{}) || e.waiting {
+		s.convs[conv.UID] = e
+	}
 	if e.pod != (podRef{}) {
 		s.loads[e.pod]++
 	}

@@ -23,6 +23,7 @@ declare -A allowed=(
 	[test/bench/setup_test.go]=1
 	# A benchmark measures over fixed windows.
 	[test/bench/idle_test.go]=2
+	[controllers/fleet_test.go]=2
 	# An appender pauses after an append failed during a failover.
 	[eventlog/redislog/distributed_test.go]=1
 	# The chaos suite paces its clients (a human reading a prompt) and holds
