@@ -228,31 +228,46 @@ func (w *world) describeSample(b *strings.Builder, owners *watcher, kind, what s
 // claimLogged is what pod's runtime logged of claiming conversation conv at
 // epoch: how long the claim took and how long after the assignment it was
 // done (the watch's delay and retries included), which splits a slow
-// "owned again" between the manager and the new owner.
+// "owned again" between the manager and the new owner; and the errors it
+// logged for conv before that, which say what the retries were for.
 func (w *world) claimLogged(pod, conv string, epoch int64) string {
 	out, err := w.Run("kubectl", "logs", "--namespace", ns, pod, "--all-containers")
 	if err != nil {
 		return "its logs could not be read (the pod may be gone)"
 	}
+	var errs []string
 	for _, line := range strings.Split(out, "\n") {
 		var l struct {
 			Msg           string   `json:"msg"`
 			Name          string   `json:"name"`
 			Epoch         int64    `json:"epoch"`
+			Error         string   `json:"error"`
 			Took          *float64 `json:"took"`
 			SinceAssigned *float64 `json:"sinceAssigned"`
 		}
-		if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "claimed" || l.Name != conv || l.Epoch != epoch {
+		if json.Unmarshal([]byte(line), &l) != nil || l.Name != conv {
 			continue
 		}
+		if l.Error != "" {
+			errs = append(errs, l.Msg+": "+l.Error)
+			continue
+		}
+		if l.Msg != "claimed" || l.Epoch != epoch {
+			continue
+		}
+		var got string
 		switch {
 		case l.Took == nil:
-			return "claimed (no duration logged)"
+			got = "claimed (no duration logged)"
 		case l.SinceAssigned == nil:
-			return fmt.Sprintf("claimed in %.3fs", *l.Took)
+			got = fmt.Sprintf("claimed in %.3fs", *l.Took)
 		default:
-			return fmt.Sprintf("claimed in %.3fs, %.3fs after it was assigned", *l.Took, *l.SinceAssigned)
+			got = fmt.Sprintf("claimed in %.3fs, %.3fs after it was assigned", *l.Took, *l.SinceAssigned)
 		}
+		if len(errs) > 0 {
+			got += fmt.Sprintf("; before that %d errors, the last: %s", len(errs), errs[len(errs)-1])
+		}
+		return got
 	}
 	return "no claim of it at that epoch in its logs"
 }
