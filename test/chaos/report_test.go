@@ -186,7 +186,7 @@ func (w *world) slowest(faults []*fault, owners *watcher) string {
 			w.describeSample(&b, owners, k, "owned again", f.slowestFault, f.slowestConv, f.slowest)
 			if states := owners.between(f.slowestConv, f.slowestFault.start, f.slowestFault.start.Add(f.slowest)); len(states) > 0 {
 				o := states[len(states)-1]
-				fmt.Fprintf(&b, "    its new owner logged: %s\n", w.claimLogged(o.owner, f.slowestConv, o.epoch))
+				fmt.Fprintf(&b, "    its new owner logged: %s\n", w.claimLogged(o.owner, f.slowestConv, o.epoch, o.at))
 			}
 		}
 		if f.slowestPromptFault != nil {
@@ -229,15 +229,34 @@ func (w *world) describeSample(b *strings.Builder, owners *watcher, kind, what s
 // epoch: how long the claim took and how long after the assignment it was
 // done (the watch's delay and retries included), which splits a slow
 // "owned again" between the manager and the new owner; and the errors it
-// logged for conv before that, which say what the retries were for.
-func (w *world) claimLogged(pod, conv string, epoch int64) string {
+// logged for conv before that, which say what the retries were for. Only
+// a claim logged within 2 s of at (when the watcher saw it claimed) is
+// that claim: a container restarted since logs its own claims at the same
+// epoch, and not the first.
+func (w *world) claimLogged(pod, conv string, epoch int64, at time.Time) string {
 	out, err := w.Run("kubectl", "logs", "--namespace", ns, pod, "--all-containers")
 	if err != nil {
 		return "its logs could not be read (the pod may be gone)"
 	}
+	if got, ok := findClaim(out, conv, epoch, at); ok {
+		return got
+	}
+	// Its container restarted since: the claim is in the one before.
+	if out, err := w.Run("kubectl", "logs", "--namespace", ns, pod, "--all-containers", "--previous"); err == nil {
+		if got, ok := findClaim(out, conv, epoch, at); ok {
+			return got + " (its container has restarted since)"
+		}
+	}
+	return "no claim of it at that epoch near that time in its logs"
+}
+
+// findClaim finds in a runtime's log the claim of conv at epoch logged
+// within 2 s of at, with the errors logged for conv before it.
+func findClaim(out, conv string, epoch int64, at time.Time) (string, bool) {
 	var errs []string
 	for _, line := range strings.Split(out, "\n") {
 		var l struct {
+			TS            string   `json:"ts"`
 			Msg           string   `json:"msg"`
 			Name          string   `json:"name"`
 			Epoch         int64    `json:"epoch"`
@@ -255,6 +274,9 @@ func (w *world) claimLogged(pod, conv string, epoch int64) string {
 		if l.Msg != "claimed" || l.Epoch != epoch {
 			continue
 		}
+		if ts, err := time.Parse(time.RFC3339, l.TS); err != nil || ts.Sub(at).Abs() > 2*time.Second {
+			continue
+		}
 		var got string
 		switch {
 		case l.Took == nil:
@@ -267,7 +289,7 @@ func (w *world) claimLogged(pod, conv string, epoch int64) string {
 		if len(errs) > 0 {
 			got += fmt.Sprintf("; before that %d errors, the last: %s", len(errs), errs[len(errs)-1])
 		}
-		return got
+		return got, true
 	}
-	return "no claim of it at that epoch in its logs"
+	return "", false
 }
