@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,28 +38,9 @@ func TestRescheduleAThousand(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for w := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 20 {
-				conv := &tetherv1alpha1.Conversation{}
-				conv.Namespace, conv.Name = ns, fmt.Sprintf("c-%04d", i)
-				conv.Spec = tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "fleet"}, Subjects: []string{"alice"}}
-				if err := k8s.Create(ctx, conv); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	forEach(t, n, func(i int) error {
+		return k8s.Create(ctx, newFleetConversation(ns, fmt.Sprintf("c-%04d", i), "fleet"))
+	})
 	eventuallyEvery(t, 250*time.Millisecond, time.Duration(n)*60*time.Millisecond, fmt.Sprintf("%d conversations placed", n), func() (bool, string) {
 		loads := loadsByPod(t, ns)
 		total := 0
