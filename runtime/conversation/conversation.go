@@ -135,11 +135,30 @@ type Conversation struct {
 	published   *Status
 	publishedAt time.Time
 
+	// started says where Start spent its time.
+	started StartTimes
+
 	wake     chan struct{}
 	stopped  chan struct{}
 	stopErr  error
 	loopDone chan struct{}
 }
+
+// StartTimes says where Start spent its time: what a client waiting on a
+// new owner waited for.
+type StartTimes struct {
+	// Claim is the store's claim (or, for a finished conversation, its
+	// bounds).
+	Claim time.Duration
+	// Read is reading the retained history, Events long.
+	Read   time.Duration
+	Events int
+	// Publish is the first status write.
+	Publish time.Duration
+}
+
+// StartTimes says where Start spent its time.
+func (c *Conversation) StartTimes() StartTimes { return c.started }
 
 // answerFor is an answer, and the sequence number of the prompt it
 // answers: Ask takes only the answer to the question it asked.
@@ -177,14 +196,19 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 			return cfg.Log.Bounds(ctx, key)
 		}
 	}
+	var times StartTimes
+	began := time.Now()
 	bounds, err := claim(ctx, cfg.Key, cfg.Epoch)
+	times.Claim = time.Since(began)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrFenced) {
 			return nil, fmt.Errorf("%w: %w", ErrNotOwner, err)
 		}
 		return nil, err
 	}
+	began = time.Now()
 	events, err := readRange(ctx, cfg.Log, cfg.Key, bounds.FirstSeq-1, bounds.LastSeq)
+	times.Read, times.Events = time.Since(began), len(events)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrHole) && cfg.Hole != nil {
 			cfg.Hole(err)
@@ -203,13 +227,16 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		cfg: cfg, st: st, first: bounds.FirstSeq, draining: cfg.Draining,
 		answers: make(chan answerFor, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
+		started: times,
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(c)
 	}
 	c.mu.Lock()
 	if !cfg.Finished { // a finished one's status says so already
+		began = time.Now()
 		err = c.publishLocked(ctx)
+		c.started.Publish = time.Since(began)
 	}
 	if err != nil {
 		c.stopLocked(err, protocol.CloseNotOwner)

@@ -263,6 +263,10 @@ func findClaim(out, conv string, epoch int64, at time.Time) (string, bool) {
 			Error         string   `json:"error"`
 			Took          *float64 `json:"took"`
 			SinceAssigned *float64 `json:"sinceAssigned"`
+			StoreClaim    *float64 `json:"storeClaim"`
+			Read          *float64 `json:"read"`
+			Events        int      `json:"events"`
+			Publish       *float64 `json:"publish"`
 		}
 		if json.Unmarshal([]byte(line), &l) != nil || l.Name != conv {
 			continue
@@ -285,6 +289,9 @@ func findClaim(out, conv string, epoch int64, at time.Time) (string, bool) {
 			got = fmt.Sprintf("claimed in %.3fs", *l.Took)
 		default:
 			got = fmt.Sprintf("claimed in %.3fs, %.3fs after it was assigned", *l.Took, *l.SinceAssigned)
+		}
+		if l.StoreClaim != nil && l.Read != nil && l.Publish != nil {
+			got += fmt.Sprintf(" (the store's claim %.3fs, reading %d events %.3fs, the status %.3fs)", *l.StoreClaim, l.Events, *l.Read, *l.Publish)
 		}
 		if len(errs) > 0 {
 			got += fmt.Sprintf("; before that %d errors, the last: %s", len(errs), errs[len(errs)-1])
