@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -38,6 +39,10 @@ type AgentReconciler struct {
 	Wiring RuntimeWiring
 
 	slots *slotTracker
+
+	// rebalanced is when each Agent's last rebalance began.
+	rebalanceMu sync.Mutex
+	rebalanced  map[client.ObjectKey]time.Time
 }
 
 // +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get;list;watch
@@ -48,6 +53,9 @@ type AgentReconciler struct {
 func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	agent := &tetherv1alpha1.Agent{}
 	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forgetRebalance(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !agent.DeletionTimestamp.IsZero() {
@@ -76,6 +84,12 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 	// remove by their costs when the replicas fall.
 	plan := planScale(agent, workers, loads, waiting)
 	costErr := errors.Join(r.syncDrains(ctx, agent, plan), r.syncDeletionCosts(ctx, agent, workers, loads, plan.drained))
+	var rebalanceIn time.Duration
+	if len(plan.drain) == 0 && len(plan.undrain) == 0 {
+		var err error
+		rebalanceIn, err = r.rebalance(ctx, agent, workers, loads, waiting)
+		costErr = errors.Join(costErr, err)
+	}
 	deployErr := errors.Join(r.syncDeployment(ctx, agent, &plan.replicas), r.syncBudget(ctx, agent))
 	selector, err := agentPodSelector(agent)
 	if err != nil {
@@ -100,9 +114,13 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 	if err := errors.Join(deployErr, costErr); err != nil {
 		return ctrl.Result{}, err
 	}
-	// A pod's Lease can expire without any event; look again then.
-	if recheck > 0 {
+	// A pod's Lease can expire without any event, a node or pod settle
+	// for a rebalance; look again then.
+	if recheck > 0 && (rebalanceIn == 0 || recheck < rebalanceIn) {
 		return ctrl.Result{RequeueAfter: recheck + 10*time.Millisecond}, nil
+	}
+	if rebalanceIn > 0 {
+		return ctrl.Result{RequeueAfter: rebalanceIn + 10*time.Millisecond}, nil
 	}
 	return ctrl.Result{}, nil
 }

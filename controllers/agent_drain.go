@@ -119,13 +119,22 @@ func (r *AgentReconciler) syncDrains(ctx context.Context, agent *tetherv1alpha1.
 		value string
 	}{{plan.drain, value}, {plan.undrain, "null"}} {
 		for _, name := range names.pods {
-			patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%s}}}`, tetherv1alpha1.DrainAnnotation, names.value)
-			pod := &corev1.Pod{}
-			pod.Namespace, pod.Name = agent.Namespace, name
-			if err := r.Patch(ctx, pod, client.RawPatch("application/merge-patch+json", patch)); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("marking pod %s drained (%s): %w", name, names.value, err)
+			if err := r.annotateDrain(ctx, agent.Namespace, name, names.value); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// annotateDrain sets a pod's drain annotation to value, a JSON string, or
+// removes it (null). A pod that is gone needs neither.
+func (r *AgentReconciler) annotateDrain(ctx context.Context, namespace, name, value string) error {
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%s}}}`, tetherv1alpha1.DrainAnnotation, value)
+	pod := &corev1.Pod{}
+	pod.Namespace, pod.Name = namespace, name
+	if err := r.Patch(ctx, pod, client.RawPatch("application/merge-patch+json", patch)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("marking pod %s drained (%s): %w", name, value, err)
 	}
 	return nil
 }

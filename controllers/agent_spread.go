@@ -12,8 +12,10 @@ import (
 // its own): a node lost then takes at most its share of the Agent's
 // conversations, and the others have pods to move them to. The constraint
 // is soft (ScheduleAnyway): a single-node cluster still runs every replica.
+// It holds only when pods are scheduled; agent_rebalance.go restores it
+// after a node came back.
 func spreadOverNodes(agent *tetherv1alpha1.Agent, spec *corev1.PodSpec) {
-	if len(spec.TopologySpreadConstraints) > 0 || spec.Affinity != nil {
+	if placesItsOwnPods(spec) {
 		return
 	}
 	spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
