@@ -79,6 +79,9 @@ type Host struct {
 	// at once in this process (they would share the epoch, which fences
 	// nothing between them).
 	retiring map[types.NamespacedName][]*conversation.Conversation
+	// registered is closed, and replaced, each time a conversation starts
+	// serving sockets here (Await).
+	registered chan struct{}
 }
 
 type hosted struct {
@@ -106,6 +109,64 @@ func (h *Host) Get(key types.NamespacedName) (*conversation.Conversation, bool) 
 	default:
 		return r.conv, true
 	}
+}
+
+// claimWait bounds how long a socket for a conversation assigned to this
+// pod waits for its claim (Await). The gateway's dial allows 5 s.
+const claimWait = 2 * time.Second
+
+// Await returns the conversation this host runs under key. One assigned to
+// this pod whose claim has not finished yet is waited for, up to claimWait:
+// a client moved here is connected the moment its conversation can serve
+// it, rather than when the gateway next tries (it backs off, and learns of
+// the claim only from the status written after it, through its watch).
+func (h *Host) Await(ctx context.Context, key types.NamespacedName) (*conversation.Conversation, bool) {
+	var deadline *time.Timer
+	defer func() {
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
+	for {
+		h.mu.Lock()
+		if h.registered == nil {
+			h.registered = make(chan struct{})
+		}
+		registered := h.registered
+		h.mu.Unlock()
+		if c, ok := h.Get(key); ok {
+			return c, true
+		}
+		if !h.assignedHere(ctx, key) {
+			return nil, false
+		}
+		if deadline == nil {
+			deadline = time.NewTimer(claimWait)
+		}
+		select {
+		case <-registered:
+		case <-time.After(25 * time.Millisecond): // the assignment may have moved on
+		case <-deadline.C:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// assignedHere reports whether the Conversation under key is assigned to
+// this pod, as far as its cache knows, and the pod's Lease is held (without
+// it, no claim is made).
+func (h *Host) assignedHere(ctx context.Context, key types.NamespacedName) bool {
+	if h.Lease != nil && !h.Lease.Held() {
+		return false
+	}
+	conv := &tetherv1alpha1.Conversation{}
+	if err := h.Client.Get(ctx, key, conv); err != nil {
+		return false
+	}
+	owner, lease := conv.Status.Owner, conv.Status.Lease
+	return owner != nil && owner.Name == h.Pod.Name && lease != nil && lease.Holder == h.Pod.Name
 }
 
 // Reconcile claims, keeps or drops one conversation.
@@ -204,6 +265,10 @@ func (h *Host) register(key types.NamespacedName, c *conversation.Conversation, 
 		h.running = map[types.NamespacedName]*hosted{}
 	}
 	h.running[key] = &hosted{conv: c, epoch: epoch}
+	if h.registered != nil {
+		close(h.registered)
+		h.registered = nil
+	}
 }
 
 // writeStatus publishes an owner's view to the Conversation, fenced by its

@@ -68,7 +68,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	conv, ok := s.Host.Get(types.NamespacedName{Namespace: ns, Name: name})
+	conv, ok := s.Host.Await(r.Context(), types.NamespacedName{Namespace: ns, Name: name})
 	if !ok {
 		http.Error(w, "this pod does not own the conversation", http.StatusConflict)
 		return
