@@ -87,6 +87,9 @@ func Run(t *testing.T, log eventlog.Log, opts Options) {
 	t.Run("IdentityNamesOneHistory", func(t *testing.T) { identityNamesOneHistory(t, log) })
 	t.Run("BadInput", func(t *testing.T) { badInput(t, log) })
 	t.Run("NamespacesAreSeparate", func(t *testing.T) { namespacesAreSeparate(t, log) })
+	if cr, ok := log.(eventlog.ClaimReader); ok {
+		t.Run("ClaimRead", func(t *testing.T) { claimRead(t, log, cr) })
+	}
 }
 
 func claim(t *testing.T, log eventlog.Log, key eventlog.Key, epoch int64) eventlog.Bounds {
@@ -525,5 +528,46 @@ func namespacesAreSeparate(t *testing.T, log eventlog.Log) {
 	mustAppend(t, log, b, 7, Events(1, "b"))
 	if ba, bb := bounds(t, log, a), bounds(t, log, b); ba.LastSeq != 3 || bb.LastSeq != 1 || ba.Epoch != 1 || bb.Epoch != 7 {
 		t.Fatalf("bounds %+v and %+v", ba, bb)
+	}
+}
+
+// claimRead checks a store's ClaimRead against Claim and Read: the same
+// bounds, the same events, the same fencing, whatever epoch the log had.
+func claimRead(t *testing.T, log eventlog.Log, cr eventlog.ClaimReader) {
+	ctx := context.Background()
+	key := NewKey("claimread")
+	claim(t, log, key, 1) // the log exists, in a namespace that exists
+	mustAppend(t, log, key, 1, Events(5, "one"))
+	check := func(epoch int64, wantLast int64) {
+		t.Helper()
+		b, events, err := cr.ClaimRead(ctx, key, epoch)
+		if err != nil {
+			t.Fatalf("ClaimRead at epoch %d: %v", epoch, err)
+		}
+		if b.Epoch != epoch || b.LastSeq != wantLast || b.FirstSeq != 1 {
+			t.Fatalf("ClaimRead at epoch %d: bounds %+v, want epoch %d and events 1..%d", epoch, b, epoch, wantLast)
+		}
+		if want := readAll(t, log, key, 0); len(events) != len(want) {
+			t.Fatalf("ClaimRead at epoch %d read %d events, Read %d", epoch, len(events), len(want))
+		}
+		checkSeqs(t, events, 1)
+		if _, err := log.Append(ctx, key, epoch-1, Events(1, "stale")); !errors.Is(err, eventlog.ErrFenced) {
+			t.Fatalf("append at epoch %d after ClaimRead at %d: %v, want ErrFenced", epoch-1, epoch, err)
+		}
+	}
+	check(2, 5) // the epoch after the log's
+	mustAppend(t, log, key, 2, Events(3, "two"))
+	check(5, 8) // past an epoch no one claimed
+	check(5, 8) // again at the same epoch: a restarted owner
+	if _, _, err := cr.ClaimRead(ctx, key, 4); !errors.Is(err, eventlog.ErrFenced) {
+		t.Fatalf("ClaimRead at epoch 4 after 5: %v, want ErrFenced", err)
+	}
+	if b := bounds(t, log, key); b.Epoch != 5 || b.LastSeq != 8 {
+		t.Fatalf("after a fenced ClaimRead: %+v", b)
+	}
+	fresh := NewKey("claimread")
+	fresh.Namespace = key.Namespace
+	if b, events, err := cr.ClaimRead(ctx, fresh, 1); err != nil || len(events) != 0 || b.LastSeq != 0 || b.FirstSeq != 1 || b.Epoch != 1 {
+		t.Fatalf("ClaimRead of a new log: %+v, %d events, %v", b, len(events), err)
 	}
 }

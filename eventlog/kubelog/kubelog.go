@@ -18,6 +18,15 @@
 // chunk whose head update failed is left for the log's deletion to remove,
 // since another writer may have found it and pointed the head at it.
 //
+// A claim raises the head's epoch. When the conversation moves from the
+// owner of the epoch before (the usual case), that is one JSON patch that
+// tests the epoch and the owning Conversation's UID and replaces the epoch,
+// and the new owner reads its history from the head the patch returned
+// (ClaimRead): one request before it can serve, where a read and an update
+// of the head and a read of it again took three. Otherwise (no log yet, a
+// skipped epoch, a restarted owner at its own epoch) it reads the head and
+// updates it with its resourceVersion.
+//
 // Readers check what they read against the head: a missing chunk, a chunk
 // whose events are not exactly the range the head names, or a tail with a
 // gap is reported as eventlog.ErrHole, never served as a complete history.
@@ -194,8 +203,43 @@ func bounds(head *tetherv1alpha1.ConversationLog) eventlog.Bounds {
 
 // Claim implements eventlog.Log.
 func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, error) {
-	if err := eventlog.ValidateClaim(epoch); err != nil {
+	head, err := l.claim(ctx, k, epoch)
+	if err != nil {
 		return eventlog.Bounds{}, err
+	}
+	return bounds(head), nil
+}
+
+// ClaimRead implements eventlog.ClaimReader: the read starts from the head
+// the claim wrote, which no one else can have changed since (older epochs
+// are fenced, and a newer one's claim makes this read moot).
+func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, []eventlog.Event, error) {
+	head, err := l.claim(ctx, k, epoch)
+	if err != nil {
+		return eventlog.Bounds{}, nil, err
+	}
+	b := bounds(head)
+	events, err := l.readFrom(ctx, k, head, b.FirstSeq-1, eventlog.MaxReadEvents)
+	if errors.Is(err, errChunkGone) {
+		// A newer owner trimmed it meanwhile: read afresh.
+		events, err = l.Read(ctx, k, b.FirstSeq-1, eventlog.MaxReadEvents)
+	} else if err == nil {
+		err = eventlog.CheckRead(k, b, b.FirstSeq-1, eventlog.MaxReadEvents, events)
+	}
+	if err != nil {
+		return eventlog.Bounds{}, nil, err
+	}
+	return b, events, nil
+}
+
+// claim takes the log for epoch and returns its head as claimed.
+func (l *Log) claim(ctx context.Context, k eventlog.Key, epoch int64) (*tetherv1alpha1.ConversationLog, error) {
+	if err := eventlog.ValidateClaim(epoch); err != nil {
+		return nil, err
+	}
+	if head, ok := l.claimNext(ctx, k, epoch); ok {
+		l.remember(head)
+		return head, nil
 	}
 	// A new owner's claim races the old owner's appends; it backs off like
 	// they do and keeps trying for longer, so it wins.
@@ -203,9 +247,13 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 		if attempt > 0 {
 			backoff(attempt)
 		}
-		head, err := l.getHead(ctx, k)
-		if err != nil && !isUnknown(err) {
-			return eventlog.Bounds{}, err
+		var head *tetherv1alpha1.ConversationLog
+		var err error
+		if attempt > 0 || epoch > 1 { // a first claim finds no log: create it at once
+			head, err = l.getHead(ctx, k)
+			if err != nil && !isUnknown(err) {
+				return nil, err
+			}
 		}
 		if head == nil {
 			head = &tetherv1alpha1.ConversationLog{
@@ -218,19 +266,19 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 				continue
 			}
 			if err != nil {
-				return eventlog.Bounds{}, fmt.Errorf("kubelog: creating the log of %s: %w", k, err)
+				return nil, fmt.Errorf("kubelog: creating the log of %s: %w", k, err)
 			}
 			l.remember(head)
-			return bounds(head), nil
+			return head, nil
 		}
 		if prev := ownerUID(head); k.UID != "" && prev != "" && prev != types.UID(k.UID) {
 			// Never adopt another conversation's history, nor delete it
 			// (it may be a stale claim that is wrong): the garbage
 			// collector removes it with its deleted Conversation.
-			return eventlog.Bounds{}, fmt.Errorf("kubelog: the log %s belongs to an earlier Conversation of that name (uid %s), which was deleted: waiting for the garbage collector to remove it", k, prev)
+			return nil, fmt.Errorf("kubelog: the log %s belongs to an earlier Conversation of that name (uid %s), which was deleted: waiting for the garbage collector to remove it", k, prev)
 		}
 		if epoch < head.Spec.Epoch {
-			return eventlog.Bounds{}, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, head.Spec.Epoch, epoch)
+			return nil, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, head.Spec.Epoch, epoch)
 		}
 		if epoch > head.Spec.Epoch {
 			head.Spec.Epoch = epoch
@@ -239,13 +287,38 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 				continue
 			}
 			if err != nil {
-				return eventlog.Bounds{}, fmt.Errorf("kubelog: claiming %s: %w", k, err)
+				return nil, fmt.Errorf("kubelog: claiming %s: %w", k, err)
 			}
 		}
 		l.remember(head)
-		return bounds(head), nil
+		return head, nil
 	}
-	return eventlog.Bounds{}, fmt.Errorf("kubelog: claiming %s: still conflicting after %d attempts", k, claimAttempts)
+	return nil, fmt.Errorf("kubelog: claiming %s: still conflicting after %d attempts", k, claimAttempts)
+}
+
+// claimNext claims in one write a log whose epoch is the one before epoch,
+// as it is when the conversation moves from an owner that had claimed it:
+// a JSON patch that tests the epoch (and whose log it is) and raises it.
+// Anything else (no log yet, an older epoch, another conversation's log,
+// an error) is left to the read and update that follow.
+func (l *Log) claimNext(ctx context.Context, k eventlog.Key, epoch int64) (*tetherv1alpha1.ConversationLog, bool) {
+	if epoch < 2 {
+		return nil, false
+	}
+	ops := []map[string]any{{"op": "test", "path": "/spec/epoch", "value": epoch - 1}}
+	if k.UID != "" {
+		ops = append(ops, map[string]any{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": k.UID})
+	}
+	ops = append(ops, map[string]any{"op": "replace", "path": "/spec/epoch", "value": epoch})
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return nil, false
+	}
+	head := &tetherv1alpha1.ConversationLog{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
+	if err := l.c.Patch(ctx, head, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+		return nil, false
+	}
+	return head, true
 }
 
 // Append implements eventlog.Log.

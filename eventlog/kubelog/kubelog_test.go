@@ -2,6 +2,7 @@ package kubelog_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -75,6 +76,10 @@ func gatedClient(c client.WithWatch, gate *eventlogtest.Gate) client.Client {
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 			gate.Enter()
 			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			gate.Enter()
+			return c.Patch(ctx, obj, patch, opts...)
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
 			gate.Enter()
@@ -230,5 +235,51 @@ func TestNeverAdoptsAnEarlierConversationsLog(t *testing.T) {
 	}
 	if b.LastSeq != 0 || b.LogID == before.LogID {
 		t.Fatalf("the new Conversation's log %+v, the old one's %+v", b, before)
+	}
+}
+
+// TestAMoveIsClaimedInOneRequest: a new owner taking a conversation from
+// the epoch before claims it and reads a short history in one request to
+// the API server (a patch that tests the epoch and raises it), where a read
+// and an update of the head, then a read of it again, took three: on a
+// loaded API server each is what a moved client waits for.
+func TestAMoveIsClaimedInOneRequest(t *testing.T) {
+	ctx := context.Background()
+	old := &namespaced{Log: kubelog.New(env.Client)}
+	key := eventlogtest.NewKey("one-request")
+	if _, err := old.Claim(ctx, key, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Append(ctx, key, 1, eventlogtest.Events(3, "old")); err != nil {
+		t.Fatal(err)
+	}
+	var requests []string
+	direct, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := interceptor.NewClient(direct, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			requests = append(requests, "get")
+			return c.Get(ctx, key, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			requests = append(requests, "update")
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			requests = append(requests, "patch")
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+	})
+	b, events, err := kubelog.New(counted).ClaimRead(ctx, key, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3 || b.Epoch != 2 || fmt.Sprint(requests) != "[patch]" {
+		t.Fatalf("claimed %+v with %d events in requests %v; want 3 events in [patch]", b, len(events), requests)
+	}
+	if _, err := old.Append(ctx, key, 1, eventlogtest.Events(1, "stale")); !errors.Is(err, eventlog.ErrFenced) {
+		t.Fatalf("the old owner's append after the claim: %v, want ErrFenced", err)
 	}
 }

@@ -148,9 +148,11 @@ type Conversation struct {
 // new owner waited for.
 type StartTimes struct {
 	// Claim is the store's claim (or, for a finished conversation, its
-	// bounds).
+	// bounds), with the first events when the store reads them with it
+	// (eventlog.ClaimReader).
 	Claim time.Duration
-	// Read is reading the retained history, Events long.
+	// Read is reading the rest of the retained history; Events is all of
+	// it.
 	Read   time.Duration
 	Events int
 	// Publish is the first status write.
@@ -198,16 +200,31 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	}
 	var times StartTimes
 	began := time.Now()
-	bounds, err := claim(ctx, cfg.Key, cfg.Epoch)
+	var bounds eventlog.Bounds
+	var first []eventlog.Event // read with the claim, when the store can
+	var err error
+	if cr, ok := cfg.Log.(eventlog.ClaimReader); ok && !cfg.Finished {
+		bounds, first, err = cr.ClaimRead(ctx, cfg.Key, cfg.Epoch)
+	} else {
+		bounds, err = claim(ctx, cfg.Key, cfg.Epoch)
+	}
 	times.Claim = time.Since(began)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrFenced) {
 			return nil, fmt.Errorf("%w: %w", ErrNotOwner, err)
 		}
+		if errors.Is(err, eventlog.ErrHole) && cfg.Hole != nil {
+			cfg.Hole(err)
+		}
 		return nil, err
 	}
 	began = time.Now()
-	events, err := readRange(ctx, cfg.Log, cfg.Key, bounds.FirstSeq-1, bounds.LastSeq)
+	after := bounds.FirstSeq - 1
+	if len(first) > 0 {
+		after = first[len(first)-1].Seq
+	}
+	rest, err := readRange(ctx, cfg.Log, cfg.Key, after, bounds.LastSeq)
+	events := slices.Concat(first, rest)
 	times.Read, times.Events = time.Since(began), len(events)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrHole) && cfg.Hole != nil {
