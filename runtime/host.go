@@ -82,6 +82,11 @@ type Host struct {
 	// registered is closed, and replaced, each time a conversation starts
 	// serving sockets here (Await).
 	registered chan struct{}
+	// statusBases holds, per conversation run here, the Conversation as
+	// this host last wrote its status (or as its claim saw it): the next
+	// status write starts from it instead of a read
+	// (fencing.UpdateStatusFrom).
+	statusBases map[types.NamespacedName]*tetherv1alpha1.Conversation
 }
 
 type hosted struct {
@@ -212,6 +217,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 	// have stopped writing before this one reads the log it restores from.
 	h.awaitRetired(key)
 	holder := fencing.Holder{Pod: h.Pod.Name, Epoch: epoch}
+	h.setStatusBase(key, conv)
 	c, err := conversation.Start(ctx, conversation.Config{
 		Key:   eventlog.Key{Namespace: conv.Namespace, Name: conv.Name, UID: string(conv.UID)},
 		Epoch: epoch, Log: h.Log, Handler: h.Handler, BusyPolicy: h.BusyPolicy, MaxQueued: h.MaxQueued, Retention: h.Retention,
@@ -224,6 +230,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 		Ready: func(c *conversation.Conversation) { h.register(key, c, epoch) },
 	})
 	if err != nil {
+		h.setStatusBase(key, nil)
 		if errors.Is(err, conversation.ErrNotOwner) {
 			return nil // a newer epoch already claimed it; our watch will say so
 		}
@@ -274,7 +281,7 @@ func (h *Host) register(key types.NamespacedName, c *conversation.Conversation, 
 // writeStatus publishes an owner's view to the Conversation, fenced by its
 // epoch.
 func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder fencing.Holder, s conversation.Status) error {
-	_, err := fencing.UpdateStatus(ctx, h.Direct, h.Direct.Status(), key, holder, func(conv *tetherv1alpha1.Conversation) error {
+	written, err := fencing.UpdateStatusFrom(ctx, h.statusBase(key), h.Direct, h.Direct.Status(), key, holder, func(conv *tetherv1alpha1.Conversation) error {
 		st := &conv.Status
 		now := metav1.Now()
 		st.Phase = s.Phase
@@ -318,7 +325,47 @@ func (h *Host) writeStatus(ctx context.Context, key types.NamespacedName, holder
 	if errors.Is(err, fencing.ErrFenced) {
 		return fmt.Errorf("%w: %w", conversation.ErrNotOwner, err)
 	}
+	if err == nil {
+		h.keepStatusBase(key, written)
+	}
 	return err
+}
+
+// statusBase returns the Conversation this host last wrote the status of,
+// or saw when it claimed it, or nil.
+func (h *Host) statusBase(key types.NamespacedName) *tetherv1alpha1.Conversation {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.statusBases[key]
+}
+
+// setStatusBase keeps conv (not modified afterwards) as the base of key's
+// next status write; nil forgets it.
+func (h *Host) setStatusBase(key types.NamespacedName, conv *tetherv1alpha1.Conversation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.setStatusBaseLocked(key, conv)
+}
+
+// keepStatusBase is setStatusBase for a conversation still running here: a
+// write that returns after its conversation stopped leaves nothing behind.
+func (h *Host) keepStatusBase(key types.NamespacedName, conv *tetherv1alpha1.Conversation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.running[key]; ok {
+		h.setStatusBaseLocked(key, conv)
+	}
+}
+
+func (h *Host) setStatusBaseLocked(key types.NamespacedName, conv *tetherv1alpha1.Conversation) {
+	if conv == nil {
+		delete(h.statusBases, key)
+		return
+	}
+	if h.statusBases == nil {
+		h.statusBases = map[types.NamespacedName]*tetherv1alpha1.Conversation{}
+	}
+	h.statusBases[key] = conv
 }
 
 // drop stops running a conversation here.
@@ -338,6 +385,7 @@ func (h *Host) drop(key types.NamespacedName, why string) {
 // retireLocked moves a running conversation to the retiring ones.
 func (h *Host) retireLocked(key types.NamespacedName, c *conversation.Conversation) {
 	delete(h.running, key)
+	delete(h.statusBases, key)
 	if h.retiring == nil {
 		h.retiring = map[types.NamespacedName][]*conversation.Conversation{}
 	}

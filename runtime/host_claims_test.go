@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -163,4 +165,54 @@ func TestASocketWaitsForTheClaim(t *testing.T) {
 	next(t, got.ws, "the prompt", func(f protocol.ServerFrame) bool {
 		return f.Event == protocol.EventPrompt || f.Type == protocol.TypePendingPrompt
 	})
+}
+
+// TestStatusWritesStartFromTheLastOne: an owner writes a conversation's
+// status from the copy it last wrote (or was handed when it claimed it),
+// not from a fresh read each time: one request a write where there were
+// two, and nothing weaker, since a stale copy fails on its resourceVersion.
+func TestStatusWritesStartFromTheLastOne(t *testing.T) {
+	ctx := context.Background()
+	ns := newPod(t, "unused").Namespace
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{Type: tetherv1alpha1.StoreKubernetes})
+	var mu sync.Mutex
+	requests := map[string]int{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(req.URL.Path, "/conversations/refund") || strings.HasSuffix(req.URL.Path, "/conversations/refund/status") {
+				mu.Lock()
+				requests[req.Method+" "+req.URL.Path[strings.LastIndex(req.URL.Path, "/conversations/"):]]++
+				mu.Unlock()
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.16.3", Port: port,
+		Config: cfg, Direct: direct, Log: kubelog.New(direct)})
+	conv := &tetherv1alpha1.Conversation{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "refund"},
+		Spec: tetherv1alpha1.ConversationSpec{AgentRef: tetherv1alpha1.AgentReference{Name: "approvals"},
+			Subjects: []string{"alice"}, InitialInput: "refund order 1234"},
+	}
+	if err := env.Client.Create(ctx, conv); err != nil {
+		t.Fatal(err)
+	}
+	testworker.WaitConversation(t, env.Client, client.ObjectKeyFromObject(conv), "AwaitingInput", func(c *tetherv1alpha1.Conversation) bool {
+		return c.Status.Phase == tetherv1alpha1.PhaseAwaitingInput
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	reads, writes := requests["GET /conversations/refund"], requests["PUT /conversations/refund/status"]
+	// Running, then AwaitingInput: two writes at least; a read only after
+	// a write that lost to the manager's.
+	if writes < 2 || reads >= writes {
+		t.Fatalf("the owner's requests for the conversation: %v; want fewer reads than status writes", requests)
+	}
+	t.Logf("the owner's requests for the conversation: %v", requests)
 }
