@@ -129,9 +129,9 @@ type Log interface {
 // events together, in fewer round trips than a Claim and a Read: what a new
 // owner does before it can serve anyone.
 type ClaimReader interface {
-	// ClaimRead claims key for epoch as Claim does, and returns up to
-	// MaxReadEvents events from the first retained one, as Read after
-	// FirstSeq-1 does.
+	// ClaimRead claims key for epoch as Claim does, and returns every
+	// event the log held then, from the first retained one (what Reads
+	// after FirstSeq-1 up to LastSeq return).
 	ClaimRead(ctx context.Context, key Key, epoch int64) (Bounds, []Event, error)
 }
 

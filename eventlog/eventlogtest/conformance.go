@@ -565,8 +565,18 @@ func claimRead(t *testing.T, log eventlog.Log, cr eventlog.ClaimReader) {
 	if b := bounds(t, log, key); b.Epoch != 5 || b.LastSeq != 8 {
 		t.Fatalf("after a fenced ClaimRead: %+v", b)
 	}
+	// More than one read's worth: all of it, in order.
+	long := NewKey("claimread")
+	claim(t, log, long, 1)
+	for range 5 {
+		mustAppend(t, log, long, 1, Events(eventlog.MaxBatchEvents, "long"))
+	}
+	if b, events, err := cr.ClaimRead(ctx, long, 2); err != nil || b.LastSeq != 5*eventlog.MaxBatchEvents || len(events) != 5*eventlog.MaxBatchEvents {
+		t.Fatalf("ClaimRead of %d events: %+v, %d events, %v", 5*eventlog.MaxBatchEvents, b, len(events), err)
+	} else {
+		checkSeqs(t, events, 1)
+	}
 	fresh := NewKey("claimread")
-	fresh.Namespace = key.Namespace
 	if b, events, err := cr.ClaimRead(ctx, fresh, 1); err != nil || len(events) != 0 || b.LastSeq != 0 || b.FirstSeq != 1 || b.Epoch != 1 {
 		t.Fatalf("ClaimRead of a new log: %+v, %d events, %v", b, len(events), err)
 	}

@@ -210,24 +210,37 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 	return bounds(head), nil
 }
 
-// ClaimRead implements eventlog.ClaimReader: the read starts from the head
-// the claim wrote, which no one else can have changed since (older epochs
-// are fenced, and a newer one's claim makes this read moot).
+// ClaimRead implements eventlog.ClaimReader: the whole retained history is
+// read from the head the claim wrote, with no read of the head per thousand
+// events. No one else can have changed it since (older epochs are fenced),
+// but for a newer owner claiming and trimming meanwhile: a chunk found gone
+// then sends the read on from the head as it is now, as Read does (this
+// owner is fenced at its next write anyway).
 func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, []eventlog.Event, error) {
 	head, err := l.claim(ctx, k, epoch)
 	if err != nil {
 		return eventlog.Bounds{}, nil, err
 	}
 	b := bounds(head)
-	events, err := l.readFrom(ctx, k, head, b.FirstSeq-1, eventlog.MaxReadEvents)
-	if errors.Is(err, errChunkGone) {
-		// A newer owner trimmed it meanwhile: read afresh.
-		events, err = l.Read(ctx, k, b.FirstSeq-1, eventlog.MaxReadEvents)
-	} else if err == nil {
-		err = eventlog.CheckRead(k, b, b.FirstSeq-1, eventlog.MaxReadEvents, events)
-	}
-	if err != nil {
-		return eventlog.Bounds{}, nil, err
+	var events []eventlog.Event
+	for after := b.FirstSeq - 1; after < b.LastSeq; {
+		batch, err := l.readFrom(ctx, k, head, after, eventlog.MaxReadEvents)
+		if err == nil {
+			err = eventlog.CheckRead(k, b, after, eventlog.MaxReadEvents, batch)
+		}
+		if errors.Is(err, errChunkGone) {
+			// Trimmed meanwhile, by a newer owner: read on as any reader
+			// does, from the head as it is now.
+			batch, err = l.Read(ctx, k, after, eventlog.MaxReadEvents)
+			if err == nil && len(batch) == 0 {
+				break
+			}
+		}
+		if err != nil {
+			return eventlog.Bounds{}, nil, err
+		}
+		events = append(events, batch...)
+		after = batch[len(batch)-1].Seq
 	}
 	return b, events, nil
 }
