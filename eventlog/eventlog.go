@@ -125,14 +125,51 @@ type Log interface {
 	Close() error
 }
 
-// ClaimReader is a Log that claims a log and reads its first retained
-// events together, in fewer round trips than a Claim and a Read: what a new
+// ClaimReader is a Log that claims a log and reads what a new owner restores
+// from together, in fewer round trips than a Claim and Reads: what a new
 // owner does before it can serve anyone.
 type ClaimReader interface {
-	// ClaimRead claims key for epoch as Claim does, and returns every
-	// event the log held then, from the first retained one (what Reads
-	// after FirstSeq-1 up to LastSeq return).
-	ClaimRead(ctx context.Context, key Key, epoch int64) (Bounds, []Event, error)
+	// ClaimRead claims key for epoch as Claim does, and returns the newest
+	// snapshot saved (SaveSnapshot) that is still within the retained
+	// history (Seq >= FirstSeq-1), or nil, with every event the log held
+	// then after it (after FirstSeq-1 without one): what Reads up to
+	// LastSeq would return.
+	ClaimRead(ctx context.Context, key Key, epoch int64) (Bounds, *Snapshot, []Event, error)
+}
+
+// MaxSnapshotBytes bounds a snapshot's data.
+const MaxSnapshotBytes = 1 << 20
+
+// Snapshot is an owner's record of a conversation's state after event Seq,
+// so that the next owner need not read the whole history. The store keeps
+// Data as it is given.
+type Snapshot struct {
+	Seq  int64
+	Data []byte
+}
+
+// Snapshotter is a Log that keeps a conversation's newest snapshot.
+type Snapshotter interface {
+	// SaveSnapshot keeps s as key's newest snapshot, under epoch: fenced
+	// as an append is (ErrFenced, nothing kept), and ignored if a snapshot
+	// at s.Seq or later is kept already or s.Seq is before the retained
+	// history. s.Seq must not be past the log's last event (ErrInvalid).
+	SaveSnapshot(ctx context.Context, key Key, epoch int64, s Snapshot) error
+}
+
+// ValidateSnapshot checks a snapshot's epoch, seq and size.
+func ValidateSnapshot(epoch int64, s Snapshot) error {
+	switch {
+	case epoch < 1:
+		return fmt.Errorf("%w: epoch %d, want 1 or more", ErrInvalid, epoch)
+	case s.Seq < 1:
+		return fmt.Errorf("%w: a snapshot after seq %d", ErrInvalid, s.Seq)
+	case len(s.Data) == 0:
+		return fmt.Errorf("%w: an empty snapshot", ErrInvalid)
+	case len(s.Data) > MaxSnapshotBytes:
+		return fmt.Errorf("%w: %w: a snapshot of %d bytes, the limit is %d", ErrInvalid, ErrTooLarge, len(s.Data), MaxSnapshotBytes)
+	}
+	return nil
 }
 
 // ValidateAppend checks a batch against the limits before any backend is

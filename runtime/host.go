@@ -245,7 +245,7 @@ func (h *Host) claim(ctx context.Context, conv *tetherv1alpha1.Conversation, epo
 	// watch's delay and retries included): what a client waited on here.
 	times := c.StartTimes()
 	log := ctrl.LoggerFrom(ctx).WithValues("conversation", key, "epoch", epoch, "took", time.Since(began).Round(time.Millisecond),
-		"storeClaim", times.Claim.Round(time.Millisecond), "read", times.Read.Round(time.Millisecond), "events", times.Events,
+		"storeClaim", times.Claim.Round(time.Millisecond), "read", times.Read.Round(time.Millisecond), "events", times.Events, "snapshotSeq", times.SnapshotSeq,
 		"publish", times.Publish.Round(time.Millisecond))
 	if l := conv.Status.Lease; l != nil && l.AcquireTime != nil {
 		log = log.WithValues("sinceAssigned", time.Since(l.AcquireTime.Time).Round(time.Millisecond))

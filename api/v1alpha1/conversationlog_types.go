@@ -60,6 +60,12 @@ type ConversationLogSpec struct {
 	// tail holds the newest events, not yet sealed into a chunk.
 	// +optional
 	Tail []LogEvent `json:"tail,omitempty"`
+	// snapshot names the chunk holding the owner's newest snapshot of the
+	// conversation's state, taken after event snapshot.lastSeq (its
+	// firstSeq is the same): a new owner restores from it and the events
+	// after it instead of the whole history.
+	// +optional
+	Snapshot *LogChunkRef `json:"snapshot,omitempty"`
 }
 
 // ConversationLog is the head of one Conversation's durable event log.

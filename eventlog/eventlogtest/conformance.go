@@ -4,6 +4,7 @@
 package eventlogtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,6 +90,9 @@ func Run(t *testing.T, log eventlog.Log, opts Options) {
 	t.Run("NamespacesAreSeparate", func(t *testing.T) { namespacesAreSeparate(t, log) })
 	if cr, ok := log.(eventlog.ClaimReader); ok {
 		t.Run("ClaimRead", func(t *testing.T) { claimRead(t, log, cr) })
+		if sn, ok := log.(eventlog.Snapshotter); ok {
+			t.Run("Snapshots", func(t *testing.T) { snapshots(t, log, cr, sn) })
+		}
 	}
 }
 
@@ -540,7 +544,7 @@ func claimRead(t *testing.T, log eventlog.Log, cr eventlog.ClaimReader) {
 	mustAppend(t, log, key, 1, Events(5, "one"))
 	check := func(epoch int64, wantLast int64) {
 		t.Helper()
-		b, events, err := cr.ClaimRead(ctx, key, epoch)
+		b, _, events, err := cr.ClaimRead(ctx, key, epoch)
 		if err != nil {
 			t.Fatalf("ClaimRead at epoch %d: %v", epoch, err)
 		}
@@ -559,7 +563,7 @@ func claimRead(t *testing.T, log eventlog.Log, cr eventlog.ClaimReader) {
 	mustAppend(t, log, key, 2, Events(3, "two"))
 	check(5, 8) // past an epoch no one claimed
 	check(5, 8) // again at the same epoch: a restarted owner
-	if _, _, err := cr.ClaimRead(ctx, key, 4); !errors.Is(err, eventlog.ErrFenced) {
+	if _, _, _, err := cr.ClaimRead(ctx, key, 4); !errors.Is(err, eventlog.ErrFenced) {
 		t.Fatalf("ClaimRead at epoch 4 after 5: %v, want ErrFenced", err)
 	}
 	if b := bounds(t, log, key); b.Epoch != 5 || b.LastSeq != 8 {
@@ -571,13 +575,83 @@ func claimRead(t *testing.T, log eventlog.Log, cr eventlog.ClaimReader) {
 	for range 5 {
 		mustAppend(t, log, long, 1, Events(eventlog.MaxBatchEvents, "long"))
 	}
-	if b, events, err := cr.ClaimRead(ctx, long, 2); err != nil || b.LastSeq != 5*eventlog.MaxBatchEvents || len(events) != 5*eventlog.MaxBatchEvents {
+	if b, _, events, err := cr.ClaimRead(ctx, long, 2); err != nil || b.LastSeq != 5*eventlog.MaxBatchEvents || len(events) != 5*eventlog.MaxBatchEvents {
 		t.Fatalf("ClaimRead of %d events: %+v, %d events, %v", 5*eventlog.MaxBatchEvents, b, len(events), err)
 	} else {
 		checkSeqs(t, events, 1)
 	}
 	fresh := NewKey("claimread")
-	if b, events, err := cr.ClaimRead(ctx, fresh, 1); err != nil || len(events) != 0 || b.LastSeq != 0 || b.FirstSeq != 1 || b.Epoch != 1 {
+	if b, _, events, err := cr.ClaimRead(ctx, fresh, 1); err != nil || len(events) != 0 || b.LastSeq != 0 || b.FirstSeq != 1 || b.Epoch != 1 {
 		t.Fatalf("ClaimRead of a new log: %+v, %d events, %v", b, len(events), err)
+	}
+}
+
+// snapshots checks that a new owner gets the newest snapshot within the
+// retained history and the events after it; that a fenced owner's snapshot
+// is refused and an older or useless one ignored; that a trim past the
+// snapshot drops it; and that a snapshot larger than one event is kept
+// whole, characters uncut.
+func snapshots(t *testing.T, log eventlog.Log, cr eventlog.ClaimReader, sn eventlog.Snapshotter) {
+	ctx := context.Background()
+	key := NewKey("snapshots")
+	claim(t, log, key, 1)
+	mustAppend(t, log, key, 1, Events(10, "one"))
+	// Over one event's limit, with characters of several bytes on the cuts.
+	big := []byte(`{"state":"` + strings.Repeat("é€𝄞", 3*eventlog.MaxEventBytes/9) + `"}`)
+	save := func(epoch, seq int64, data []byte) error {
+		return sn.SaveSnapshot(ctx, key, epoch, eventlog.Snapshot{Seq: seq, Data: data})
+	}
+	if err := save(1, 4, []byte(`{"at":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := save(1, 8, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := save(1, 6, []byte(`{"at":6}`)); err != nil { // older than the one kept: ignored
+		t.Fatal(err)
+	}
+	if err := save(1, 11, []byte(`{"at":11}`)); !errors.Is(err, eventlog.ErrInvalid) {
+		t.Fatalf("a snapshot past the last event: %v, want ErrInvalid", err)
+	}
+	mustAppend(t, log, key, 1, Events(3, "two"))
+	check := func(epoch int64, wantSeq int64, wantData []byte) {
+		t.Helper()
+		b, snap, events, err := cr.ClaimRead(ctx, key, epoch)
+		if err != nil {
+			t.Fatalf("ClaimRead at %d: %v", epoch, err)
+		}
+		from := b.FirstSeq
+		if wantSeq == 0 {
+			if snap != nil {
+				t.Fatalf("ClaimRead at %d: a snapshot after %d, want none", epoch, snap.Seq)
+			}
+		} else {
+			if snap == nil || snap.Seq != wantSeq || !bytes.Equal(snap.Data, wantData) {
+				t.Fatalf("ClaimRead at %d: snapshot %v, want the one after %d (%d bytes)", epoch, snap != nil, wantSeq, len(wantData))
+			}
+			from = wantSeq + 1
+		}
+		if len(events) != int(b.LastSeq-from+1) {
+			t.Fatalf("ClaimRead at %d: %d events, want %d..%d", epoch, len(events), from, b.LastSeq)
+		}
+		checkSeqs(t, events, from)
+	}
+	check(2, 8, big)
+	if err := save(1, 12, []byte(`{"at":12}`)); !errors.Is(err, eventlog.ErrFenced) {
+		t.Fatalf("a snapshot at epoch 1 after epoch 2 claimed: %v, want ErrFenced", err)
+	}
+	check(3, 8, big)
+	// A trim past the snapshot leaves it out of the history: not used.
+	mustAppend(t, log, key, 3, Events(10, "three"))
+	if err := log.Trim(ctx, key, 3, 5); err != nil {
+		t.Fatal(err)
+	}
+	check(4, 0, nil)
+	if err := save(4, 20, []byte(`{"at":20}`)); err != nil {
+		t.Fatal(err)
+	}
+	check(5, 20, []byte(`{"at":20}`))
+	if err := save(5, 21, nil); !errors.Is(err, eventlog.ErrInvalid) {
+		t.Fatalf("an empty snapshot: %v, want ErrInvalid", err)
 	}
 }

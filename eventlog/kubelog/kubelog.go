@@ -27,6 +27,10 @@
 // skipped epoch, a restarted owner at its own epoch) it reads the head and
 // updates it with its resourceVersion.
 //
+// The owner also saves a snapshot of the conversation's state now and then
+// (snapshot.go), which the head names: a claim reads it and the events after
+// it only.
+//
 // Readers check what they read against the head: a missing chunk, a chunk
 // whose events are not exactly the range the head names, or a tail with a
 // gap is reported as eventlog.ErrHole, never served as a complete history.
@@ -210,20 +214,27 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 	return bounds(head), nil
 }
 
-// ClaimRead implements eventlog.ClaimReader: the whole retained history is
-// read from the head the claim wrote, with no read of the head per thousand
-// events. No one else can have changed it since (older epochs are fenced),
-// but for a newer owner claiming and trimming meanwhile: a chunk found gone
-// then sends the read on from the head as it is now, as Read does (this
-// owner is fenced at its next write anyway).
-func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, []eventlog.Event, error) {
+// ClaimRead implements eventlog.ClaimReader: the head's snapshot, if it has
+// one within the retained history, and the events after it (the whole
+// retained history without one) are read from the head the claim wrote,
+// with no read of the head per thousand events. No one else can have
+// changed it since (older epochs are fenced), but for a newer owner claiming
+// and trimming meanwhile: a chunk found gone then sends the read on from the
+// head as it is now, as Read does (this owner is fenced at its next write
+// anyway).
+func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, *eventlog.Snapshot, []eventlog.Event, error) {
 	head, err := l.claim(ctx, k, epoch)
 	if err != nil {
-		return eventlog.Bounds{}, nil, err
+		return eventlog.Bounds{}, nil, nil, err
 	}
 	b := bounds(head)
+	snap := l.loadSnapshot(ctx, k, head)
+	after := b.FirstSeq - 1
+	if snap != nil {
+		after = snap.Seq
+	}
 	var events []eventlog.Event
-	for after := b.FirstSeq - 1; after < b.LastSeq; {
+	for after < b.LastSeq {
 		batch, err := l.readFrom(ctx, k, head, after, eventlog.MaxReadEvents)
 		if err == nil {
 			err = eventlog.CheckRead(k, b, after, eventlog.MaxReadEvents, batch)
@@ -237,12 +248,12 @@ func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (event
 			}
 		}
 		if err != nil {
-			return eventlog.Bounds{}, nil, err
+			return eventlog.Bounds{}, nil, nil, err
 		}
 		events = append(events, batch...)
 		after = batch[len(batch)-1].Seq
 	}
-	return b, events, nil
+	return b, snap, events, nil
 }
 
 // claim takes the log for epoch and returns its head as claimed.
@@ -430,6 +441,7 @@ func (l *Log) seal(ctx context.Context, k eventlog.Key, epoch int64, head *tethe
 		dropped = slices.Clone(head.Spec.Chunks[:over])
 		head.Spec.Chunks = head.Spec.Chunks[over:]
 		head.Spec.FirstSeq = max(head.Spec.FirstSeq, head.Spec.Chunks[0].FirstSeq)
+		dropped = append(dropped, dropStaleSnapshot(head)...)
 	}
 	if err := l.c.Update(ctx, head); err != nil {
 		return err
@@ -626,6 +638,7 @@ func (l *Log) Trim(ctx context.Context, k eventlog.Key, epoch int64, keep int) e
 		}
 		head.Spec.Chunks = kept
 		head.Spec.Tail = slices.DeleteFunc(head.Spec.Tail, func(e tetherv1alpha1.LogEvent) bool { return e.Seq < keepFrom })
+		dropped = append(dropped, dropStaleSnapshot(head)...)
 		err = l.c.Update(ctx, head)
 		if apierrors.IsConflict(err) {
 			continue

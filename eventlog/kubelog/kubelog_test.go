@@ -272,7 +272,7 @@ func TestAMoveIsClaimedInOneRequest(t *testing.T) {
 			return c.Patch(ctx, obj, patch, opts...)
 		},
 	})
-	b, events, err := kubelog.New(counted).ClaimRead(ctx, key, 2)
+	b, _, events, err := kubelog.New(counted).ClaimRead(ctx, key, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ type conversation struct {
 	first  int64 // seq of events[0]
 	last   int64
 	events []eventlog.Event
+	snap   *eventlog.Snapshot // the newest snapshot kept, if any
 }
 
 // New returns an empty log.
@@ -138,6 +139,9 @@ func (l *Log) Trim(_ context.Context, k eventlog.Key, epoch int64, keep int) err
 	if drop := len(c.events) - keep; drop > 0 {
 		c.events = append([]eventlog.Event(nil), c.events[drop:]...)
 		c.first += int64(drop)
+		if c.snap != nil && c.snap.Seq < c.first-1 {
+			c.snap = nil // before the history: of no use
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package conversation
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -86,7 +87,9 @@ type Config struct {
 	// Draining starts the conversation drained (Drain): its owner pod was
 	// being drained when it claimed it.
 	Draining bool
-	Now      func() time.Time
+	// SnapshotEvery overrides snapshotEvery (tests).
+	SnapshotEvery int
+	Now           func() time.Time
 }
 
 // Conversation is one conversation run by its owner.
@@ -137,6 +140,9 @@ type Conversation struct {
 
 	// started says where Start spent its time.
 	started StartTimes
+	// snapSeq is the seq of the last snapshot saved or tried, or of the
+	// one restored from.
+	snapSeq int64
 
 	wake     chan struct{}
 	stopped  chan struct{}
@@ -151,10 +157,12 @@ type StartTimes struct {
 	// bounds), with the first events when the store reads them with it
 	// (eventlog.ClaimReader).
 	Claim time.Duration
-	// Read is reading the rest of the retained history; Events is all of
-	// it.
-	Read   time.Duration
-	Events int
+	// Read is reading the rest of the retained history, after the
+	// snapshot restored from (SnapshotSeq; 0 for none); Events is all
+	// that was read.
+	Read        time.Duration
+	Events      int
+	SnapshotSeq int64
 	// Publish is the first status write.
 	Publish time.Duration
 }
@@ -192,23 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = 16
 	}
-	claim := cfg.Log.Claim
-	if cfg.Finished {
-		claim = func(ctx context.Context, key eventlog.Key, _ int64) (eventlog.Bounds, error) {
-			return cfg.Log.Bounds(ctx, key)
-		}
-	}
-	var times StartTimes
-	began := time.Now()
-	var bounds eventlog.Bounds
-	var first []eventlog.Event // read with the claim, when the store can
-	var err error
-	if cr, ok := cfg.Log.(eventlog.ClaimReader); ok && !cfg.Finished {
-		bounds, first, err = cr.ClaimRead(ctx, cfg.Key, cfg.Epoch)
-	} else {
-		bounds, err = claim(ctx, cfg.Key, cfg.Epoch)
-	}
-	times.Claim = time.Since(began)
+	bounds, st, times, err := load(ctx, cfg)
 	if err != nil {
 		if errors.Is(err, eventlog.ErrFenced) {
 			return nil, fmt.Errorf("%w: %w", ErrNotOwner, err)
@@ -218,30 +210,12 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		}
 		return nil, err
 	}
-	began = time.Now()
-	after := bounds.FirstSeq - 1
-	if len(first) > 0 {
-		after = first[len(first)-1].Seq
-	}
-	rest, err := readRange(ctx, cfg.Log, cfg.Key, after, bounds.LastSeq)
-	events := slices.Concat(first, rest)
-	times.Read, times.Events = time.Since(began), len(events)
-	if err != nil {
-		if errors.Is(err, eventlog.ErrHole) && cfg.Hole != nil {
-			cfg.Hole(err)
-		}
-		return nil, err
-	}
-	st, err := restore(events)
-	if err != nil {
-		return nil, fmt.Errorf("restoring %s: %w", cfg.Key, err)
-	}
 	if cfg.Finished && !st.finished {
 		cfg.Finished = false
 		return Start(ctx, cfg)
 	}
 	c := &Conversation{
-		cfg: cfg, st: st, first: bounds.FirstSeq, draining: cfg.Draining,
+		cfg: cfg, st: st, first: bounds.FirstSeq, draining: cfg.Draining, snapSeq: max(times.SnapshotSeq, bounds.FirstSeq-1),
 		answers: make(chan answerFor, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
 		started: times,
@@ -251,7 +225,7 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	}
 	c.mu.Lock()
 	if !cfg.Finished { // a finished one's status says so already
-		began = time.Now()
+		began := time.Now()
 		err = c.publishLocked(ctx)
 		c.started.Publish = time.Since(began)
 	}
@@ -272,6 +246,88 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 	}()
 	c.signal()
 	return c, nil
+}
+
+// load claims the conversation's log (opens it, when cfg.Finished) and
+// restores its state: from the store's snapshot and the events after it,
+// when the store keeps one (eventlog.ClaimReader), from the whole retained
+// history otherwise.
+func load(ctx context.Context, cfg Config) (eventlog.Bounds, *state, StartTimes, error) {
+	var (
+		times  StartTimes
+		bounds eventlog.Bounds
+		snap   *eventlog.Snapshot
+		first  []eventlog.Event // read with the claim, when the store can
+		err    error
+	)
+	began := time.Now()
+	cr, claimReads := cfg.Log.(eventlog.ClaimReader)
+	switch {
+	case cfg.Finished:
+		bounds, err = cfg.Log.Bounds(ctx, cfg.Key)
+	case claimReads:
+		bounds, snap, first, err = cr.ClaimRead(ctx, cfg.Key, cfg.Epoch)
+	default:
+		bounds, err = cfg.Log.Claim(ctx, cfg.Key, cfg.Epoch)
+	}
+	times.Claim = time.Since(began)
+	if err != nil {
+		return bounds, nil, times, err
+	}
+	began = time.Now()
+	st := &state{applied: map[string]int64{}}
+	after := bounds.FirstSeq - 1
+	if snap != nil {
+		if restored, err := restoreSnapshot(*snap); err == nil {
+			st, after, times.SnapshotSeq = restored, snap.Seq, snap.Seq
+		} else {
+			first = nil // the events after a snapshot not used: read them all
+		}
+	}
+	if len(first) > 0 {
+		after = first[len(first)-1].Seq
+	}
+	rest, err := readRange(ctx, cfg.Log, cfg.Key, after, bounds.LastSeq)
+	events := slices.Concat(first, rest)
+	times.Read, times.Events = time.Since(began), len(events)
+	if err != nil {
+		return bounds, nil, times, err
+	}
+	for _, e := range events {
+		if err := st.apply(e); err != nil {
+			return bounds, nil, times, fmt.Errorf("restoring %s: event %d: %w", cfg.Key, e.Seq, err)
+		}
+	}
+	return bounds, st, times, nil
+}
+
+// snapshotEvery is how many events an owner appends between two snapshots
+// of a conversation's state, when its store keeps them: a new owner then
+// reads at most about this many events (and the turn in progress) however
+// long the history.
+const snapshotEvery = 500
+
+// snapshotDueLocked returns the snapshot to save now, at a turn boundary,
+// if the store keeps them and snapshotEvery events were appended since the
+// last one; nil otherwise.
+func (c *Conversation) snapshotDueLocked() *eventlog.Snapshot {
+	if _, ok := c.cfg.Log.(eventlog.Snapshotter); !ok || c.isStopped() || c.st.last-c.snapSeq < cmp.Or(int64(c.cfg.SnapshotEvery), snapshotEvery) {
+		return nil
+	}
+	c.snapSeq = c.st.last // tried once per interval, saved or not
+	data, err := c.st.snapshot(c.first)
+	if err != nil || len(data) > eventlog.MaxSnapshotBytes {
+		return nil // too large to keep: the history is read whole
+	}
+	return &eventlog.Snapshot{Seq: c.st.last, Data: data}
+}
+
+// saveSnapshot saves a snapshot. A failure costs the next owner a longer
+// read, nothing else: a fenced owner learns it at its next append.
+func (c *Conversation) saveSnapshot(ctx context.Context, snap eventlog.Snapshot) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_ = c.cfg.Log.(eventlog.Snapshotter).SaveSnapshot(ctx, c.cfg.Key, c.cfg.Epoch, snap)
 }
 
 // readRange reads events after..last.

@@ -111,3 +111,56 @@ func subjectOf(e eventlog.Event) string {
 	_ = json.Unmarshal(e.Data, &d) // an event without a subject is the runtime's own
 	return d.Subject
 }
+
+// savedState is a state as a snapshot keeps it (eventlog.Snapshotter).
+type savedState struct {
+	Version    int              `json:"v"`
+	Applied    map[string]int64 `json:"applied,omitempty"`
+	Prompt     *PromptData      `json:"prompt,omitempty"`
+	PromptSeq  int64            `json:"promptSeq,omitempty"`
+	Turns      []eventlog.Event `json:"turns,omitempty"`
+	TurnEvents []eventlog.Event `json:"turnEvents,omitempty"`
+	Checkpoint json.RawMessage  `json:"checkpoint,omitempty"`
+	Finished   bool             `json:"finished,omitempty"`
+	Failed     bool             `json:"failed,omitempty"`
+	Outcome    string           `json:"outcome,omitempty"`
+	Last       int64            `json:"last"`
+}
+
+// snapshotVersion is the version of savedState this runtime writes and
+// reads; a snapshot of another version is not used (the history is read
+// whole instead).
+const snapshotVersion = 1
+
+// snapshot encodes the state, keeping the client ids of events from first
+// on: what a restore of the retained history would know.
+func (s *state) snapshot(first int64) ([]byte, error) {
+	applied := make(map[string]int64, len(s.applied))
+	for id, seq := range s.applied {
+		if seq >= first {
+			applied[id] = seq
+		}
+	}
+	return json.Marshal(savedState{
+		Version: snapshotVersion, Applied: applied, Prompt: s.prompt, PromptSeq: s.promptSeq, Turns: s.turns, TurnEvents: s.turnEvents,
+		Checkpoint: s.checkpoint, Finished: s.finished, Failed: s.failed, Outcome: s.outcome, Last: s.last,
+	})
+}
+
+// restoreSnapshot decodes a state a snapshot after seq keeps.
+func restoreSnapshot(snap eventlog.Snapshot) (*state, error) {
+	var saved savedState
+	if err := json.Unmarshal(snap.Data, &saved); err != nil {
+		return nil, fmt.Errorf("decoding the snapshot after seq %d: %w", snap.Seq, err)
+	}
+	if saved.Version != snapshotVersion || saved.Last != snap.Seq {
+		return nil, fmt.Errorf("the snapshot after seq %d is version %d of the state after seq %d; this runtime reads version %d", snap.Seq, saved.Version, saved.Last, snapshotVersion)
+	}
+	if saved.Applied == nil {
+		saved.Applied = map[string]int64{}
+	}
+	return &state{
+		applied: saved.Applied, prompt: saved.Prompt, promptSeq: saved.PromptSeq, turns: saved.Turns, turnEvents: saved.TurnEvents,
+		checkpoint: saved.Checkpoint, finished: saved.Finished, failed: saved.Failed, outcome: saved.Outcome, last: saved.Last,
+	}, nil
+}

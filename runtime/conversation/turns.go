@@ -61,7 +61,11 @@ func (c *Conversation) loop(ctx context.Context) {
 			if c.draining && !c.isStopped() {
 				_ = c.publishLocked(ctx) // parked (Drain); a failure is retried by the next Drain
 			}
+			snap := c.snapshotDueLocked()
 			c.mu.Unlock()
+			if snap != nil {
+				c.saveSnapshot(ctx, *snap)
+			}
 		}
 	}
 }

@@ -310,6 +310,18 @@ func (w *world) checkOrphan(ctx context.Context, f apiaudit.Finding, events []pr
 	if err != nil {
 		return err
 	}
+	if len(chunk.Events) > 0 && chunk.Events[0].Type == kubelog.SnapshotType {
+		// A snapshot a fenced owner saved: harmless as long as the log
+		// never names it (its head is written under the epoch check).
+		var head tetherv1alpha1.ConversationLog
+		if err := w.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: f.Conversation}, &head); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if head.Spec.Snapshot != nil && head.Spec.Snapshot.Name == chunk.Name {
+			return fmt.Errorf("the log names a snapshot its owner saved after a newer epoch wrote")
+		}
+		return nil
+	}
 	first := int64(1)
 	if len(events) > 0 {
 		first = events[0].Seq

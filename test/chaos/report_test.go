@@ -266,6 +266,7 @@ func findClaim(out, conv string, epoch int64, at time.Time) (string, bool) {
 			StoreClaim    *float64 `json:"storeClaim"`
 			Read          *float64 `json:"read"`
 			Events        int      `json:"events"`
+			SnapshotSeq   int64    `json:"snapshotSeq"`
 			Publish       *float64 `json:"publish"`
 		}
 		if json.Unmarshal([]byte(line), &l) != nil || l.Name != conv {
@@ -291,7 +292,11 @@ func findClaim(out, conv string, epoch int64, at time.Time) (string, bool) {
 			got = fmt.Sprintf("claimed in %.3fs, %.3fs after it was assigned", *l.Took, *l.SinceAssigned)
 		}
 		if l.StoreClaim != nil && l.Read != nil && l.Publish != nil {
-			got += fmt.Sprintf(" (the store's claim %.3fs, reading %d events %.3fs, the status %.3fs)", *l.StoreClaim, l.Events, *l.Read, *l.Publish)
+			from := "whole"
+			if l.SnapshotSeq > 0 {
+				from = fmt.Sprintf("after the snapshot at %d", l.SnapshotSeq)
+			}
+			got += fmt.Sprintf(" (the store's claim %.3fs, reading %d events (%s) %.3fs, the status %.3fs)", *l.StoreClaim, l.Events, from, *l.Read, *l.Publish)
 		}
 		if len(errs) > 0 {
 			got += fmt.Sprintf("; before that %d errors, the last: %s", len(errs), errs[len(errs)-1])
