@@ -159,11 +159,18 @@ func nameHash(name string) string {
 // events firstSeq..lastSeq: readable when it fits in an object name, hashed
 // otherwise. One name is only ever given to one range of one history.
 func chunkName(conv string, logID types.UID, firstSeq, lastSeq int64) string {
+	return logObjectName(conv, logID, strconv.FormatInt(firstSeq, 10)+"-"+strconv.FormatInt(lastSeq, 10))
+}
+
+// logObjectName names an object of the log with identity logID:
+// CONVERSATION.WHAT.LOGID, with the conversation's name hashed when that
+// does not fit in an object name.
+func logObjectName(conv string, logID types.UID, what string) string {
 	id := string(logID)
 	if len(id) > 8 {
 		id = id[:8]
 	}
-	suffix := "." + strconv.FormatInt(firstSeq, 10) + "-" + strconv.FormatInt(lastSeq, 10) + "." + id
+	suffix := "." + what + "." + id
 	if len(conv)+len(suffix) <= 253 {
 		return conv + suffix
 	}

@@ -34,15 +34,7 @@ var _ eventlog.Snapshotter = (*Log)(nil)
 // snapshotName names the snapshot of the log with identity logID taken
 // after seq at epoch.
 func snapshotName(conv string, logID types.UID, seq, epoch int64) string {
-	id := string(logID)
-	if len(id) > 8 {
-		id = id[:8]
-	}
-	suffix := ".snap-" + strconv.FormatInt(seq, 10) + "-e" + strconv.FormatInt(epoch, 10) + "." + id
-	if len(conv)+len(suffix) <= 253 {
-		return conv + suffix
-	}
-	return "log-" + nameHash(conv) + suffix
+	return logObjectName(conv, logID, "snap-"+strconv.FormatInt(seq, 10)+"-e"+strconv.FormatInt(epoch, 10))
 }
 
 // pieces splits data into events of at most snapshotPieceBytes, each cut

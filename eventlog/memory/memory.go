@@ -49,16 +49,25 @@ func (l *Log) Claim(_ context.Context, k eventlog.Key, epoch int64) (eventlog.Bo
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	c, err := l.claimLocked(k, epoch)
+	if err != nil {
+		return eventlog.Bounds{}, err
+	}
+	return c.bounds(), nil
+}
+
+// claimLocked creates k's log if needed and raises its epoch.
+func (l *Log) claimLocked(k eventlog.Key, epoch int64) (*conversation, error) {
 	c, ok := l.convs[key(k)]
 	if !ok {
 		c = &conversation{id: eventlog.NewLogID(), first: 1}
 		l.convs[key(k)] = c
 	}
 	if epoch < c.epoch {
-		return eventlog.Bounds{}, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, c.epoch, epoch)
+		return nil, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, c.epoch, epoch)
 	}
 	c.epoch = epoch
-	return c.bounds(), nil
+	return c, nil
 }
 
 // Append implements eventlog.Log.

@@ -19,15 +19,10 @@ func (l *Log) ClaimRead(_ context.Context, k eventlog.Key, epoch int64) (eventlo
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c, ok := l.convs[key(k)]
-	if !ok {
-		c = &conversation{id: eventlog.NewLogID(), first: 1}
-		l.convs[key(k)] = c
+	c, err := l.claimLocked(k, epoch)
+	if err != nil {
+		return eventlog.Bounds{}, nil, nil, err
 	}
-	if epoch < c.epoch {
-		return eventlog.Bounds{}, nil, nil, fmt.Errorf("%w: %s claimed at epoch %d, not %d", eventlog.ErrFenced, k, c.epoch, epoch)
-	}
-	c.epoch = epoch
 	var snap *eventlog.Snapshot
 	from := c.first
 	if c.snap != nil {
