@@ -113,8 +113,9 @@ up() {
 	step "etcd"
 	start etcd "$BIN/etcd" --data-dir "$STATE/etcd" --listen-client-urls http://127.0.0.1:2379 \
 		--advertise-client-urls http://127.0.0.1:2379 --listen-peer-urls http://127.0.0.1:2380 \
-		--unsafe-no-fsync=false --quota-backend-bytes=2147483648
+		--unsafe-no-fsync=false --quota-backend-bytes=8589934592
 	wait_for etcd 30 in_ns curl -sf http://127.0.0.1:2379/health
+	start etcd-keeper "$ROOT/hack/cluster/etcd-keeper.sh"
 
 	step "kube-apiserver"
 	start_apiserver
@@ -162,6 +163,7 @@ down() {
 	stop kube-scheduler
 	stop kube-controller-manager
 	stop kube-apiserver 70 # it takes about a minute with clients connected
+	stop etcd-keeper
 	stop etcd
 	stop containerd 20
 	step "mounts, namespaces and state"
@@ -188,7 +190,7 @@ down() {
 }
 
 status() {
-	for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy nginx containerd2 kubelet2 kube-proxy2; do
+	for c in etcd etcd-keeper kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy nginx containerd2 kubelet2 kube-proxy2; do
 		if running "$c"; then echo "$c: running (pid $(cat "$PIDS/$c.pid"))"; else echo "$c: not running"; fi
 	done
 }

@@ -108,6 +108,9 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := w.report(faults, a, owners, settled.Sub(lastFault))
+	if size, inUse, err := etcdFileSize(ctx); err == nil {
+		text += fmt.Sprintf("The cluster's etcd at the end: a %d MiB file, %d MiB of it in use (hack/cluster/etcd-keeper.sh defragments it).\n", size>>20, inUse>>20)
+	}
 	if n := countStuck(all()); n > 0 {
 		text += fmt.Sprintf("Clients that could not finish: %d (the test's errors say what kept each).\n", n)
 	}
@@ -198,7 +201,12 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 			f.end.Sub(f.start).Round(100*time.Millisecond), status)
 		// The next fault comes once this one has healed (or -chaos.settle
 		// has passed), after a random pause.
-		waitEvery(ctx, *settleCap, 200*time.Millisecond, func() bool { return w.healed(ctx, all()) })
+		if !waitEvery(ctx, *settleCap, 200*time.Millisecond, func() bool { return w.healed(ctx, all()) }) {
+			if alarms, err := etcdAlarms(ctx); err == nil && len(alarms) > 0 {
+				t.Errorf("after fault %d the cluster's etcd has raised %v and refuses writes: no more faults", i+1, alarms)
+				break
+			}
+		}
 		time.Sleep(w.between(500*time.Millisecond, 2*time.Second))
 	}
 	return faults
