@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -185,8 +186,15 @@ func NewServer(cfg Config) (*Server, error) {
 			http.Error(w, reason.Error(), status)
 		},
 	}
+	tcp := &net.Dialer{Timeout: cfg.DialTimeout}
 	s.dialer = websocket.Dialer{
-		NetDialContext:   (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := tcp.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newFrameConn(c, false, true), nil
+		},
 		HandshakeTimeout: cfg.DialTimeout,
 		ReadBufferSize:   cfg.ReadBufferSize, WriteBufferSize: 4096, WriteBufferPool: pool,
 		Subprotocols: []string{protocol.Subprotocol},
@@ -279,7 +287,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Otherwise the owner is gone or moving: hold.
 	}
-	client, err := s.upgrader.Upgrade(w, r, nil)
+	client, err := s.upgrader.Upgrade(&framingWriter{ResponseWriter: w}, r, nil)
 	if err != nil {
 		release()
 		if up != nil {
@@ -289,7 +297,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := newSession(s, key, id.Subject, client, cursor, d, release)
 	sess.expireAt(id.Expiry)
-	go sess.readClient()
+	sess.readClient()
 	go sess.runUpstream(up)
 }
 
@@ -326,7 +334,20 @@ func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName
 			return nil, 0, err
 		}
 		u.Scheme = "wss"
-		dialer.TLSClientConfig = &tls.Config{RootCAs: roots, ServerName: protocol.RuntimeServerName(key.Namespace), MinVersion: tls.VersionTLS13}
+		tlsConfig := &tls.Config{RootCAs: roots, ServerName: protocol.RuntimeServerName(key.Namespace), MinVersion: tls.VersionTLS13}
+		// The frameConn goes above TLS: it reads frames, not records.
+		dialer.NetDialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{Timeout: s.cfg.DialTimeout}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, tlsConfig)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			return newFrameConn(tc, false, true), nil
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
@@ -401,6 +422,29 @@ func refusalFor(code int) string {
 	}
 	return refusedNotFound
 }
+
+// framingWriter hands the upgrader a frameConn over the hijacked
+// connection, with whatever the HTTP server had already read of it.
+type framingWriter struct{ http.ResponseWriter }
+
+func (w *framingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	fc := newFrameConn(c, true, false)
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Peek(n)
+		if err := fc.preload(b); err != nil {
+			_ = c.Close()
+			return nil, nil, err
+		}
+		_, _ = brw.Discard(n)
+	}
+	return fc, brw, nil
+}
+
+func (w *framingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // closeConn sends a close frame (protocol.CloseMessage: no reserved code,
 // a reason of at most 123 bytes) and closes the connection.

@@ -22,9 +22,11 @@ import (
 const maxServerFrameBytes = 512 << 10
 
 // session is one client socket and, while the conversation has an owner,
-// the socket to that owner. Two goroutines serve it: readClient forwards
-// the client's frames; runUpstream finds the owner, forwards its frames,
-// and finds it again when it is lost, so the client's socket stays open.
+// the socket to that owner. Two pumps serve it (goroutines only while
+// frames come, none while the sockets are idle): readClient's forwards the
+// client's frames; runUpstream finds the owner, starts the pump that
+// forwards its frames, and finds the owner again when it is lost, so the
+// client's socket stays open.
 type session struct {
 	srv     *Server
 	key     types.NamespacedName
@@ -115,9 +117,9 @@ func (s *session) end(code int, reason string) {
 		s.pinger.Stop()
 		// WriteControl needs no lock: it may run beside another writer.
 		_ = s.client.WriteControl(websocket.CloseMessage, protocol.CloseMessage(code, reason), time.Now().Add(s.srv.cfg.WriteWait))
-		// readClient completes the close handshake: it reads until the
-		// client's close frame, or this deadline.
-		_ = s.client.SetReadDeadline(time.Now().Add(2 * time.Second))
+		// The client's pump completes the close handshake: it reads until
+		// the client's close frame, or until this closes the socket.
+		time.AfterFunc(closeHandshakeWait, func() { _ = s.client.Close() })
 		s.mu.Lock()
 		up := s.up
 		s.up = nil
@@ -136,58 +138,90 @@ func (s *session) end(code int, reason string) {
 
 func (s *session) ended() bool { return s.ctx.Err() != nil }
 
+// closeHandshakeWait is how long an ended session waits for the client's
+// close frame before it closes the socket.
+const closeHandshakeWait = 2 * time.Second
+
 // ping pings both sockets, from a timer rather than a goroutine per socket:
 // an idle session costs no stack for it. WriteControl may be called
-// concurrently with the other writers.
+// concurrently with the other writers. A socket from which nothing (not
+// even a pong) has come for the pong wait is dead: the client's ends the
+// session, the owner's is dropped and the owner found again. So a silent
+// peer is found between one and one and a half pong waits (with the
+// default periods) after its last frame.
 func (s *session) ping() {
 	if s.ended() {
 		return
 	}
-	deadline := time.Now().Add(s.srv.cfg.WriteWait)
+	now := time.Now()
+	cfg := &s.srv.cfg
+	if silentFor(s.client, now) > cfg.PongWait {
+		s.end(protocol.CloseNormal, "")
+		_ = s.client.Close()
+		return
+	}
+	deadline := now.Add(cfg.WriteWait)
 	_ = s.client.WriteControl(websocket.PingMessage, nil, deadline)
 	s.mu.Lock()
 	up := s.up
 	s.mu.Unlock()
 	if up != nil {
-		_ = up.WriteControl(websocket.PingMessage, nil, deadline)
+		if silentFor(up, now) > cfg.PongWait {
+			_ = up.Close() // its pump sees the loss
+		} else {
+			_ = up.WriteControl(websocket.PingMessage, nil, deadline)
+		}
 	}
-	s.pinger.Reset(s.srv.cfg.PingPeriod)
+	s.pinger.Reset(cfg.PingPeriod)
 }
 
-// readClient forwards the client's frames until its socket closes.
+// silentFor is how long ago ws last brought bytes (0 if it cannot say).
+func silentFor(ws *websocket.Conn, now time.Time) time.Duration {
+	if fc, ok := ws.NetConn().(*frameConn); ok {
+		return fc.silentFor(now)
+	}
+	return 0
+}
+
+// answerPings makes ws's pings answered with pongs (frameConn takes them
+// before gorilla sees them).
+func answerPings(ws *websocket.Conn, wait time.Duration) {
+	if fc, ok := ws.NetConn().(*frameConn); ok {
+		fc.onPing = func(payload []byte) { _ = ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(wait)) }
+	}
+}
+
+// readClient starts the pump that forwards the client's frames until its
+// socket closes.
 func (s *session) readClient() {
-	defer s.srv.sessions.running.Done()
-	defer func() { _ = s.client.Close() }()
 	cfg := &s.srv.cfg
 	s.client.SetReadLimit(protocol.MaxClientFrameBytes)
-	_ = s.client.SetReadDeadline(time.Now().Add(cfg.PongWait))
-	s.client.SetPongHandler(func(string) error {
-		if s.ended() {
-			return nil
+	answerPings(s.client, cfg.WriteWait)
+	startPump(s.client, s.clientFrame, func(err error) {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// The library already closed the socket with 1009.
+			cfg.Metrics.Refused.WithLabelValues(refusedTooLarge).Inc()
 		}
-		return s.client.SetReadDeadline(time.Now().Add(cfg.PongWait))
+		s.end(protocol.CloseNormal, "")
+		_ = s.client.Close()
+		s.srv.sessions.running.Done()
 	})
-	for {
-		kind, data, err := s.client.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				// The library already closed the socket with 1009.
-				cfg.Metrics.Refused.WithLabelValues(refusedTooLarge).Inc()
-			}
-			s.end(protocol.CloseNormal, "")
-			return
-		}
-		if s.ended() {
-			continue // reading until the client's close frame
-		}
-		if !s.limiter.Allow() {
-			cfg.Metrics.Refused.WithLabelValues(refusedFlood).Inc()
-			s.end(protocol.CloseRateLimited, fmt.Sprintf("message flood: at most %g frames a second", cfg.MessageRate))
-			continue
-		}
-		cfg.Metrics.framesIn.Inc()
-		s.forward(clientFrame{kind: kind, data: data, id: clientID(kind, data)})
+}
+
+// clientFrame forwards one of the client's frames.
+func (s *session) clientFrame(kind int, data []byte) bool {
+	cfg := &s.srv.cfg
+	if s.ended() {
+		return true // reading until the client's close frame
 	}
+	if !s.limiter.Allow() {
+		cfg.Metrics.Refused.WithLabelValues(refusedFlood).Inc()
+		s.end(protocol.CloseRateLimited, fmt.Sprintf("message flood: at most %g frames a second", cfg.MessageRate))
+		return true
+	}
+	cfg.Metrics.framesIn.Inc()
+	s.forward(clientFrame{kind: kind, data: data, id: clientID(kind, data)})
+	return true
 }
 
 // clientID is the id of a message or an answer, whose ack the gateway
@@ -273,46 +307,49 @@ func (s *session) writeClient(kind int, data []byte) error {
 	return s.client.WriteMessage(kind, data)
 }
 
-// runUpstream connects to the owner (holding while there is none), pipes
-// its frames to the client, and when the owner is lost or replaced finds the
-// next one, resuming after the last event the client has.
+// runUpstream connects to the owner (holding while there is none) and
+// starts the pump that pipes its frames to the client; when the owner is
+// lost or replaced, the pump's end runs it again to find the next one,
+// resuming after the last event the client has.
 func (s *session) runUpstream(up *websocket.Conn) {
-	defer s.srv.sessions.running.Done()
-	for {
-		if up == nil {
-			var routed Decision
-			var err error
-			up, routed, err = s.hold()
-			if err != nil {
-				var ce *closeError
-				if errors.As(err, &ce) {
-					s.end(ce.code, ce.reason)
-				}
-				return
+	if up == nil {
+		var routed Decision
+		var err error
+		up, routed, err = s.hold()
+		if err != nil {
+			var ce *closeError
+			if errors.As(err, &ce) {
+				s.end(ce.code, ce.reason)
 			}
-			s.mu.Lock()
-			s.routed = routed
-			s.mu.Unlock()
-		}
-		if !s.attach(up) {
+			s.srv.sessions.running.Done()
 			return
 		}
-		stopFollowing := s.srv.cfg.Conversations.OnChange(s.key, s.followOwner)
-		s.followOwner() // a change between the dial and now
-		code, reason, clientGone := s.pipe(up)
+		s.mu.Lock()
+		s.routed = routed
+		s.mu.Unlock()
+	}
+	if !s.attach(up) {
+		s.srv.sessions.running.Done()
+		return
+	}
+	stopFollowing := s.srv.cfg.Conversations.OnChange(s.key, s.followOwner)
+	s.followOwner() // a change between the dial and now
+	s.pipe(up, func(code int, reason string, clientGone bool) {
 		stopFollowing()
 		s.detach(up)
 		if clientGone || s.ended() {
+			s.srv.sessions.running.Done()
 			return
 		}
 		if endsSession(code) {
 			s.end(code, reason)
+			s.srv.sessions.running.Done()
 			return
 		}
 		s.srv.cfg.Metrics.UpstreamReconnect.Inc()
 		s.srv.cfg.Log.V(1).Info("lost the owner's socket; finding the owner again", "conversation", s.key, "code", code)
-		up = nil
-	}
+		s.runUpstream(nil)
+	})
 }
 
 // followOwner drops the upstream when the Conversation no longer names the
@@ -389,52 +426,60 @@ func (s *session) detach(up *websocket.Conn) {
 	_ = up.Close()
 }
 
-// pipe forwards the owner's frames to the client until either socket
-// fails. Events the client already has are not sent again.
-func (s *session) pipe(up *websocket.Conn) (code int, reason string, clientGone bool) {
-	cfg := &s.srv.cfg
+// pipe starts the pump that forwards the owner's frames to the client
+// until either socket fails, then calls ended with the owner's close code
+// and reason, or clientGone. Events the client already has are not sent
+// again.
+func (s *session) pipe(up *websocket.Conn, ended func(code int, reason string, clientGone bool)) {
 	up.SetReadLimit(maxServerFrameBytes)
-	_ = up.SetReadDeadline(time.Now().Add(cfg.PongWait))
-	up.SetPongHandler(func(string) error { return up.SetReadDeadline(time.Now().Add(cfg.PongWait)) })
-	for {
-		kind, data, err := up.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return ce.Code, ce.Text, false
-			}
-			return websocket.CloseAbnormalClosure, "", false
+	answerPings(up, s.srv.cfg.WriteWait)
+	startPump(up, s.ownerFrame, func(err error) {
+		var ce *websocket.CloseError
+		switch {
+		case err == nil:
+			ended(0, "", true)
+		case errors.As(err, &ce):
+			ended(ce.Code, ce.Text, false)
+		default:
+			ended(websocket.CloseAbnormalClosure, "", false)
 		}
-		if kind == websocket.TextMessage {
-			if h, ok := protocol.PeekHead(data); ok {
-				switch h.Type {
-				case protocol.TypeEvent:
-					if h.Seq <= s.cursor.After {
-						continue
-					}
-					s.cursor.After = h.Seq
-				case protocol.TypeAck, protocol.TypeError:
-					if h.ID != "" {
-						s.acked(h.ID)
-					}
-				case protocol.TypeReset:
-					// The owner did not honour the cursor: what follows is
-					// the history from its start, all of it for the client.
-					s.cursor = protocol.Cursor{Log: logOf(data)}
-				case protocol.TypeReplayComplete:
-					s.cursor.Log = logOf(data)
+	})
+}
+
+// ownerFrame forwards one of the owner's frames to the client; false: the
+// client is gone.
+func (s *session) ownerFrame(kind int, data []byte) bool {
+	cfg := &s.srv.cfg
+	if kind == websocket.TextMessage {
+		if h, ok := protocol.PeekHead(data); ok {
+			switch h.Type {
+			case protocol.TypeEvent:
+				if h.Seq <= s.cursor.After {
+					return true
 				}
+				s.cursor.After = h.Seq
+			case protocol.TypeAck, protocol.TypeError:
+				if h.ID != "" {
+					s.acked(h.ID)
+				}
+			case protocol.TypeReset:
+				// The owner did not honour the cursor: what follows is
+				// the history from its start, all of it for the client.
+				s.cursor = protocol.Cursor{Log: logOf(data)}
+			case protocol.TypeReplayComplete:
+				s.cursor.Log = logOf(data)
 			}
 		}
-		if err := s.writeClient(kind, data); err != nil {
-			if !s.ended() {
-				cfg.Metrics.Refused.WithLabelValues(refusedSlowConsumer).Inc()
-				s.end(protocol.CloseSlowConsumer, "too slow: reconnect and resume")
-			}
-			return 0, "", true
-		}
-		cfg.Metrics.framesOut.Inc()
 	}
+	if err := s.writeClient(kind, data); err != nil {
+		if !s.ended() {
+			cfg.Metrics.Refused.WithLabelValues(refusedSlowConsumer).Inc()
+			s.end(protocol.CloseSlowConsumer, "too slow: reconnect and resume")
+		}
+		return false
+	}
+	cfg.Metrics.framesOut.Inc()
+	return true
 }
 
 // logOf reads the log identity of a reset or replay_complete frame.

@@ -25,10 +25,12 @@ func Main(m *testing.M, env **Env, setups ...func(*Env) (stop func() error, err 
 }
 
 // leaksIgnored are goroutines libraries start once per process and never
-// stop: klog's flush daemon, and the watch-list and metrics workers
-// client-go and controller-runtime start at package init.
+// stop: klog's flush daemon, the watch-list and metrics workers client-go
+// and controller-runtime start at package init, and the gateway's socket
+// readiness poller (one epoll wait for every idle socket of the process).
 var leaksIgnored = []goleak.Option{
 	goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+	goleak.IgnoreAnyFunction("tether.dev/tether/gateway.(*poller).loop"),
 	goleak.IgnoreAnyFunction("k8s.io/client-go/util/workqueue.(*Typed[...]).updateUnfinishedWorkLoop"),
 }
 
