@@ -72,7 +72,10 @@ func setUp(tb testing.TB) *rig {
 		tb.Fatal(err)
 	}
 	w := testworker.Start(tb, env, testworker.Options{Namespace: ns, Agent: "echo", Name: "echo-0", IP: runtimeIP, Port: port,
-		Log: memory.New(), Handler: agents.Echo})
+		Log: memory.New(), Handler: agents.Echo,
+		// The idle sockets all go to one conversation, past the runtime's
+		// default cap of 64 a conversation.
+		MaxSocketsPerConversation: *idleConns + 1})
 	// Each mode has conversations of its own (a conversation's events go
 	// to every socket bound to it, so sharing would make one mode's run
 	// load the others' proxies); idle holds the idle sockets, so their

@@ -84,6 +84,8 @@ type Options struct {
 	// Wrap, when set, wraps the runtime's listener below TLS: what it sees
 	// is what crosses the network.
 	Wrap func(net.Listener) net.Listener
+	// MaxSocketsPerConversation is the runtime's cap (its default when 0).
+	MaxSocketsPerConversation int
 }
 
 // Worker is a running runtime and its pod object.
@@ -152,6 +154,7 @@ func Start(t testing.TB, env *testenv.Env, o Options) *Worker {
 	host := &runtime.Host{
 		Client: mgr.GetClient(), Direct: o.Direct, Pod: p, Lease: keeper, Log: o.Log,
 		Handler: o.Handler, BusyPolicy: tetherv1alpha1.BusyPolicyEnqueue, MaxQueued: 16,
+		MaxSocketsPerConversation: o.MaxSocketsPerConversation,
 	}
 	if err := host.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
