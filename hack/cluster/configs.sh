@@ -106,12 +106,15 @@ CFG
 # tell from outside Tether who wrote what, and whether the write was
 # accepted: every write of a Conversation's status with its objects (who
 # was given the conversation, with which epoch), and who wrote each event
-# log object and Lease. Nothing else.
+# log object and Lease. Nothing else. Each request's arrival is logged too
+# (the log backend blocks on it before the request is served): a write the
+# API server was killed while serving has its arrival and no answer, and
+# may have been applied.
 write_audit_policy() {
 	put "$STATE/audit-policy.yaml" <<CFG
 apiVersion: audit.k8s.io/v1
 kind: Policy
-omitStages: [RequestReceived]
+omitStages: [ResponseStarted]
 omitManagedFields: true
 rules:
   - level: RequestResponse

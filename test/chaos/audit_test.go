@@ -28,6 +28,7 @@ type findings struct {
 	// violations by what was broken; the run passes when there are none.
 	violations map[string][]string
 	stale      []apiaudit.Finding
+	inferred   []apiaudit.Finding // grants shown by a runtime's write, made by an interrupted write
 	orphans    []apiaudit.Finding // chunks a fenced owner created: copies of committed events
 	writes     map[string]int
 	late       map[string]int
@@ -108,6 +109,11 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 	for _, f := range v.Stale {
 		if names[f.Conversation] {
 			a.stale = append(a.stale, f)
+		}
+	}
+	for _, f := range v.Inferred {
+		if names[f.Conversation] {
+			a.inferred = append(a.inferred, f)
 		}
 	}
 	for _, f := range v.Orphans {

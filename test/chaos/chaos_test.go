@@ -114,6 +114,7 @@ func TestChaos(t *testing.T) {
 	if n := countStuck(all()); n > 0 {
 		text += fmt.Sprintf("Clients that could not finish: %d (the test's errors say what kept each).\n", n)
 	}
+	text += a.details()
 	t.Log("\n" + text)
 	t.Log("\n" + w.slowest(faults, owners))
 	if *report != "" {
@@ -138,6 +139,9 @@ func TestChaos(t *testing.T) {
 	}
 	for _, f := range a.stale {
 		t.Errorf("stale write accepted: %s", f)
+	}
+	for _, f := range a.inferred {
+		t.Logf("grant inferred: %s", f)
 	}
 	for _, f := range a.orphans {
 		t.Logf("orphan chunk: %s", f)

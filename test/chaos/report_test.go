@@ -155,6 +155,35 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 	return b.String()
 }
 
+// details lists what the audit found wrong, and the grants it had to infer,
+// for the report: a run's evidence outlives its log there. Up to 10 of
+// each kind.
+func (a *findings) details() string {
+	var b strings.Builder
+	if len(a.inferred) > 0 {
+		fmt.Fprintf(&b, "Grants inferred (the manager's write that made each was interrupted by an API server kill, so the audit log cannot show it; a runtime's accepted write showed it): %d.\n", len(a.inferred))
+	}
+	if a.total() == 0 {
+		return b.String()
+	}
+	b.WriteString("\n<details><summary>What the audit found</summary>\n\n")
+	kinds := make([]string, 0, len(a.violations))
+	for what := range a.violations {
+		kinds = append(kinds, what)
+	}
+	slices.Sort(kinds)
+	for _, what := range kinds {
+		for _, v := range a.violations[what][:min(10, len(a.violations[what]))] {
+			fmt.Fprintf(&b, "- %s: %s\n", what, v)
+		}
+	}
+	for _, f := range a.stale[:min(10, len(a.stale))] {
+		fmt.Fprintf(&b, "- stale write accepted: %s\n", f)
+	}
+	b.WriteString("\n</details>\n")
+	return b.String()
+}
+
 // quantiles formats p50 / p99 (n).
 func quantiles(d []time.Duration) string {
 	if len(d) == 0 {

@@ -29,7 +29,14 @@
 //
 // A status write the API server answered with a server error (a timeout)
 // may or may not have been applied; when a later accepted write shows the
-// owner and epoch it asked for, Judge counts it as applied.
+// owner and epoch it asked for, Judge counts it as applied. So may a write
+// the API server was killed in the middle of: the log then holds its
+// RequestReceived stage (written before the request is served) and no
+// answer, and not what it asked for. When a runtime's accepted write shows
+// an owner and a newer epoch that no recorded write set, and such an
+// interrupted write of the manager's arrived before it, Judge counts that
+// write as the grant, and says so (Verdict.Inferred): the audit log cannot
+// show who made it.
 //
 // Orders between writes come from the API server's own timestamps; a write
 // is only judged against writes that completed before it arrived, so
@@ -70,6 +77,11 @@ type Entry struct {
 	Completed       time.Time       `json:"stageTimestamp"`
 	RequestObject   json.RawMessage `json:"requestObject"`
 	ResponseObject  json.RawMessage `json:"responseObject"`
+	AuditID         string          `json:"auditID"`
+	// Interrupted: the log holds the request's arrival and no answer (the
+	// API server stopped while it served it, or it was still being served
+	// when the log was read).
+	Interrupted bool `json:"-"`
 }
 
 // Pod is the pod whose bound token made the request ("" for others).
@@ -86,14 +98,15 @@ func (e *Entry) Accepted() bool {
 }
 
 // Unknown reports whether the write's outcome is unknown: the API server
-// answered with a server error (a timeout, say), and it may have been
-// applied.
+// answered with a server error (a timeout, say), or never answered, and it
+// may have been applied.
 func (e *Entry) Unknown() bool {
-	return e.ResponseStatus != nil && e.ResponseStatus.Code >= 500
+	return e.Interrupted || e.ResponseStatus != nil && e.ResponseStatus.Code >= 500
 }
 
 // Read reads audit log files (JSON lines; the rotated ones too when given
-// a glob), keeping completed requests only.
+// a glob), keeping completed requests, and the requests that arrived and
+// were never answered (Interrupted).
 func Read(glob string) ([]Entry, error) {
 	paths, err := filepath.Glob(glob)
 	if err != nil {
@@ -103,6 +116,7 @@ func Read(glob string) ([]Entry, error) {
 		return nil, fmt.Errorf("no audit log matches %s", glob)
 	}
 	var all []Entry
+	pending := map[string]Entry{} // arrived, not answered yet, by audit ID
 	for _, p := range paths {
 		f, err := os.Open(p) //nolint:gosec // the cluster's audit log, named by the test
 		if err != nil {
@@ -116,7 +130,12 @@ func Read(glob string) ([]Entry, error) {
 				_ = f.Close()
 				return nil, fmt.Errorf("%s: %w", p, err)
 			}
-			if e.Stage == "ResponseComplete" && e.ObjectRef != nil {
+			switch {
+			case e.ObjectRef == nil:
+			case e.Stage == "RequestReceived" && e.AuditID != "":
+				pending[e.AuditID] = e
+			case e.Stage == "ResponseComplete":
+				delete(pending, e.AuditID)
 				all = append(all, e)
 			}
 		}
@@ -125,6 +144,10 @@ func Read(glob string) ([]Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
+	}
+	for _, e := range pending {
+		e.Interrupted, e.Completed = true, e.RequestReceived
+		all = append(all, e)
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Completed.Before(all[j].Completed) })
 	return all, nil
@@ -168,6 +191,11 @@ type Verdict struct {
 	Orphans []Finding
 	// Grants is each conversation's history of owners.
 	Grants map[string][]Grant
+	// Inferred are grants no recorded write made: a runtime's accepted
+	// write showed them, and the manager had a status write of that
+	// conversation interrupted (the API server killed while serving it)
+	// before; the audit log cannot show what that write asked for.
+	Inferred []Finding
 }
 
 // Judge checks the accepted writes runtimes (users for which isRuntime
@@ -187,6 +215,8 @@ func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Ver
 				if g, ok := grantOf(e.RequestObject); ok {
 					g.At = e.RequestReceived // applied, if at all, after it arrived
 					unknown[e.ObjectRef.Name] = append(unknown[e.ObjectRef.Name], statusWrite{e: e, g: g})
+				} else if e.Interrupted && !isRuntime(e.User.Username) {
+					unknown[e.ObjectRef.Name] = append(unknown[e.ObjectRef.Name], statusWrite{e: e, blind: true})
 				}
 			}
 			continue
@@ -219,6 +249,8 @@ func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Ver
 type statusWrite struct {
 	e *Entry
 	g Grant
+	// blind: an interrupted write whose request the log does not hold.
+	blind bool
 }
 
 // grantOf reads the owner and epoch (and resourceVersion) of a
@@ -268,6 +300,11 @@ func judgeStatus(conv string, writes, unknown []statusWrite, isRuntime func(stri
 			if u, ok := appliedUnknown(unknown, w, cur, first); ok {
 				grants = append(grants, u)
 				cur, first = u, false
+			} else if u, ok := appliedBlind(unknown, w, cur, first, grants); ok {
+				v.Inferred = append(v.Inferred, Finding{Conversation: conv, Object: "status", Pod: w.e.Pod(), At: u.At,
+					Why: fmt.Sprintf("owner %q epoch %d shown by the runtime's write at %s; the manager's write that made it was interrupted", u.Owner, u.Epoch, w.e.Completed.Format("15:04:05.000"))})
+				grants = append(grants, u)
+				cur, first = u, false
 			}
 		}
 		if !first && w.g.Epoch < cur.Epoch {
@@ -296,8 +333,35 @@ func judgeStatus(conv string, writes, unknown []statusWrite, isRuntime func(stri
 // and is newer than cur.
 func appliedUnknown(unknown []statusWrite, w statusWrite, cur Grant, first bool) (Grant, bool) {
 	for _, u := range unknown {
+		if u.blind {
+			continue
+		}
 		if u.g.Owner == w.g.Owner && u.g.Epoch == w.g.Epoch && u.e.RequestReceived.Before(w.e.RequestReceived) && (first || u.g.Epoch > cur.Epoch) {
 			return u.g, true
+		}
+	}
+	return Grant{}, false
+}
+
+// appliedBlind finds the interrupted write of the manager's that can have
+// set what a runtime's accepted write w shows, when nothing recorded did:
+// a newer epoch than cur's, for w's own pod, from a write that arrived
+// before w and after the grant cur came from, not used for an earlier
+// grant.
+func appliedBlind(unknown []statusWrite, w statusWrite, cur Grant, first bool, grants []Grant) (Grant, bool) {
+	if w.g.Owner != w.e.Pod() || !first && w.g.Epoch <= cur.Epoch {
+		return Grant{}, false
+	}
+	for _, u := range unknown {
+		if !u.blind || !u.e.RequestReceived.Before(w.e.RequestReceived) || !first && !u.e.RequestReceived.After(cur.At.Add(-time.Second)) {
+			continue
+		}
+		used := false
+		for _, g := range grants {
+			used = used || g.At.Equal(u.e.RequestReceived)
+		}
+		if !used {
+			return Grant{At: u.e.RequestReceived, RV: w.g.RV, Owner: w.g.Owner, Epoch: w.g.Epoch}, true
 		}
 	}
 	return Grant{}, false

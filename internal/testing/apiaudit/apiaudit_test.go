@@ -43,6 +43,14 @@ func timedOut(e Entry) Entry {
 	return e
 }
 
+// interrupted is a write the API server was killed in the middle of: the
+// log holds its arrival only, not what it asked for.
+func interrupted(e Entry) Entry {
+	e.Stage, e.Interrupted, e.ResponseStatus = "RequestReceived", true, nil
+	e.RequestObject, e.ResponseObject, e.Completed = nil, nil, e.RequestReceived
+	return e
+}
+
 func write(user, pod, resource, sub, name string, received, completed, code int) Entry {
 	var e Entry
 	e.Stage, e.Verb = "ResponseComplete", "update"
@@ -72,6 +80,7 @@ func TestJudge(t *testing.T) {
 		stale   int
 		late    int
 		orphans int
+		inferred int
 	}{
 		{name: "a clean move", entries: []Entry{
 			grant(0, 10, "a", 1), logBy("a", 5, 6, 200), statusBy("a", 7, 11, "a", 1, 200),
@@ -111,6 +120,18 @@ func TestJudge(t *testing.T) {
 		{name: "a placement that timed out after the runtime wrote", entries: []Entry{
 			grant(0, 10, "a", 1), grant(100, 20, "", 2), statusBy("b", 130, 30, "b", 3, 200), timedOut(grant(140, 0, "b", 3)),
 		}, stale: 1},
+		{name: "a placement the API server was killed in the middle of", entries: []Entry{
+			grant(0, 10, "a", 1), grant(100, 20, "", 2), interrupted(grant(110, 0, "b", 3)), logBy("b", 125, 126, 200), statusBy("b", 130, 30, "b", 3, 200), logBy("b", 140, 141, 200),
+		}, inferred: 1},
+		{name: "an interrupted placement before a recorded one explains nothing", entries: []Entry{
+			grant(0, 10, "a", 1), interrupted(grant(50, 0, "b", 2)), grant(100, 20, "", 2), grant(2000, 21, "c", 3), statusBy("b", 2100, 30, "b", 4, 200),
+		}, stale: 1},
+		{name: "an interrupted placement explains one grant only", entries: []Entry{
+			grant(0, 10, "a", 1), interrupted(grant(110, 0, "b", 2)), statusBy("b", 130, 30, "b", 2, 200), statusBy("b", 140, 31, "b", 3, 200),
+		}, stale: 1, inferred: 1},
+		{name: "an interrupted write of a runtime grants nothing", entries: []Entry{
+			grant(0, 10, "a", 1), interrupted(statusBy("b", 110, 0, "b", 2, 200)), statusBy("b", 130, 30, "b", 2, 200),
+		}, stale: 1},
 		{name: "status written by a runtime that is not the owner", entries: []Entry{
 			grant(0, 10, "a", 1), grant(100, 20, "b", 2), statusBy("a", 130, 21, "b", 2, 200),
 		}, stale: 1},
@@ -127,8 +148,9 @@ func TestJudge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Judge(tc.entries, "default", RuntimeIn("default"))
 			late := v.Late["log"] + v.Late["chunk"]
-			if len(v.Stale) != tc.stale || late != tc.late || len(v.Orphans) != tc.orphans {
-				t.Fatalf("stale %v, late %d, orphans %v; want %d stale, %d late, %d orphans", v.Stale, late, v.Orphans, tc.stale, tc.late, tc.orphans)
+			if len(v.Stale) != tc.stale || late != tc.late || len(v.Orphans) != tc.orphans || len(v.Inferred) != tc.inferred {
+				t.Fatalf("stale %v, late %d, orphans %v, inferred %v; want %d stale, %d late, %d orphans, %d inferred",
+					v.Stale, late, v.Orphans, v.Inferred, tc.stale, tc.late, tc.orphans, tc.inferred)
 			}
 		})
 	}
@@ -139,7 +161,9 @@ func TestJudge(t *testing.T) {
 func TestRead(t *testing.T) {
 	dir := t.TempDir()
 	lines := `{"stage":"ResponseStarted","verb":"watch","objectRef":{"resource":"conversations"}}
-{"stage":"ResponseComplete","verb":"update","user":{"username":"u","extra":{"authentication.kubernetes.io/pod-name":["p"]}},"objectRef":{"resource":"conversationlogs","namespace":"default","name":"c1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-12-01T12:00:00.000001Z","stageTimestamp":"2026-12-01T12:00:00.000002Z"}
+{"stage":"RequestReceived","auditID":"a1","verb":"update","objectRef":{"resource":"conversationlogs","namespace":"default","name":"c1"},"requestReceivedTimestamp":"2026-12-01T12:00:00.000001Z","stageTimestamp":"2026-12-01T12:00:00.000001Z"}
+{"stage":"RequestReceived","auditID":"a2","verb":"update","objectRef":{"resource":"conversations","namespace":"default","name":"c1","subresource":"status"},"requestReceivedTimestamp":"2026-12-01T12:00:01Z","stageTimestamp":"2026-12-01T12:00:01Z"}
+{"stage":"ResponseComplete","auditID":"a1","verb":"update","user":{"username":"u","extra":{"authentication.kubernetes.io/pod-name":["p"]}},"objectRef":{"resource":"conversationlogs","namespace":"default","name":"c1"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-12-01T12:00:00.000001Z","stageTimestamp":"2026-12-01T12:00:00.000002Z"}
 `
 	if err := os.WriteFile(filepath.Join(dir, "audit.log"), []byte(lines), 0o600); err != nil {
 		t.Fatal(err)
@@ -148,8 +172,11 @@ func TestRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Pod() != "p" || !got[0].Accepted() || got[0].ObjectRef.Name != "c1" {
+	if len(got) != 2 || got[0].Pod() != "p" || !got[0].Accepted() || got[0].ObjectRef.Name != "c1" {
 		t.Fatalf("read %+v", got)
+	}
+	if !got[1].Interrupted || !got[1].Unknown() || got[1].Accepted() || !got[1].Completed.Equal(got[1].RequestReceived) {
+		t.Fatalf("a request never answered read as %+v", got[1])
 	}
 	if _, err := Read(filepath.Join(dir, "none*.log")); err == nil {
 		t.Fatal("no file read without an error")
