@@ -75,11 +75,11 @@ func logBy(pod string, received, completed, code int) Entry {
 
 func TestJudge(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		entries []Entry
-		stale   int
-		late    int
-		orphans int
+		name     string
+		entries  []Entry
+		stale    int
+		late     int
+		orphans  int
 		inferred int
 	}{
 		{name: "a clean move", entries: []Entry{
