@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&o.upstreamTokenFile, "upstream-token-file", "/var/run/secrets/tether/upstream/token",
 		"File holding the gateway's projected ServiceAccount token for the runtimes' audience (tether-runtime); read again every minute as the kubelet rotates it.")
 	flag.DurationVar(&o.holdTimeout, "hold-timeout", 60*time.Second, "How long a socket is held without an owner before it is closed with 4012.")
-	flag.DurationVar(&o.pingPeriod, "ping-period", 25*time.Second, "How often both sockets of a session are pinged; keep it below the idle timeout of the proxies in front.")
+	flag.DurationVar(&o.pingPeriod, "ping-period", 25*time.Second, "How often both sockets of a session are pinged; keep it below the idle timeout of the proxies in front. A socket silent (no frame, no pong) for over 60 s is dropped at the next ping: the client is closed, the owner's socket dialled again.")
 	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "After SIGTERM, how long the gateway reports not ready before closing sockets, so load balancers stop sending new ones.")
 	flag.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "How long closing sockets may take after the drain delay.")
 	flag.IntVar(&o.holdFrames, "hold-frames", 16, "Client frames held per socket while its conversation has no owner.")
