@@ -15,7 +15,7 @@ var (
 	modes     = []string{"direct", "minproxy", "gateway"}
 	sockets   = flag.Int("sockets", conversations, "sockets in the throughput and latency runs (one conversation each, up to 16)")
 	rate      = flag.Float64("rate", 800, "messages a second in all, for the fixed-rate latency run")
-	idleConns = flag.Int("idle-sockets", 8000, "idle proxied sockets for the memory run (each costs the proxy 2 descriptors of its 20,000)")
+	idleConns = flag.Int("idle-sockets", 9000, "idle proxied sockets for the memory run (each costs the proxy 2 descriptors, and this process 2, of 20,000 each)")
 )
 
 // BenchmarkSocketPath runs every measurement against one rig, three ways.
