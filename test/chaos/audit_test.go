@@ -29,10 +29,12 @@ type findings struct {
 	violations map[string][]string
 	stale      []apiaudit.Finding
 	inferred   []apiaudit.Finding // grants shown by a runtime's write, made by an interrupted write
-	orphans    []apiaudit.Finding // chunks a fenced owner created: copies of committed events
-	writes     map[string]int
-	late       map[string]int
-	repeats    int
+	// interrupted counts writes the API server was killed while serving.
+	interrupted map[string]int
+	orphans     []apiaudit.Finding // chunks a fenced owner created: copies of committed events
+	writes      map[string]int
+	late        map[string]int
+	repeats     int
 	// unservedFinished counts finished conversations the gateway would not
 	// serve (their owner pod gone), audited from their stores.
 	unservedFinished int
@@ -101,7 +103,7 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 		return nil, err
 	}
 	v := apiaudit.Judge(entries, ns, apiaudit.RuntimeIn(ns))
-	a.writes, a.late = v.Writes, v.Late
+	a.writes, a.late, a.interrupted = v.Writes, v.Late, v.Interrupted
 	names := map[string]bool{}
 	for _, tr := range trs {
 		names[tr.name] = true

@@ -160,6 +160,10 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 // each kind.
 func (a *findings) details() string {
 	var b strings.Builder
+	if n := a.interrupted["status"] + a.interrupted["log"] + a.interrupted["chunk"]; n > 0 {
+		fmt.Fprintf(&b, "Writes of Tether's objects the API server was killed while serving (arrived, never answered; of unknown outcome): %d (%d status, %d log heads, %d chunks).\n",
+			n, a.interrupted["status"], a.interrupted["log"], a.interrupted["chunk"])
+	}
 	if len(a.inferred) > 0 {
 		fmt.Fprintf(&b, "Grants inferred (the manager's write that made each was interrupted by an API server kill, so the audit log cannot show it; a runtime's accepted write showed it): %d.\n", len(a.inferred))
 	}

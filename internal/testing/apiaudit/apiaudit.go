@@ -196,12 +196,15 @@ type Verdict struct {
 	// conversation interrupted (the API server killed while serving it)
 	// before; the audit log cannot show what that write asked for.
 	Inferred []Finding
+	// Interrupted counts the writes (by object kind: status, log, chunk,
+	// lease) the log shows arriving and never answered.
+	Interrupted map[string]int
 }
 
 // Judge checks the accepted writes runtimes (users for which isRuntime
 // holds) made in namespace ns.
 func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Verdict {
-	v := Verdict{Writes: map[string]int{}, Late: map[string]int{}, Grants: map[string][]Grant{}}
+	v := Verdict{Writes: map[string]int{}, Late: map[string]int{}, Grants: map[string][]Grant{}, Interrupted: map[string]int{}}
 	statuses := map[string][]statusWrite{}
 	unknown := map[string][]statusWrite{}
 	logs := map[string][]*Entry{}
@@ -209,6 +212,9 @@ func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Ver
 		e := &entries[i]
 		if e.ObjectRef.Namespace != ns {
 			continue
+		}
+		if e.Interrupted {
+			v.Interrupted[kindOf(e)]++
 		}
 		if !e.Accepted() {
 			if e.Unknown() && e.ObjectRef.Resource == "conversations" && e.ObjectRef.Subresource == "status" {
@@ -421,6 +427,21 @@ func judgeLog(conv string, writes []*Entry, grants []Grant, v *Verdict) {
 		}
 		completed = append(completed, done{at: e.Completed, epoch: epoch})
 	}
+}
+
+// kindOf names the kind of object a write is of.
+func kindOf(e *Entry) string {
+	switch e.ObjectRef.Resource {
+	case "conversations":
+		return "status"
+	case "conversationlogs":
+		return "log"
+	case "conversationlogchunks":
+		return "chunk"
+	case "leases":
+		return "lease"
+	}
+	return e.ObjectRef.Resource
 }
 
 // chunkConversation is the conversation a chunk's name belongs to

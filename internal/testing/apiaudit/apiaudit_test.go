@@ -148,6 +148,15 @@ func TestJudge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v := Judge(tc.entries, "default", RuntimeIn("default"))
 			late := v.Late["log"] + v.Late["chunk"]
+			interrupted := 0
+			for _, e := range tc.entries {
+				if e.Interrupted {
+					interrupted++
+				}
+			}
+			if n := v.Interrupted["status"] + v.Interrupted["log"]; n != interrupted {
+				t.Errorf("%d interrupted writes counted, want %d", n, interrupted)
+			}
 			if len(v.Stale) != tc.stale || late != tc.late || len(v.Orphans) != tc.orphans || len(v.Inferred) != tc.inferred {
 				t.Fatalf("stale %v, late %d, orphans %v, inferred %v; want %d stale, %d late, %d orphans, %d inferred",
 					v.Stale, late, v.Orphans, v.Inferred, tc.stale, tc.late, tc.orphans, tc.inferred)
