@@ -204,14 +204,16 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 		t.Logf("%8s fault %3d %-20s %-40s %6s %s", time.Since(w.start).Round(100*time.Millisecond), i+1, f.kind, f.target,
 			f.end.Sub(f.start).Round(100*time.Millisecond), status)
 		// The next fault comes once this one has healed (or -chaos.settle
-		// has passed), after a random pause.
+		// has passed), after a random pause (0.2-1 s: a fault on a cluster
+		// that has only just healed is no gentler, and a long run's
+		// pauses add up: 1,000 of 1.25 s on average were 21 minutes).
 		if !waitEvery(ctx, *settleCap, 200*time.Millisecond, func() bool { return w.healed(ctx, all()) }) {
 			if alarms, err := etcdAlarms(ctx); err == nil && len(alarms) > 0 {
 				t.Errorf("after fault %d the cluster's etcd has raised %v and refuses writes: no more faults", i+1, alarms)
 				break
 			}
 		}
-		time.Sleep(w.between(500*time.Millisecond, 2*time.Second))
+		time.Sleep(w.between(200*time.Millisecond, time.Second))
 	}
 	return faults
 }
