@@ -54,6 +54,12 @@ type frameConn struct {
 	pump atomic.Pointer[pump]
 	// deadline is the read deadline last set, to set it only on change.
 	deadline time.Time
+
+	// The write side: while corked, writes gather in wbuf and go out
+	// together when uncorked (see cork.go).
+	wmu    sync.Mutex
+	corked bool
+	wbuf   *[]byte
 }
 
 // frameBufferSize holds a full control frame (14 + 125 bytes) many times

@@ -301,10 +301,41 @@ func (s *session) sendClient(f protocol.ServerFrame) {
 }
 
 func (s *session) writeClient(kind int, data []byte) error {
+	return s.writeClientMore(kind, data, false)
+}
+
+// writeClientMore writes a frame to the client; more: another follows at
+// once (the owner's connection holds it whole), so the frame may wait in
+// the client connection's cork for it (cork.go). A write with more false
+// sends everything gathered.
+func (s *session) writeClientMore(kind int, data []byte, more bool) error {
 	s.clientWrite.Lock()
 	defer s.clientWrite.Unlock()
 	s.clientDeadline.extend(s.client, s.srv.cfg.WriteWait)
-	return s.client.WriteMessage(kind, data)
+	fc, _ := s.client.NetConn().(*frameConn)
+	if fc == nil {
+		return s.client.WriteMessage(kind, data)
+	}
+	if more {
+		fc.cork()
+	}
+	err := s.client.WriteMessage(kind, data)
+	if !more {
+		if uerr := fc.uncork(); err == nil {
+			err = uerr
+		}
+	}
+	return err
+}
+
+// flushClient sends what the client's cork holds, if anything.
+func (s *session) flushClient() error {
+	s.clientWrite.Lock()
+	defer s.clientWrite.Unlock()
+	if fc, ok := s.client.NetConn().(*frameConn); ok {
+		return fc.uncork()
+	}
+	return nil
 }
 
 // runUpstream connects to the owner (holding while there is none) and
@@ -433,7 +464,13 @@ func (s *session) detach(up *websocket.Conn) {
 func (s *session) pipe(up *websocket.Conn, ended func(code int, reason string, clientGone bool)) {
 	up.SetReadLimit(maxServerFrameBytes)
 	answerPings(up, s.srv.cfg.WriteWait)
-	startPump(up, s.ownerFrame, func(err error) {
+	upFC, _ := up.NetConn().(*frameConn)
+	handle := func(kind int, data []byte) bool {
+		return s.ownerFrame(kind, data, upFC != nil && upFC.wholeMessageBuffered())
+	}
+	startPump(up, handle, func(err error) {
+		// A read that failed after a frame left in the cork: send it.
+		_ = s.flushClient()
 		var ce *websocket.CloseError
 		switch {
 		case err == nil:
@@ -447,14 +484,17 @@ func (s *session) pipe(up *websocket.Conn, ended func(code int, reason string, c
 }
 
 // ownerFrame forwards one of the owner's frames to the client; false: the
-// client is gone.
-func (s *session) ownerFrame(kind int, data []byte) bool {
+// client is gone. more: the owner's next message is already here, whole.
+func (s *session) ownerFrame(kind int, data []byte, more bool) bool {
 	cfg := &s.srv.cfg
 	if kind == websocket.TextMessage {
 		if h, ok := protocol.PeekHead(data); ok {
 			switch h.Type {
 			case protocol.TypeEvent:
 				if h.Seq <= s.cursor.After {
+					if !more {
+						return s.flushClient() == nil
+					}
 					return true
 				}
 				s.cursor.After = h.Seq
@@ -471,7 +511,7 @@ func (s *session) ownerFrame(kind int, data []byte) bool {
 			}
 		}
 	}
-	if err := s.writeClient(kind, data); err != nil {
+	if err := s.writeClientMore(kind, data, more); err != nil {
 		if !s.ended() {
 			cfg.Metrics.Refused.WithLabelValues(refusedSlowConsumer).Inc()
 			s.end(protocol.CloseSlowConsumer, "too slow: reconnect and resume")
