@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"sort"
@@ -394,11 +395,16 @@ func (w *world) readBack(name string) ([]protocol.ServerFrame, bool, error) {
 			time.Sleep(time.Second)
 		}
 		ws, resp, err := d.Dial(u, http.Header{"Host": {*host}, "Authorization": {"Bearer " + w.token}})
+		var refusal string
 		if resp != nil && resp.Body != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			_ = resp.Body.Close()
+			refusal = fmt.Sprintf(" (HTTP %d: %s)", resp.StatusCode, strings.TrimSpace(string(body)))
 		}
 		if err != nil {
-			lastErr = err
+			// What the gateway answered says why (a 503 is a store that
+			// is down, or a log with a hole): keep it for the report.
+			lastErr = fmt.Errorf("%w%s", err, refusal)
 			continue
 		}
 		events, complete, err := readReplay(ws)

@@ -115,6 +115,9 @@ func TestChaos(t *testing.T) {
 		text += fmt.Sprintf("Clients that could not finish: %d (the test's errors say what kept each).\n", n)
 	}
 	text += a.details()
+	if stuck := stuckLines(all(), 10); stuck != "" {
+		text += "\nClients that could not finish, and why:\n\n" + stuck
+	}
 	t.Log("\n" + text)
 	t.Log("\n" + w.slowest(faults, owners))
 	if *report != "" {
@@ -146,6 +149,20 @@ func TestChaos(t *testing.T) {
 	for _, f := range a.orphans {
 		t.Logf("orphan chunk: %s", f)
 	}
+}
+
+// stuckLines lists up to max clients that could not finish, with why, for
+// the report (the log says more, but may not outlive the run).
+func stuckLines(trs []*transcript, limit int) string {
+	var b strings.Builder
+	n := 0
+	for _, tr := range trs {
+		if tr.stuck != "" && n < limit {
+			fmt.Fprintf(&b, "- %s: %s\n", tr.name, tr.stuck)
+			n++
+		}
+	}
+	return b.String()
 }
 
 // countStuck counts the clients that could not finish.
