@@ -70,36 +70,9 @@ func (fc *frameConn) flushLocked() error {
 // control frame, not the first of several): reading it then cannot wait on
 // the network.
 func (fc *frameConn) wholeMessageBuffered() bool {
-	if fc.buf == nil || fc.handshake || fc.passThrough || fc.remaining > 0 {
+	if fc.handshake || fc.passThrough || fc.remaining > 0 {
 		return false
 	}
-	b := fc.buf[fc.r:fc.w]
-	if len(b) < 2 {
-		return false
-	}
-	fin, opcode := b[0]&0x80 != 0, b[0]&0x0F
-	if !fin || (opcode != 0x1 && opcode != 0x2) {
-		return false
-	}
-	size := 2
-	payload := uint64(b[1] & 0x7F)
-	switch payload {
-	case 126:
-		size += 2
-	case 127:
-		size += 8
-	}
-	if b[1]&0x80 != 0 {
-		size += 4
-	}
-	if len(b) < size {
-		return false
-	}
-	switch payload {
-	case 126:
-		payload = uint64(b[2])<<8 | uint64(b[3])
-	case 127:
-		return false // 64 KiB or more: never whole in this buffer
-	}
-	return uint64(len(b)-size) >= payload //nolint:gosec // len(b) >= size
+	h, ok := decodeHeader(fc.buf, fc.r, fc.w)
+	return ok && h.fin && (h.opcode == 0x1 || h.opcode == 0x2) && h.size() <= uint64(fc.w-fc.r) //nolint:gosec // w >= r
 }

@@ -199,32 +199,9 @@ func (h frameHeader) ours(masked bool) bool {
 // reading until it is whole if wait, and reports errNothingBuffered
 // otherwise when the buffer is empty.
 func (fc *frameConn) header(wait bool) (frameHeader, error) {
-	need := 2
 	for {
-		if fc.w-fc.r >= need {
-			b := fc.buf[fc.r:fc.w]
-			h := frameHeader{fin: b[0]&0x80 != 0, rsv: b[0] & 0x70, opcode: b[0] & 0x0F, masked: b[1]&0x80 != 0, length: 2}
-			switch l := b[1] & 0x7F; l {
-			case 126:
-				h.length += 2
-			case 127:
-				h.length += 8
-			default:
-				h.payload = uint64(l)
-			}
-			if h.masked {
-				h.length += 4
-			}
-			if len(b) >= h.length {
-				switch b[1] & 0x7F {
-				case 126:
-					h.payload = uint64(binary.BigEndian.Uint16(b[2:4]))
-				case 127:
-					h.payload = binary.BigEndian.Uint64(b[2:10])
-				}
-				return h, nil
-			}
-			need = h.length
+		if h, ok := decodeHeader(fc.buf, fc.r, fc.w); ok {
+			return h, nil
 		}
 		if !wait && fc.r == fc.w {
 			return frameHeader{}, errNothingBuffered
@@ -233,6 +210,37 @@ func (fc *frameConn) header(wait bool) (frameHeader, error) {
 			return frameHeader{}, err
 		}
 	}
+}
+
+// decodeHeader decodes the frame header at buf[r:w]; false: it is not all
+// there yet.
+func decodeHeader(buf *[frameBufferSize]byte, r, w int) (frameHeader, bool) {
+	if buf == nil || w-r < 2 {
+		return frameHeader{}, false
+	}
+	b := buf[r:w]
+	h := frameHeader{fin: b[0]&0x80 != 0, rsv: b[0] & 0x70, opcode: b[0] & 0x0F, masked: b[1]&0x80 != 0, length: 2}
+	switch l := b[1] & 0x7F; l {
+	case 126:
+		h.length += 2
+	case 127:
+		h.length += 8
+	default:
+		h.payload = uint64(l)
+	}
+	if h.masked {
+		h.length += 4
+	}
+	if len(b) < h.length {
+		return frameHeader{}, false
+	}
+	switch b[1] & 0x7F {
+	case 126:
+		h.payload = uint64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		h.payload = binary.BigEndian.Uint64(b[2:10])
+	}
+	return h, true
 }
 
 var errNothingBuffered = errors.New("nothing buffered")
