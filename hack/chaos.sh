@@ -9,6 +9,8 @@
 #   CHAOS_KINDS      comma-separated fault kinds (all)
 #   CHAOS_SEED       the random seed (the run prints the one it used)
 #   CHAOS_REPORT     append the run's report (Markdown) to this file
+# To end a long run early and still have its audit and report:
+#   touch /var/lib/tether-cluster/chaos.stop   (under TETHER_CLUSTER_STATE)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -26,11 +28,13 @@ duration=${CHAOS_DURATION:-4m}
 timeout=240m
 if [[ $duration =~ ^([0-9]+)m$ ]]; then timeout=$((BASH_REMATCH[1] + 45))m; fi
 [[ -z "$report" || "$report" == /* ]] || report=$ROOT/$report
+stopfile=$STATE/chaos.stop
+rm -f "$stopfile"
 set +e
 # shellcheck disable=SC2046 # test_env prints NAME=VALUE words
 in_ns env $(test_env) "$STATE/chaos.test" -test.v -test.timeout "$timeout" -test.run "${CHAOS_RUN:-.}" \
 	-chaos.duration "$duration" -chaos.faults "${CHAOS_FAULTS:-0}" -chaos.lease "${CHAOS_LEASE:-4s}" \
-	-chaos.kinds "${CHAOS_KINDS:-}" -chaos.seed "${CHAOS_SEED:-0}" -chaos.report "$report" 2>&1 | tee "$LOGS/chaos.log"
+	-chaos.kinds "${CHAOS_KINDS:-}" -chaos.seed "${CHAOS_SEED:-0}" -chaos.report "$report" -chaos.stop "$stopfile" 2>&1 | tee "$LOGS/chaos.log"
 status=${PIPESTATUS[0]}
 set -e
 [[ $status -eq 0 ]] || { echo "the chaos suite failed (log: $LOGS/chaos.log; the cluster's logs are beside it)" >&2; exit 1; }

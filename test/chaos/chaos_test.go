@@ -101,6 +101,9 @@ func TestChaos(t *testing.T) {
 	faults := w.injectFaults(ctx, t, ks, conns, all)
 	stopTalking()
 	wg.Wait()
+	if len(faults) == 0 {
+		t.Fatal("no fault was injected")
+	}
 	lastFault := faults[len(faults)-1].end
 	settled, settleErr := w.settle(ctx, all())
 	a, err := w.audit(ctx, all())
@@ -177,7 +180,7 @@ func countStuck(trs []*transcript) int {
 }
 
 // injectFaults injects faults one after another until the duration is over
-// (or -chaos.faults took effect): first one of each kind, in a random
+// (or -chaos.faults took effect, or -chaos.stop exists): first one of each kind, in a random
 // order, then kinds at random by weight. Every fault is logged with its
 // time and kind.
 func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, conns []*connSet, all func() []*transcript) []*fault {
@@ -189,6 +192,10 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 	// -chaos.faults counts faults that took effect; one that could not be
 	// injected (its target not back yet) is logged and not counted.
 	for i, took := 0, 0; time.Now().Before(deadline) && (*maxFaults == 0 || took < *maxFaults); i++ {
+		if stopRequested() {
+			t.Logf("%s exists: no more faults after %d (%d took effect)", *stopFile, i, took)
+			break
+		}
 		k := w.pick(ks)
 		if i < len(order) {
 			k = order[i]
@@ -233,6 +240,15 @@ func (w *world) injectFaults(ctx context.Context, t *testing.T, ks []faultKind, 
 		time.Sleep(w.between(200*time.Millisecond, time.Second))
 	}
 	return faults
+}
+
+// stopRequested reports whether -chaos.stop names a file that exists.
+func stopRequested() bool {
+	if *stopFile == "" {
+		return false
+	}
+	_, err := os.Stat(*stopFile)
+	return err == nil
 }
 
 // settle waits, after the faults, until every conversation still going is

@@ -133,7 +133,7 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 		fmt.Fprintf(&b, "Orphan chunks (a fenced owner's copy of events its head had committed, created after a newer owner wrote; never pointed at, see docs/reliability.md): %d.\n", len(a.orphans))
 	}
 	if a.unservedFinished > 0 {
-		fmt.Fprintf(&b, "Finished conversations whose owner pod was gone, so the gateway refused their history (4010) and the audit read their stores: %d.\n", a.unservedFinished)
+		fmt.Fprintf(&b, "Finished conversations whose owner pod was gone (the gateway does not serve them: 4010), audited from their stores: %d.\n", a.unservedFinished)
 	}
 	if a.trimmed > 0 {
 		fmt.Fprintf(&b, "Logs trimmed by retention, audited from their first kept event (what a client saw before it, and the refund checks, left out): %d.\n", a.trimmed)

@@ -25,6 +25,7 @@ import (
 var (
 	duration  = flag.Duration("chaos.duration", 4*time.Minute, "how long faults are injected")
 	maxFaults = flag.Int("chaos.faults", 0, "stop once this many faults took effect (0: only the duration bounds the run)")
+	stopFile  = flag.String("chaos.stop", "", "once this file exists, no more faults: the run settles, audits and reports what it did (a long run that must end early)")
 	perAgent  = flag.Int("chaos.conversations", 3, "clients (each with its own conversation) per Agent")
 	lease     = flag.Duration("chaos.lease", 4*time.Second, "the Agents' Lease")
 	seed      = flag.Uint64("chaos.seed", 0, "the random seed (0: from the clock); the run prints it")
