@@ -118,7 +118,7 @@ var faultKinds = []faultKind{
 		f.target = pod.Name
 		return w.kube.Delete(ctx, pod)
 	}},
-	{name: "manager-leader-kill", weight: 2, inject: func(ctx context.Context, w *world, f *fault) error {
+	{name: "manager-leader-kill", weight: 1, inject: func(ctx context.Context, w *world, f *fault) error {
 		var l coordinationv1.Lease
 		if err := w.kube.Get(ctx, client.ObjectKey{Namespace: "tether-system", Name: "tether-manager.tether.dev"}, &l); err != nil {
 			return err
