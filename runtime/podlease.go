@@ -46,6 +46,10 @@ type LeaseKeeper struct {
 	// lost is closed when the runtime must stop acting; a new channel is
 	// made when the Lease is held again.
 	lost chan struct{}
+	// written is the Lease as this keeper last wrote it, so that a renewal
+	// is one update, not a read and an update; nil when unknown (before
+	// the first renewal, after a failed one). Only Run touches it.
+	written *coordinationv1.Lease
 }
 
 // NewLeaseKeeper returns a keeper of pod's Lease with the given duration,
@@ -148,11 +152,26 @@ func (k *LeaseKeeper) fenceLocked(log interface{ Info(string, ...any) }) {
 	k.renewedAt = time.Time{}
 }
 
-// renew creates or updates the Lease with renewTime sent.
+// renew creates or updates the Lease with renewTime sent. It updates the
+// copy it last wrote; one that fails (the Lease changed or went behind its
+// back, or the outcome is unknown) is read again.
 func (k *LeaseKeeper) renew(ctx context.Context, sent time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, k.duration/3)
 	defer cancel()
 	now := metav1.NewMicroTime(sent)
+	if last := k.written; last != nil {
+		k.written = nil
+		lease := last.DeepCopy()
+		lease.Spec.RenewTime = &now
+		err := k.client.Update(ctx, lease)
+		if err == nil {
+			k.written = lease
+			return nil
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("updating: %w", err)
+		}
+	}
 	seconds := int32(k.duration / time.Second) //nolint:gosec // NewLeaseKeeper keeps the duration within 2-300 s
 	lease := &coordinationv1.Lease{}
 	err := k.client.Get(ctx, client.ObjectKey{Namespace: k.pod.Namespace, Name: k.pod.Name}, lease)
@@ -168,7 +187,11 @@ func (k *LeaseKeeper) renew(ctx context.Context, sent time.Time) error {
 				HolderIdentity: ptr.To(string(k.pod.UID)), LeaseDurationSeconds: &seconds, AcquireTime: &now, RenewTime: &now,
 			},
 		}
-		return k.client.Create(ctx, lease)
+		if err := k.client.Create(ctx, lease); err != nil {
+			return err
+		}
+		k.written = lease
+		return nil
 	}
 	if err != nil {
 		return err
@@ -188,6 +211,7 @@ func (k *LeaseKeeper) renew(ctx context.Context, sent time.Time) error {
 	if err := k.client.Update(ctx, lease); err != nil {
 		return fmt.Errorf("updating: %w", err)
 	}
+	k.written = lease
 	return nil
 }
 

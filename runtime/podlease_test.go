@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -160,5 +162,69 @@ func TestSelfFencingWhenTheAPIServerIsUnreachable(t *testing.T) {
 	case <-keeper.Lost():
 		t.Fatal("Lost is still closed with a fresh Lease")
 	default:
+	}
+}
+
+// countingClient counts the requests for Leases it sends, by method.
+func countingClient(t *testing.T, counts map[string]*atomic.Int32) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if n, ok := counts[req.Method]; ok && strings.Contains(req.URL.Path, "/leases") {
+				n.Add(1)
+			}
+			return rt.RoundTrip(req)
+		})
+	})
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestARenewalIsOneRequest: once the Lease is held, each renewal is one
+// update of the copy the keeper last wrote, not a read and an update; a
+// Lease changed behind its back is read again and renewed.
+func TestARenewalIsOneRequest(t *testing.T) {
+	pod := newPod(t, "renewals")
+	counts := map[string]*atomic.Int32{http.MethodGet: {}, http.MethodPut: {}, http.MethodPost: {}}
+	keeper := runtime.NewLeaseKeeper(countingClient(t, counts), pod, 3*time.Second, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- keeper.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, 5*time.Second, "the Lease held", keeper.Held)
+	waitFor(t, 5*time.Second, "three renewals", func() bool { return counts[http.MethodPut].Load() >= 3 })
+	if gets := counts[http.MethodGet].Load(); gets > 1 {
+		t.Fatalf("%d reads for %d renewals: want only the first renewal's", gets, counts[http.MethodPut].Load())
+	}
+
+	// Another writer changes the Lease: the next update conflicts, and the
+	// keeper reads it and renews it all the same.
+	var lease *coordinationv1.Lease
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		if lease, err = getLease(t, pod); err != nil {
+			return err
+		}
+		lease.Labels["touched"] = "yes"
+		return env.Client.Update(context.Background(), lease)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The renewal that conflicts reads the Lease and updates it at once.
+	waitFor(t, 3*time.Second, "a renewal after the change", func() bool {
+		l, err := getLease(t, pod)
+		return err == nil && l.Spec.RenewTime.After(lease.Spec.RenewTime.Time) && l.Labels["touched"] == "yes"
+	})
+	if !keeper.Held() {
+		t.Fatal("the Lease was lost over a change behind the keeper's back")
 	}
 }
