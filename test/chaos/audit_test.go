@@ -34,9 +34,12 @@ type findings struct {
 	// interrupted counts writes the API server was killed while serving.
 	interrupted map[string]int
 	orphans     []apiaudit.Finding // chunks a fenced owner created: copies of committed events
-	writes      map[string]int
-	late        map[string]int
-	repeats     int
+	// timelines are what the API server's audit log holds of each stale
+	// finding's conversation around it, for the report.
+	timelines map[string][]string
+	writes    map[string]int
+	late      map[string]int
+	repeats   int
 	// unservedFinished counts finished conversations the gateway would not
 	// serve (their owner pod gone), audited from their stores.
 	unservedFinished int
@@ -129,9 +132,13 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 	for _, tr := range trs {
 		names[tr.name] = true
 	}
+	a.timelines = map[string][]string{}
 	for _, f := range v.Stale {
 		if names[f.Conversation] {
 			a.stale = append(a.stale, f)
+			if len(a.timelines) < 10 {
+				a.timelines[f.Conversation] = apiaudit.Timeline(entries, ns, f.Conversation, f.At, 24)
+			}
 		}
 	}
 	for _, f := range v.Inferred {

@@ -184,6 +184,18 @@ func (a *findings) details() string {
 	for _, f := range a.stale[:min(10, len(a.stale))] {
 		fmt.Fprintf(&b, "- stale write accepted: %s\n", f)
 	}
+	shown := map[string]bool{}
+	for _, f := range a.stale {
+		lines, ok := a.timelines[f.Conversation]
+		if !ok || shown[f.Conversation] {
+			continue
+		}
+		shown[f.Conversation] = true
+		fmt.Fprintf(&b, "\n  What the API server's audit log holds of %s's writes around it:\n\n", f.Conversation)
+		for _, l := range lines {
+			fmt.Fprintf(&b, "      %s\n", l)
+		}
+	}
 	b.WriteString("\n</details>\n")
 	return b.String()
 }
