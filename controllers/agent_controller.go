@@ -190,7 +190,7 @@ func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int, ch
 		For(&tetherv1alpha1.Agent{}).
 		Owns(&appsv1.Deployment{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		WithOptions(controller.Options{RateLimiter: retries(), MaxConcurrentReconciles: concurrency}).
+		WithOptions(controller.Options{RateLimiter: retryBackoff(), MaxConcurrentReconciles: concurrency}).
 		Watches(&corev1.Pod{}, byAgentLabel).
 		Watches(&coordinationv1.Lease{}, byAgentLabel).
 		WatchesRawSource(source.Channel(changed, &handler.EnqueueRequestForObject{})).

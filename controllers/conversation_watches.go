@@ -35,7 +35,7 @@ func (r *ConversationReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("conversation").
 		For(&tetherv1alpha1.Conversation{}).
-		WithOptions(controller.Options{RateLimiter: retries(), MaxConcurrentReconciles: concurrency}).
+		WithOptions(controller.Options{RateLimiter: retryBackoff(), MaxConcurrentReconciles: concurrency}).
 		Watches(&corev1.Pod{}, handler.Funcs{
 			CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) { r.podChanged(ctx, e.Object, q) },
 			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) { r.podChanged(ctx, e.ObjectNew, q) },

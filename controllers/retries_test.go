@@ -31,7 +31,7 @@ func TestRetriesStayShort(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			limiter := retries()
+			limiter := retryBackoff()
 			var last time.Duration
 			for range tc.failures {
 				for i := range tc.objects {

@@ -27,11 +27,23 @@ import (
 // every request as a network partition would.
 func partitionableClient(t *testing.T, cut *atomic.Bool) client.Client {
 	t.Helper()
+	return clientThrough(t, func(*http.Request) error {
+		if cut.Load() {
+			return errors.New("partitioned from the API server")
+		}
+		return nil
+	})
+}
+
+// clientThrough is a client whose every request passes through seen first;
+// an error from it fails the request.
+func clientThrough(t *testing.T, seen func(*http.Request) error) client.Client {
+	t.Helper()
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if cut.Load() {
-				return nil, errors.New("partitioned from the API server")
+			if err := seen(req); err != nil {
+				return nil, err
 			}
 			return rt.RoundTrip(req)
 		})
@@ -168,20 +180,12 @@ func TestSelfFencingWhenTheAPIServerIsUnreachable(t *testing.T) {
 // countingClient counts the requests for Leases it sends, by method.
 func countingClient(t *testing.T, counts map[string]*atomic.Int32) client.Client {
 	t.Helper()
-	cfg := rest.CopyConfig(env.Config)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			if n, ok := counts[req.Method]; ok && strings.Contains(req.URL.Path, "/leases") {
-				n.Add(1)
-			}
-			return rt.RoundTrip(req)
-		})
+	return clientThrough(t, func(req *http.Request) error {
+		if n, ok := counts[req.Method]; ok && strings.Contains(req.URL.Path, "/leases") {
+			n.Add(1)
+		}
+		return nil
 	})
-	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // TestARenewalIsOneRequest: once the Lease is held, each renewal is one

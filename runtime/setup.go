@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/retries"
 )
 
 // CacheOptions limits a runtime's cache to the Conversations assigned to its
@@ -105,13 +105,9 @@ func b2i(b bool) int {
 const maxClaimBackoff = 2 * time.Second
 
 // claimRetries is the runtime controller's backoff: per conversation from
-// 50 ms, doubling, at most maxClaimBackoff; and, as controller-runtime's
-// default has, at most 10 retries a second overall past a burst of 100, so
-// that the pods of a whole cluster do not retry every conversation at once
-// against a store that has just come back.
+// 50 ms, doubling, at most maxClaimBackoff, within the overall limit that
+// keeps the pods of a whole cluster from retrying every conversation at
+// once against a store that has just come back.
 func claimRetries() workqueue.TypedRateLimiter[reconcile.Request] {
-	return workqueue.NewTypedMaxOfRateLimiter(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, maxClaimBackoff),
-		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
-	)
+	return retries.Bounded(50*time.Millisecond, maxClaimBackoff)
 }
