@@ -39,7 +39,10 @@ type findings struct {
 	timelines map[string][]string
 	writes    map[string]int
 	late      map[string]int
-	repeats   int
+	// unanswered counts log writes that completed while the write giving
+	// their pod the conversation was being answered (apiaudit.Verdict).
+	unanswered map[string]int
+	repeats    int
 	// unservedFinished counts finished conversations the gateway would not
 	// serve (their owner pod gone), audited from their stores.
 	unservedFinished int
@@ -127,7 +130,7 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 		return nil, err
 	}
 	v := apiaudit.Judge(entries, ns, apiaudit.RuntimeIn(ns))
-	a.writes, a.late, a.interrupted = v.Writes, v.Late, v.Interrupted
+	a.writes, a.late, a.interrupted, a.unanswered = v.Writes, v.Late, v.Interrupted, v.Unanswered
 	names := map[string]bool{}
 	for _, tr := range trs {
 		names[tr.name] = true

@@ -164,6 +164,9 @@ func (a *findings) details() string {
 		fmt.Fprintf(&b, "Writes of Tether's objects the API server was killed while serving (arrived, never answered; of unknown outcome): %d (%d status, %d log heads, %d chunks).\n",
 			n, a.interrupted["status"], a.interrupted["log"], a.interrupted["chunk"])
 	}
+	if n := a.unanswered["log"] + a.unanswered["chunk"]; n > 0 {
+		fmt.Fprintf(&b, "Log writes that completed while the status write giving their pod the conversation was still being answered (the runtime saw the grant in its watch first; judged with that grant): %d.\n", n)
+	}
 	if len(a.inferred) > 0 {
 		fmt.Fprintf(&b, "Grants inferred (the manager's write that made each was interrupted by an API server kill, so the audit log cannot show it; a runtime's accepted write showed it): %d.\n", len(a.inferred))
 	}

@@ -12,7 +12,12 @@
 //     owner, and leaves owner and epoch as they were; the epoch never goes
 //     back.
 //   - event log (head and chunks): a write by a pod carries the epoch of the
-//     pod's latest grant before the write completed. It is stale when the
+//     pod's latest grant before the write completed (or, when it has none,
+//     of a grant to it whose write had arrived and was not yet answered:
+//     the API server tells watchers of a commit before it stamps the
+//     answer, so the two cannot be ordered; counted apart). A write by a
+//     pod with no such grant was written by a pod never given the
+//     conversation. It is stale when the
 //     same log already holds a completed write of a newer epoch: the store
 //     had seen the newer owner and still took the older one's write. A write
 //     that arrives after the conversation was taken from its writer but
@@ -157,6 +162,7 @@ func Read(glob string) ([]Entry, error) {
 // the API server stored says.
 type Grant struct {
 	At    time.Time // when the write that made it completed
+	Asked time.Time // when the write that made it arrived
 	RV    int64
 	Owner string // the owner pod's name, "" when revoked
 	Epoch int64
@@ -185,6 +191,14 @@ type Verdict struct {
 	// Late counts log writes accepted after the writer lost the
 	// conversation but before its next owner wrote (see the package doc).
 	Late map[string]int
+	// Unanswered counts log writes by a pod that completed while the
+	// status write giving it the conversation was still being answered
+	// (after that write arrived, before the API server stamped its
+	// answer): the API server sends a commit to watchers before it stamps
+	// the answer of the write that made it, and a runtime acts on its
+	// watch. The audit log cannot order the two; such a write is judged
+	// with that grant's epoch.
+	Unanswered map[string]int
 	// Orphans are chunks created by a pod after a newer owner wrote to the
 	// log: copies of committed events no head pointed at when they were
 	// made (see the package doc).
@@ -204,7 +218,7 @@ type Verdict struct {
 // Judge checks the accepted writes runtimes (users for which isRuntime
 // holds) made in namespace ns.
 func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Verdict {
-	v := Verdict{Writes: map[string]int{}, Late: map[string]int{}, Grants: map[string][]Grant{}, Interrupted: map[string]int{}}
+	v := Verdict{Writes: map[string]int{}, Late: map[string]int{}, Unanswered: map[string]int{}, Grants: map[string][]Grant{}, Interrupted: map[string]int{}}
 	statuses := map[string][]statusWrite{}
 	unknown := map[string][]statusWrite{}
 	logs := map[string][]*Entry{}
@@ -219,7 +233,7 @@ func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Ver
 		if !e.Accepted() {
 			if e.Unknown() && e.ObjectRef.Resource == "conversations" && e.ObjectRef.Subresource == "status" {
 				if g, ok := grantOf(e.RequestObject); ok {
-					g.At = e.RequestReceived // applied, if at all, after it arrived
+					g.At, g.Asked = e.RequestReceived, e.RequestReceived // applied, if at all, after it arrived
 					unknown[e.ObjectRef.Name] = append(unknown[e.ObjectRef.Name], statusWrite{e: e, g: g})
 				} else if e.Interrupted && !isRuntime(e.User.Username) {
 					unknown[e.ObjectRef.Name] = append(unknown[e.ObjectRef.Name], statusWrite{e: e, blind: true})
@@ -233,7 +247,7 @@ func Judge(entries []Entry, ns string, isRuntime func(username string) bool) Ver
 			if !ok {
 				continue
 			}
-			g.At = e.Completed
+			g.At, g.Asked = e.Completed, e.RequestReceived
 			statuses[e.ObjectRef.Name] = append(statuses[e.ObjectRef.Name], statusWrite{e: e, g: g})
 		case e.ObjectRef.Resource == "conversationlogs" && isRuntime(e.User.Username):
 			logs[e.ObjectRef.Name] = append(logs[e.ObjectRef.Name], e)
@@ -367,7 +381,7 @@ func appliedBlind(unknown []statusWrite, w statusWrite, cur Grant, first bool, g
 			used = used || g.At.Equal(u.e.RequestReceived)
 		}
 		if !used {
-			return Grant{At: u.e.RequestReceived, RV: w.g.RV, Owner: w.g.Owner, Epoch: w.g.Epoch}, true
+			return Grant{At: u.e.RequestReceived, Asked: u.e.RequestReceived, RV: w.g.RV, Owner: w.g.Owner, Epoch: w.g.Epoch}, true
 		}
 	}
 	return Grant{}, false
@@ -401,6 +415,17 @@ func judgeLog(conv string, writes []*Entry, grants []Grant, v *Verdict) {
 				mine, next = i, -1
 			} else if mine >= 0 && next < 0 && g.At.Before(e.RequestReceived) {
 				next = i
+			}
+		}
+		if mine < 0 {
+			// A grant still being answered when the write completed may
+			// have been committed before it: credit it, and count it.
+			for i, g := range grants {
+				if g.Owner == pod && pod != "" && g.At.After(e.Completed) && !g.Asked.After(e.Completed) {
+					mine = i
+					v.Unanswered[kind]++
+					break
+				}
 			}
 		}
 		if mine < 0 {

@@ -35,6 +35,12 @@ func statusBy(pod string, ms int, rv int64, owner string, epoch int64, code int)
 	return e
 }
 
+// answered is e answered (its stage stamped) at ms, later than it arrived.
+func answered(e Entry, ms int) Entry {
+	e.Completed = at(ms)
+	return e
+}
+
 // timedOut is a write the API server answered with a timeout: what it
 // asked for is its request, and there is no response object.
 func timedOut(e Entry) Entry {
@@ -81,6 +87,8 @@ func TestJudge(t *testing.T) {
 		late     int
 		orphans  int
 		inferred int
+		// unanswered: log writes credited with a grant still being answered
+		unanswered int
 	}{
 		{name: "a clean move", entries: []Entry{
 			grant(0, 10, "a", 1), logBy("a", 5, 6, 200), statusBy("a", 7, 11, "a", 1, 200),
@@ -104,6 +112,15 @@ func TestJudge(t *testing.T) {
 		{name: "the claim arrives as its grant completes", entries: []Entry{
 			grant(10, 10, "a", 1), logBy("a", 9, 12, 201),
 		}},
+		{name: "the claim completes while its grant is being answered", entries: []Entry{
+			answered(grant(10, 10, "a", 1), 40), logBy("a", 20, 30, 200),
+		}, unanswered: 1},
+		{name: "a write that completed before its pod's grant arrived", entries: []Entry{
+			answered(grant(10, 10, "a", 1), 40), logBy("a", 5, 8, 200),
+		}, stale: 1},
+		{name: "another pod's grant being answered excuses nothing", entries: []Entry{
+			grant(0, 5, "a", 1), answered(grant(10, 10, "b", 2), 40), logBy("z", 20, 30, 200),
+		}, stale: 1},
 		{name: "a pod never given the conversation", entries: []Entry{
 			grant(0, 10, "a", 1), logBy("z", 5, 6, 200),
 		}, stale: 1},
@@ -160,6 +177,9 @@ func TestJudge(t *testing.T) {
 			if len(v.Stale) != tc.stale || late != tc.late || len(v.Orphans) != tc.orphans || len(v.Inferred) != tc.inferred {
 				t.Fatalf("stale %v, late %d, orphans %v, inferred %v; want %d stale, %d late, %d orphans, %d inferred",
 					v.Stale, late, v.Orphans, v.Inferred, tc.stale, tc.late, tc.orphans, tc.inferred)
+			}
+			if n := v.Unanswered["log"] + v.Unanswered["chunk"]; n != tc.unanswered {
+				t.Errorf("%d writes credited with a grant being answered, want %d", n, tc.unanswered)
 			}
 		})
 	}
