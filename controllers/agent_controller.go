@@ -43,6 +43,11 @@ type AgentReconciler struct {
 	// rebalanced is when each Agent's last rebalance began.
 	rebalanceMu sync.Mutex
 	rebalanced  map[client.ObjectKey]time.Time
+
+	// statusWritten is when each Agent's status was last written
+	// (agent_status_pace.go).
+	statusMu      sync.Mutex
+	statusWritten map[client.ObjectKey]time.Time
 }
 
 // +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get;list;watch
@@ -55,6 +60,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.forgetRebalance(req.NamespacedName)
+			r.forgetStatus(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -103,7 +109,11 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 		})
 	}
 	agent.Status = status
+	var pace time.Duration
 	if !equality.Semantic.DeepEqual(*old, agent.Status) {
+		pace = r.statusPace(client.ObjectKeyFromObject(agent), old, &agent.Status)
+	}
+	if !equality.Semantic.DeepEqual(*old, agent.Status) && pace == 0 {
 		if err := r.Status().Update(ctx, agent); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{}, nil
@@ -115,12 +125,9 @@ func (r *AgentReconciler) reconcile(ctx context.Context, agent *tetherv1alpha1.A
 		return ctrl.Result{}, err
 	}
 	// A pod's Lease can expire without any event, a node or pod settle
-	// for a rebalance; look again then.
-	if recheck > 0 && (rebalanceIn == 0 || recheck < rebalanceIn) {
-		return ctrl.Result{RequeueAfter: recheck + 10*time.Millisecond}, nil
-	}
-	if rebalanceIn > 0 {
-		return ctrl.Result{RequeueAfter: rebalanceIn + 10*time.Millisecond}, nil
+	// for a rebalance, a status held back be due; look again then.
+	if next := soonest(recheck, rebalanceIn, pace); next > 0 {
+		return ctrl.Result{RequeueAfter: next + 10*time.Millisecond}, nil
 	}
 	return ctrl.Result{}, nil
 }

@@ -72,6 +72,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := conv.SetupWithManager(ctx, mgr, opts.Concurrency); err != nil {
 		return err
 	}
-	agent := &AgentReconciler{Client: mgr.GetClient(), Clock: opts.Clock, Wiring: opts.Runtime, slots: slots, rebalanced: map[client.ObjectKey]time.Time{}}
+	agent := &AgentReconciler{Client: mgr.GetClient(), Clock: opts.Clock, Wiring: opts.Runtime, slots: slots, rebalanced: map[client.ObjectKey]time.Time{},
+		statusWritten: map[client.ObjectKey]time.Time{}}
 	return agent.SetupWithManager(mgr, opts.Concurrency, changed)
 }

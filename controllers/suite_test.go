@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,9 +36,20 @@ var (
 	env *testenv.Env
 	// k8s reads straight from the API server, never from a cache.
 	k8s client.Client
-	// writes counts the manager's requests that change something.
-	writes atomic.Int64
+	// writes counts the manager's requests that change something;
+	// writesTo counts them by URL path (path → *atomic.Int64).
+	writes   atomic.Int64
+	writesTo sync.Map
 )
+
+// writesToPath is how many requests that change something the manager has
+// sent to path.
+func writesToPath(path string) int64 {
+	if n, ok := writesTo.Load(path); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
 
 func TestMain(m *testing.M) {
 	// Errors only: the controllers log every routine step at info.
@@ -58,6 +70,8 @@ func startManager(e *testenv.Env) (func() error, error) {
 			switch req.Method {
 			case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
 				writes.Add(1)
+				n, _ := writesTo.LoadOrStore(req.URL.Path, new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
 			}
 			return rt.RoundTrip(req)
 		})

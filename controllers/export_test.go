@@ -1,0 +1,4 @@
+package controllers
+
+// AgentStatusInterval is agentStatusInterval, for the package's envtest tests.
+const AgentStatusInterval = agentStatusInterval
