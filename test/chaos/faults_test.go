@@ -15,6 +15,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
@@ -280,7 +281,7 @@ func (w *world) drainPod(ctx context.Context, f *fault) error {
 	}
 	held := func() int {
 		var list tetherv1alpha1.ConversationList
-		if err := w.kube.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		if err := w.kube.List(ctx, &list, client.InNamespace(ns), unfinished(fields.OneTermEqualSelector("status.owner.name", pod.Name))); err != nil {
 			return -1
 		}
 		n := 0
