@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,7 +126,7 @@ func TestFleet(t *testing.T) {
 		victims[p.pod.Name] = true
 		held += loads[p.pod.Name]
 	}
-	writesBefore := writes.Load()
+	writesBefore, byKindBefore := writes.Load(), writesByKind()
 	deleted := time.Now()
 	for _, p := range pods[:podCount/2] {
 		if err := k8s.Delete(ctx, p.pod, client.GracePeriodSeconds(0)); err != nil {
@@ -156,6 +159,39 @@ func TestFleet(t *testing.T) {
 	t.Logf("%d pods deleted holding %d conversations: all moved %s after (%.2f ms a move, %.0f a second); %d API writes by the manager (%.2f a move, events and Agent status included)",
 		podCount/2, held, last.Sub(deleted).Round(time.Millisecond), float64(last.Sub(deleted).Microseconds())/1000/float64(held),
 		float64(held)/last.Sub(deleted).Seconds(), moveWrites, float64(moveWrites)/float64(held))
+	var kinds []string
+	for kind, n := range writesByKind() {
+		if d := n - byKindBefore[kind]; d > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s %d", kind, d))
+		}
+	}
+	slices.Sort(kinds)
+	t.Logf("the moves' writes by kind: %s", strings.Join(kinds, ", "))
+}
+
+// writesByKind is the manager's writes so far by what they wrote: the
+// resource, and its subresource.
+func writesByKind() map[string]int64 {
+	out := map[string]int64{}
+	writesTo.Range(func(path, n any) bool {
+		parts := strings.Split(strings.Trim(path.(string), "/"), "/")
+		kind := "other"
+		for i, p := range parts {
+			if p == "namespaces" && i+2 < len(parts) {
+				kind = strings.Join(parts[i+2:], "/")
+				if len(parts) > i+3 {
+					kind = parts[i+2]
+					if len(parts) > i+4 {
+						kind += "/" + parts[i+4]
+					}
+				}
+				break
+			}
+		}
+		out[kind] += n.(*atomic.Int64).Load()
+		return true
+	})
+	return out
 }
 
 // coldCache times a cache built as the manager builds its own, from cold,
