@@ -16,6 +16,10 @@ type kindFigures struct {
 	injected, failed int
 	owned, prompt    []time.Duration
 	notOwned         int // affected conversations never owned again
+	// kept counts affected conversations whose owner came back (thawed,
+	// reconnected) and served them again before another pod took them
+	// within two Leases: no move to time.
+	kept int
 	// notOwnedSamples are those conversations, each with its fault, for
 	// the log to show what became of them.
 	notOwnedSamples []notOwnedSample
@@ -67,7 +71,12 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 		switch {
 		case ownerKinds[f.kind]:
 			for name := range hit {
-				if at, ok := owners.ownedAgain(name, f.start, before[name].epoch, f.lost); ok {
+				at, ok := owners.ownedAgain(name, f.start, before[name].epoch, f.lost)
+				if owners.resumed(name, f.start, f.end, before[name].owner, before[name].epoch) && (!ok || at.After(f.end.Add(2**lease))) {
+					fig.kept++
+					continue
+				}
+				if ok {
 					fig.owned = append(fig.owned, at.Sub(f.start))
 					if d := at.Sub(f.start); d > fig.slowest {
 						fig.slowest, fig.slowestConv, fig.slowestFault = d, name, f
@@ -125,6 +134,15 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 			injected += fmt.Sprintf(" (%d could not be)", f.failed)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d |\n", k, injected, quantiles(f.owned), quantiles(f.prompt), f.notOwned, f.moves)
+	}
+	var kept []string
+	for _, k := range names {
+		if n := figs[k].kept; n > 0 {
+			kept = append(kept, fmt.Sprintf("%s %d", k, n))
+		}
+	}
+	if len(kept) > 0 {
+		fmt.Fprintf(&b, "\nKept by their own owner, which came back and served them again before another pod took them (not in \"owned again\"): %s.\n", strings.Join(kept, ", "))
 	}
 	fmt.Fprintf(&b, "\nAudit: %d conversations, %d messages and answers sent, %d acknowledged, %d answers applied, %d events read back; "+
 		"runtime writes judged from the API server's audit log: %d status, %d log heads, %d chunks (%d late, see below); events sent twice to a client: %d.\n",

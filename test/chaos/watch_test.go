@@ -118,6 +118,24 @@ func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[st
 	return time.Time{}, false
 }
 
+// resumed reports whether conversation name, after a fault from start to
+// end, was seen claimed by owner at epoch again after end (its owner came
+// back and went on serving it) with no newer epoch since start.
+func (wt *watcher) resumed(name string, start, end time.Time, owner string, epoch int64) bool {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	for _, o := range wt.lines[name] {
+		switch {
+		case !o.at.After(start):
+		case o.epoch > epoch:
+			return false
+		case o.at.After(end) && o.owner == owner && o.epoch == epoch && claimed(o.phase):
+			return true
+		}
+	}
+	return false
+}
+
 // moves counts the conversations taken from their owner (a new epoch after
 // one that had an owner) between from and to; a first placement, or a
 // suspended conversation woken, is no move.
