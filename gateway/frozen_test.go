@@ -88,3 +88,32 @@ func TestOwnerFrozenWhileConversationMoves(t *testing.T) {
 		t.Fatalf("the waiting client saw %v, want the 3 events before the prompt, once each", rw.events())
 	}
 }
+
+// TestDialToAFrozenOwnerGivenUpWhenTheConversationMoves: a client connects
+// while the owner is frozen. The frozen runtime's socket takes the dial and
+// never answers it, which would hold the client until the dial timeout;
+// once the controller moves the conversation, the gateway gives that dial
+// up and connects to the new owner at once: the prompt again within the
+// Lease plus a second of the freeze, before the dial timeout.
+func TestDialToAFrozenOwnerGivenUpWhenTheConversationMoves(t *testing.T) {
+	ns := namespace(t)
+	port := testworker.FreePort(t)
+	testworker.CreateAgent(t, env.Client, ns, "approvals", port, tetherv1alpha1.StoreSpec{})
+	a := testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-a", IP: "127.0.27.1", Port: port})
+	waiting := createConversation(t, ns, "frozen-dial")
+	testworker.WaitConversation(t, env.Client, waiting, "AwaitingInput on A", awaiting("approvals-a"))
+	testworker.Start(t, env, testworker.Options{Namespace: ns, Agent: "approvals", Name: "approvals-b", IP: "127.0.27.2", Port: port})
+
+	g := startGateway(t)
+	a.Freeze()
+	defer a.Thaw()
+	frozenAt := time.Now()
+	_, r := connect(t, g.url(ns, waiting.Name))
+	r.wait(t, "the prompt from the new owner", 1, isType(protocol.TypePendingPrompt))
+	after := time.Since(frozenAt)
+	t.Logf("connected while the owner was frozen: the prompt after %s", after.Round(time.Millisecond))
+	if bound := testLease + time.Second; after > bound {
+		t.Fatalf("the prompt after %s, want within the Lease plus 1 s (%s): the dial to the frozen owner was not given up", after, bound)
+	}
+	testworker.WaitConversation(t, env.Client, waiting, "AwaitingInput on B", awaiting("approvals-b"))
+}

@@ -271,7 +271,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case Route:
 		// Dial the owner before upgrading, so its refusal can be passed on.
 		var status int
-		up, status, err = s.dial(r.Context(), d.Upstream, key, id.Subject, cursor)
+		changed, stopChanges := s.changes(key)
+		up, status, _, err = s.dialUnlessMoved(r.Context(), key, id.Subject, cursor, d, changed)
+		stopChanges()
 		if err != nil && status == http.StatusTooManyRequests {
 			release()
 			s.cfg.Metrics.Refused.WithLabelValues(refusedTooManyConns).Inc()
@@ -351,7 +353,43 @@ func (s *Server) dial(ctx context.Context, addr string, key types.NamespacedName
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
+	// gorilla/websocket bounds the handshake by ctx's deadline only: an
+	// owner that took the connection and never answers (frozen, or its
+	// node lost) would hold a cancelled dial until the timeout. Cancelling
+	// ctx expires the connection's deadline, which ends the handshake.
+	var (
+		mu     sync.Mutex
+		dialed net.Conn
+	)
+	keep := func(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+		if dial == nil {
+			return nil
+		}
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err == nil {
+				mu.Lock()
+				dialed = c
+				mu.Unlock()
+			}
+			return c, err
+		}
+	}
+	dialer.NetDialContext, dialer.NetDialTLSContext = keep(dialer.NetDialContext), keep(dialer.NetDialTLSContext)
+	stopWatching := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if dialed != nil {
+			_ = dialed.SetDeadline(time.Unix(1, 0))
+		}
+	})
 	conn, resp, err := dialer.DialContext(ctx, u.String(), http.Header{"Authorization": {"Bearer " + token}, protocol.SubjectHeader: {subject}})
+	if !stopWatching() && err == nil {
+		// Cancelled as the handshake ended: the connection's deadline is
+		// spent.
+		_ = conn.Close()
+		conn, err = nil, ctx.Err()
+	}
 	status := 0
 	if resp != nil {
 		status = resp.StatusCode
@@ -451,4 +489,56 @@ func (w *framingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func closeConn(ws *websocket.Conn, code int, reason string, wait time.Duration) {
 	_ = ws.WriteControl(websocket.CloseMessage, protocol.CloseMessage(code, reason), time.Now().Add(wait))
 	_ = ws.Close()
+}
+
+// changes returns a channel that has a value once conversation key changed
+// since the last receive, and the function that stops it.
+func (s *Server) changes(key types.NamespacedName) (<-chan struct{}, func()) {
+	changed := make(chan struct{}, 1)
+	stop := s.cfg.Conversations.OnChange(key, func() {
+		select {
+		case changed <- struct{}{}:
+		default: // a notification is already pending; one is enough
+		}
+	})
+	return changed, stop
+}
+
+// dialUnlessMoved dials the owner d routes to, and gives the dial up as soon
+// as the conversation's status names another owner (moved). An owner that
+// was force-deleted, lost with its node or frozen does not refuse a dial: it
+// leaves it hanging until the dial timeout (seconds), while the manager may
+// have moved the conversation long before. Changes that keep the owner (a
+// phase written each turn) leave the dial alone.
+func (s *Server) dialUnlessMoved(ctx context.Context, key types.NamespacedName, subject string, cursor protocol.Cursor, d Decision,
+	changed <-chan struct{}) (up *websocket.Conn, status int, moved bool, err error) {
+	dialCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var gaveUp atomic.Bool
+	done, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-done:
+				return
+			case <-changed:
+				now, err := s.decide(ctx, key, subject)
+				if err == nil && (now.Action != Route || now.Upstream != d.Upstream || now.Epoch != d.Epoch) {
+					gaveUp.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	up, status, err = s.dial(dialCtx, d.Upstream, key, subject, cursor)
+	close(done)
+	<-watched
+	if err != nil && gaveUp.Load() {
+		return nil, 0, true, err
+	}
+	// Connected just as the owner changed: the runtime closes a stale
+	// owner's socket itself, and the session follows, as before.
+	return up, status, false, err
 }

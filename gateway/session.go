@@ -567,13 +567,7 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 		cfg.Metrics.Holds.Dec()
 		cfg.Metrics.HoldSeconds.Observe(time.Since(start).Seconds())
 	}()
-	changed := make(chan struct{}, 1)
-	stop := cfg.Conversations.OnChange(s.key, func() {
-		select {
-		case changed <- struct{}{}:
-		default: // a notification is already pending; one is enough
-		}
-	})
+	changed, stop := s.srv.changes(s.key)
 	defer stop()
 	timeout := time.NewTimer(cfg.HoldTimeout)
 	defer timeout.Stop()
@@ -613,14 +607,16 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 				woken = true
 			}
 		case d.Action == Route && retry == nil:
-			up, status, err := s.srv.dial(ctx, d.Upstream, s.key, s.subject, s.cursor)
+			up, status, moved, err := s.srv.dialUnlessMoved(ctx, s.key, s.subject, s.cursor, d, changed)
 			if err == nil {
 				return up, d, nil
 			}
-			switch status {
-			case http.StatusUnauthorized:
+			switch {
+			case moved:
+				continue // the owner changed while dialing the old one: route again at once
+			case status == http.StatusUnauthorized:
 				return nil, Decision{}, &closeError{protocol.CloseInternal, "the gateway cannot reach conversations now"}
-			case http.StatusTooManyRequests:
+			case status == http.StatusTooManyRequests:
 				return nil, Decision{}, &closeError{protocol.CloseRateLimited, tooManyOnConversation}
 			}
 			retry = time.After(backoff)
