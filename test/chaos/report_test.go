@@ -72,7 +72,7 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 		case ownerKinds[f.kind]:
 			for name := range hit {
 				at, ok := owners.ownedAgain(name, f.start, before[name].epoch, f.lost)
-				if owners.resumed(name, f.start, f.end, before[name].owner, before[name].epoch) && (!ok || at.After(f.end.Add(2**lease))) {
+				if ownerReturns(f.kind) && owners.resumed(name, f.start, f.end, before[name].owner, before[name].epoch) && (!ok || at.After(f.end.Add(2**lease))) {
 					fig.kept++
 					continue
 				}
@@ -104,6 +104,17 @@ func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigure
 		}
 	}
 	return out
+}
+
+// ownerReturns reports whether a fault of kind leaves its owner able to
+// come back (thawed, reconnected): a deleted pod's process writes only
+// what it had in flight before it dies.
+func ownerReturns(kind string) bool {
+	switch kind {
+	case "pod-freeze", "node-freeze", "node-partition":
+		return true
+	}
+	return false
 }
 
 // notOwnedSample is a conversation a fault took its owner from and that no
