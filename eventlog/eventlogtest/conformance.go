@@ -66,7 +66,7 @@ func Run(t *testing.T, log eventlog.Log, opts Options) {
 		opts.FencingRounds = 20
 	}
 	if opts.Appenders == 0 {
-		opts.Appenders = 8
+		opts.Appenders = 16
 	}
 	if opts.NewOwner == nil {
 		opts.NewOwner = log

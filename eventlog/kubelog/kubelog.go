@@ -37,7 +37,9 @@
 //
 // Limits: every append is a write of the head (up to SealBytes of tail
 // plus the batch; the owner remembers the head it wrote, so it need not read
-// it first), so the API server and its etcd carry every byte. At most MaxChunks
+// it first), so the API server and its etcd carry every byte. Appends to one
+// conversation that arrive while one of its writes is in flight go out
+// together in the next write (group commit, groupcommit.go). At most MaxChunks
 // chunks are kept per conversation (older ones are dropped, as retention
 // would); move to the redis store for long or busy conversations.
 //
@@ -68,6 +70,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
+	"tether.dev/tether/internal/sharedctx"
 )
 
 const (
@@ -100,10 +103,12 @@ type Log struct {
 	mu    sync.Mutex
 	heads map[types.NamespacedName]*tetherv1alpha1.ConversationLog
 
-	// appending serializes this process's appends per conversation, so its
-	// own goroutines never race each other for the head's resourceVersion;
-	// only another process (an old or new owner) can.
+	// appending serializes this process's writes of a head, so its own
+	// goroutines never race each other for the head's resourceVersion;
+	// only another process (an old or new owner) can. commits holds the
+	// appends waiting for the write in flight, which the next write takes.
 	appending keyLocks
+	commits   commitQueues
 }
 
 // maxRemembered bounds the heads a Log remembers.
@@ -352,12 +357,51 @@ func (l *Log) claimNext(ctx context.Context, k eventlog.Key, epoch int64) (*teth
 	return head, true
 }
 
-// Append implements eventlog.Log.
+// Append implements eventlog.Log. Appends to one conversation that arrive
+// while one is being written go out together in the next write (group
+// commit, groupcommit.go); each returns once its own events are written.
 func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []eventlog.Event) (int64, error) {
 	if err := eventlog.ValidateAppend(epoch, events); err != nil {
 		return 0, err
 	}
-	defer l.appending.lock(headKey(k))()
+	key := headKey(k)
+	me := &pendingAppend{ctx: ctx, epoch: epoch, events: events, bytes: eventBytes(events)}
+	l.commits.add(key, me)
+	defer l.appending.lock(key)()
+	if me.written {
+		// The write before ours took it along.
+		return me.last, me.err
+	}
+	batch := l.commits.take(key, me)
+	all := events
+	if len(batch) > 1 {
+		all = make([]eventlog.Event, 0, eventlog.MaxBatchEvents)
+		for _, p := range batch {
+			all = append(all, p.events...)
+		}
+	}
+	ctxs := make([]context.Context, 0, len(batch))
+	for _, p := range batch {
+		ctxs = append(ctxs, p.ctx)
+	}
+	// One appender giving up must not fail the others' events.
+	wctx, release := sharedctx.UntilAllDone(ctxs...)
+	last, err := l.write(wctx, k, epoch, all)
+	release()
+	for i := len(batch) - 1; i >= 0; i-- {
+		p := batch[i]
+		p.written, p.err = true, err
+		if err == nil {
+			p.last = last
+			last -= int64(len(p.events))
+		}
+	}
+	return me.last, me.err
+}
+
+// write appends events in one update of the head (retried on conflicts),
+// sealing the tail into a chunk when it is full.
+func (l *Log) write(ctx context.Context, k eventlog.Key, epoch int64, events []eventlog.Event) (int64, error) {
 	head := l.recall(k)
 	for attempt := range maxAttempts {
 		if head == nil {
@@ -389,7 +433,7 @@ func (l *Log) Append(ctx context.Context, k eventlog.Key, epoch int64, events []
 			return 0, fmt.Errorf("kubelog: appending to %s (the append may or may not have landed, whole): %w", k, err)
 		}
 		last := head.Spec.LastSeq
-		if needsSeal(head) && l.seal(ctx, k, epoch, head) != nil {
+		if sealed := !needsSeal(head) || l.seal(ctx, k, epoch, head) == nil; !sealed {
 			// The append is committed; sealing only moves committed
 			// events, and the next append seals again. The head may have
 			// moved on, so it is read afresh then.

@@ -2,11 +2,13 @@ package kubelog_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,7 +46,7 @@ func (n *namespaced) Claim(ctx context.Context, k eventlog.Key, epoch int64) (ev
 
 func TestConformance(t *testing.T) {
 	eventlogtest.Run(t, &namespaced{Log: kubelog.New(env.Client)}, eventlogtest.Options{
-		FencingRounds: 8, Appenders: 4, NewOwner: &namespaced{Log: kubelog.New(env.Client)},
+		FencingRounds: 8, Appenders: 16, NewOwner: &namespaced{Log: kubelog.New(env.Client)},
 		Gated: func(gate *eventlogtest.Gate) eventlog.Log {
 			c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
 			if err != nil {
@@ -282,4 +284,96 @@ func TestAMoveIsClaimedInOneRequest(t *testing.T) {
 	if _, err := old.Append(ctx, key, 1, eventlogtest.Events(1, "stale")); !errors.Is(err, eventlog.ErrFenced) {
 		t.Fatalf("the old owner's append after the claim: %v, want ErrFenced", err)
 	}
+}
+
+// TestAppendsWaitingForAWriteGoOutTogether: while one append's write is in
+// flight, 15 more arrive for the same conversation; they are written
+// together in the next write, each appender gets its own events' sequence
+// number, and nothing is lost or written twice.
+func TestAppendsWaitingForAWriteGoOutTogether(t *testing.T) {
+	ctx := context.Background()
+	direct, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	writes := 0
+	entered, release := make(chan struct{}), make(chan struct{})
+	gated := interceptor.NewClient(direct, interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if _, ok := obj.(*tetherv1alpha1.ConversationLog); ok {
+				mu.Lock()
+				writes++
+				first := writes == 1
+				mu.Unlock()
+				if first {
+					close(entered)
+					<-release
+				}
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	})
+	log := kubelog.New(gated)
+	key := eventlogtest.NewKey("group-commit")
+	if _, err := (&namespaced{Log: log}).Claim(ctx, key, 1); err != nil {
+		t.Fatal(err)
+	}
+	const appenders = 16
+	seqs := make([]int64, appenders)
+	errs := make([]error, appenders)
+	var wg sync.WaitGroup
+	appendOne := func(i int) {
+		wg.Go(func() { seqs[i], errs[i] = log.Append(ctx, key, 1, eventlogtest.Events(1, fmt.Sprintf("a%d", i))) })
+	}
+	appendOne(0)
+	<-entered
+	for i := 1; i < appenders; i++ {
+		appendOne(i)
+	}
+	for deadline := time.Now().Add(30 * time.Second); log.Queued(key) < appenders-1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d appends queued, want %d", log.Queued(key), appenders-1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("appender %d: %v", i, err)
+		}
+	}
+	if writes != 2 {
+		t.Errorf("%d writes of the head for %d appends, want 2 (the one in flight, then the rest together)", writes, appenders)
+	}
+	got := readAll(t, log, key)
+	if len(got) != appenders {
+		t.Fatalf("%d events read back, want %d", len(got), appenders)
+	}
+	for i, seq := range seqs {
+		var d struct {
+			Tag string `json:"tag"`
+		}
+		if seq < 1 || seq > int64(len(got)) || json.Unmarshal(got[seq-1].Data, &d) != nil || d.Tag != fmt.Sprintf("a%d", i) {
+			t.Errorf("appender %d was told seq %d, which holds %s", i, seq, got[max(0, min(seq, int64(len(got)))-1)].Data)
+		}
+	}
+	if log.Queued(key) != 0 {
+		t.Errorf("%d appends still queued", log.Queued(key))
+	}
+}
+
+func readAll(t *testing.T, log eventlog.Log, key eventlog.Key) []eventlog.Event {
+	t.Helper()
+	got, err := log.Read(context.Background(), key, 0, eventlog.MaxReadEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range got {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d", i, e.Seq)
+		}
+	}
+	return got
 }
