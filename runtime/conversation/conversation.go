@@ -14,6 +14,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog"
+	"tether.dev/tether/internal/sharedctx"
 	"tether.dev/tether/protocol"
 )
 
@@ -105,7 +106,9 @@ type Conversation struct {
 	// cost: while the store or the API server is slow, this conversation's
 	// next append, its deltas and a socket binding to it wait behind the
 	// slow call (other conversations do not); a bound socket's live frames
-	// are already queued and flow.
+	// are already queued and flow. Clients' messages that wait for it
+	// while a write is in flight go out together in the next write
+	// (groupcommit.go).
 	mu      sync.Mutex
 	st      *state
 	replay  []eventlog.Event // the interrupted turn's recorded events, still to match
@@ -143,6 +146,10 @@ type Conversation struct {
 	// snapSeq is the seq of the last snapshot saved or tried, or of the
 	// one restored from.
 	snapSeq int64
+
+	// inbox holds clients' messages waiting for mu, which the next
+	// append takes along (groupcommit.go).
+	inbox inbox
 
 	wake     chan struct{}
 	stopped  chan struct{}
@@ -467,6 +474,30 @@ func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Even
 			return 0, err
 		}
 	}
+	// Clients' messages waiting for the lock go in the same write
+	// (groupcommit.go); what is returned is the last of events.
+	taken := c.takeWaitingLocked(events)
+	all := events
+	ctxs := []context.Context{ctx}
+	if len(taken) > 0 {
+		all = slices.Clip(events)
+	}
+	for _, m := range taken {
+		all = append(all, m.event)
+		ctxs = append(ctxs, m.ctx)
+	}
+	ctx, release := sharedctx.UntilAllDone(ctxs...)
+	defer release()
+	last, err := c.writeLocked(ctx, all)
+	c.settleTakenLocked(taken, err)
+	if err != nil {
+		return 0, err
+	}
+	return last - int64(len(all)-len(events)), nil
+}
+
+// writeLocked appends events and applies them.
+func (c *Conversation) writeLocked(ctx context.Context, events []eventlog.Event) (int64, error) {
 	last, err := c.cfg.Log.Append(ctx, c.cfg.Key, c.cfg.Epoch, events)
 	switch {
 	case errors.Is(err, eventlog.ErrFenced):

@@ -21,8 +21,21 @@ func (c *Conversation) Submit(ctx context.Context, f protocol.ClientFrame) (prot
 	if err := f.Validate(); err != nil {
 		return protocol.ServerFrame{}, err
 	}
+	var waiting *waitingMessage
+	if f.Type == protocol.TypeMessage {
+		// While the lock is held by a write, the next write may take
+		// this message along (groupcommit.go).
+		waiting = &waitingMessage{ctx: ctx, frame: f, event: messageEvent(f)}
+		c.inbox.add(waiting)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if waiting != nil && !c.inbox.remove(waiting) {
+		if waiting.err != nil {
+			return protocol.ServerFrame{}, waiting.err
+		}
+		return protocol.AckFrame(f.ID, waiting.seq, false), nil
+	}
 	if c.isStopped() {
 		return protocol.ServerFrame{}, ErrNotOwner
 	}
@@ -64,8 +77,7 @@ func (c *Conversation) messageLocked(ctx context.Context, f protocol.ClientFrame
 			}
 		}
 	}
-	data, _ := json.Marshal(protocol.TextData{Text: f.Text, Subject: f.Subject})
-	seq, err := c.appendLocked(ctx, eventlog.Event{Type: protocol.EventUserMessage, ClientID: f.ID, Data: data})
+	seq, err := c.appendLocked(ctx, messageEvent(f))
 	if err != nil {
 		return protocol.ServerFrame{}, unavailable(err)
 	}
