@@ -49,6 +49,9 @@ type findings struct {
 	// trimmed counts logs that retention had trimmed (the Agent's
 	// store.retention.maxEvents): audited from the first kept event.
 	trimmed int
+	// latency is how long the API server took to answer the writes it
+	// audited: what claims and placements waited on.
+	latency apiaudit.Latency
 }
 
 func (a *findings) add(what, conv, format string, args ...any) {
@@ -130,6 +133,7 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 		return nil, err
 	}
 	v := apiaudit.Judge(entries, ns, apiaudit.RuntimeIn(ns))
+	a.latency = apiaudit.Latencies(entries, 10*time.Minute)
 	a.writes, a.late, a.interrupted, a.unanswered = v.Writes, v.Late, v.Interrupted, v.Unanswered
 	names := map[string]bool{}
 	for _, tr := range trs {

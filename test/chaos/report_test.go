@@ -189,6 +189,9 @@ func (w *world) report(faults []*fault, a *findings, owners *watcher, settle tim
 // each kind.
 func (a *findings) details() string {
 	var b strings.Builder
+	if a.latency.N > 0 {
+		fmt.Fprintf(&b, "The API server's answers to the writes it audited (Tether's objects and Leases), from arrival to answer: %s.\n", a.latency)
+	}
 	if n := a.interrupted["status"] + a.interrupted["log"] + a.interrupted["chunk"]; n > 0 {
 		fmt.Fprintf(&b, "Writes of Tether's objects the API server was killed while serving (arrived, never answered; of unknown outcome): %d (%d status, %d log heads, %d chunks).\n",
 			n, a.interrupted["status"], a.interrupted["log"], a.interrupted["chunk"])
