@@ -130,6 +130,9 @@ func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 		return
 	default:
 		end = outcome(protocol.EventFailed, fmt.Sprintf("the agent failed: %v", err))
+		// The event and the status keep a truncated message; the log
+		// keeps all of it (an agent's traceback, say).
+		logf.FromContext(ctx).Info("the agent failed: the conversation fails", "conversation", c.cfg.Key.String(), "error", err.Error())
 	}
 	if _, aerr := c.appendLocked(context.WithoutCancel(ctx), end); aerr != nil {
 		// The store is failing; the turn is run again, in replay, by
