@@ -29,15 +29,11 @@ import (
 	"tether.dev/tether/runtime/agents"
 )
 
-var (
-	storeConversations = flag.Int("store-conversations", 100, "conversations talking at once in the store runs")
-	storeSockets       = flag.Int("store-sockets", 1, "sockets talking at once in each conversation of the store runs (several people in one conversation)")
-)
+var storeConversations = flag.Int("store-conversations", 100, "conversations talking at once in the store runs (one socket each)")
 
 // BenchmarkStoreTurns: echo turns through the gateway, on each durable
 // store, with -store-conversations conversations talking at once (one
-// socket each, or -store-sockets; round trips back to back: a message until
-// its ack and a turn's end).
+// socket each, round trips back to back: a message until its turn's end).
 // ns/op is wall time per turn in all; it reports turns/s, the turn's p50
 // and p99, the appends per turn the runtime made, and for the kubernetes
 // store the API writes per turn (every write of Tether's objects and of
@@ -51,7 +47,7 @@ func BenchmarkStoreTurns(b *testing.B) {
 			target := load.Target{URL: func(i int) string {
 				return "ws://" + r.gateway.addr + protocol.ConversationPath(r.ns, fmt.Sprintf("c-%d", i))
 			}, Header: http.Header{"Authorization": {"Bearer " + r.token}}}
-			conns, err := target.DialAll(context.Background(), (*storeConversations)*(*storeSockets), *storeConversations, 16)
+			conns, err := target.DialAll(context.Background(), *storeConversations, *storeConversations, 16)
 			if err != nil {
 				b.Fatal(err)
 			}
