@@ -18,6 +18,11 @@ import (
 	"tether.dev/tether/protocol"
 )
 
+// errStoreUnavailable marks a write of the conversation that failed in the
+// store (it may have landed): a turn that meets one is run again once the
+// store is back, never failed for it.
+var errStoreUnavailable = errors.New("the event log is unavailable")
+
 // ErrNotOwner means this owner was fenced: a newer epoch claimed the
 // conversation. The conversation stopped; sockets bound to it are closed with
 // protocol.CloseNotOwner.
@@ -471,7 +476,10 @@ func (c *Conversation) appendLocked(ctx context.Context, events ...eventlog.Even
 	}
 	if c.dirty {
 		if err := c.resyncLocked(ctx); err != nil {
-			return 0, err
+			if errors.Is(err, ErrNotOwner) {
+				return 0, err
+			}
+			return 0, fmt.Errorf("%w: %w", errStoreUnavailable, err)
 		}
 	}
 	// Clients' messages waiting for the lock go in the same write
@@ -508,7 +516,7 @@ func (c *Conversation) writeLocked(ctx context.Context, events []eventlog.Event)
 	case err != nil:
 		// It may have landed: learn what the log holds before the next.
 		c.dirty = true
-		return 0, err
+		return 0, fmt.Errorf("%w: %w", errStoreUnavailable, err)
 	}
 	first := last - int64(len(events)) + 1
 	if first != c.st.last+1 {

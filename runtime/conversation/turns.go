@@ -128,6 +128,13 @@ func (c *Conversation) runTurn(ctx context.Context, input eventlog.Event) {
 			}
 		}()
 		return
+	case errors.Is(err, errStoreUnavailable):
+		// The store failed under the turn (an API server restart, say),
+		// not the agent: the loop runs the turn again, in replay, once it
+		// has read the log back (pausing while the store is still down).
+		c.dirty, c.pending = true, nil
+		logf.FromContext(ctx).Info("the event log failed during the turn; running the turn again", "conversation", c.cfg.Key.String(), "error", err.Error())
+		return
 	default:
 		end = outcome(protocol.EventFailed, fmt.Sprintf("the agent failed: %v", err))
 		// The event and the status keep a truncated message; the log

@@ -330,3 +330,38 @@ tether_agent.run(handle)
 		Decision: protocol.DecisionEdit, Args: json.RawMessage(`{"amount":120}`)})
 	waitLog(t, log, key, `assistant_message:edit {"amount": 120}`)
 }
+
+// TestAStoreFailureUnderAPythonTurnRunsItAgain: the store failing while the
+// Python agent's question is recorded (an API server restarting) does not
+// fail the conversation. The process that was in the middle of the turn is
+// let go of and the turn runs again in a fresh one; the process kept would
+// have read the next turn's line as its answer and crashed (the 1,004-fault
+// chaos run lost a refund conversation so).
+func TestAStoreFailureUnderAPythonTurnRunsItAgain(t *testing.T) {
+	w := newRefundWorld(t)
+	log := &eventlogtest.FailingOnce{Log: memory.New(), Type: protocol.EventPrompt}
+	key := eventlogtest.NewKey("py-store-failure")
+	c, st := start(t, log, key, 1, w.agent(t))
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeMessage, ID: "m-1", Text: "refund order 1"})
+	s := waitPhase(t, st, tetherv1alpha1.PhaseAwaitingInput)
+	if s.Prompt == nil || s.Prompt.ID != "refund" {
+		t.Fatalf("status %+v", s)
+	}
+	submit(t, c, protocol.ClientFrame{Type: protocol.TypeAnswer, ID: "a-1", PromptID: "refund", Text: "approve"})
+	waitLog(t, log, key, "turn_finished")
+	if got := types(t, log, key); strings.Contains(got, "failed") {
+		t.Fatalf("log %s", got)
+	}
+	var proposals, refunds int
+	for _, l := range w.lines(t) {
+		switch {
+		case l == "propose":
+			proposals++
+		case strings.HasPrefix(l, "refund"):
+			refunds++
+		}
+	}
+	if proposals != 1 || refunds != 1 {
+		t.Fatalf("the world saw %q: want one proposal (the turn run again replays it) and one refund", w.lines(t))
+	}
+}

@@ -103,12 +103,20 @@ type fromAgent struct {
 // (complete is then false).
 const maxHistoryBytes = MaxLineBytes / 2
 
-// HandleTurn implements conversation.Handler.
-func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) error {
+// HandleTurn implements conversation.Handler. A turn that ends in an
+// error (the store failing under it included) lets go of the process: it is
+// in the middle of the turn, and the turn runs again, in replay, in a fresh
+// one.
+func (h *Handler) HandleTurn(ctx context.Context, t *conversation.Turn) (err error) {
 	p, fresh, err := h.process(ctx, t.Conversation)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			h.Forget(t.Conversation)
+		}
+	}()
 	fail := func(err error) error {
 		h.Forget(t.Conversation)
 		return err
