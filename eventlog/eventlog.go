@@ -172,6 +172,15 @@ func ValidateSnapshot(epoch int64, s Snapshot) error {
 	return nil
 }
 
+// BatchBytes is what events count against MaxBatchBytes.
+func BatchBytes(events []Event) int {
+	n := 0
+	for _, e := range events {
+		n += len(e.Type) + len(e.ClientID) + len(e.Data)
+	}
+	return n
+}
+
 // ValidateAppend checks a batch against the limits before any backend is
 // touched, so a bad batch never half-writes.
 func ValidateAppend(epoch int64, events []Event) error {

@@ -90,12 +90,3 @@ func (q *commitQueues) take(key types.NamespacedName, lead *pendingAppend) []*pe
 	}
 	return batch
 }
-
-// eventBytes is what an append's events count against MaxBatchBytes.
-func eventBytes(events []eventlog.Event) int {
-	n := 0
-	for _, e := range events {
-		n += len(e.Type) + len(e.ClientID) + len(e.Data)
-	}
-	return n
-}

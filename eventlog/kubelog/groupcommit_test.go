@@ -24,7 +24,7 @@ func TestTakeBatches(t *testing.T) {
 				events[i].Data = []byte(`"` + data + `"`)
 			}
 		}
-		return &pendingAppend{ctx: context.Background(), epoch: epoch, events: events, bytes: eventBytes(events)}
+		return &pendingAppend{ctx: context.Background(), epoch: epoch, events: events, bytes: eventlog.BatchBytes(events)}
 	}
 	cases := []struct {
 		name       string

@@ -561,7 +561,7 @@ func (c *Conversation) pendLocked(ctx context.Context, e eventlog.Event) error {
 		return err
 	}
 	c.pending = append(c.pending, e)
-	if len(c.pending) >= maxPending || batchBytes(c.pending) >= maxPendingBytes {
+	if len(c.pending) >= maxPending || eventlog.BatchBytes(c.pending) >= maxPendingBytes {
 		return c.flushLocked(ctx)
 	}
 	return nil
@@ -577,15 +577,7 @@ const (
 // fitsOneAppend reports whether a and b make one append within the store's
 // limits.
 func fitsOneAppend(a, b []eventlog.Event) bool {
-	return len(a)+len(b) <= eventlog.MaxBatchEvents && batchBytes(a)+batchBytes(b) <= eventlog.MaxBatchBytes
-}
-
-func batchBytes(events []eventlog.Event) int {
-	n := 0
-	for _, e := range events {
-		n += len(e.Type) + len(e.ClientID) + len(e.Data)
-	}
-	return n
+	return len(a)+len(b) <= eventlog.MaxBatchEvents && eventlog.BatchBytes(a)+eventlog.BatchBytes(b) <= eventlog.MaxBatchBytes
 }
 
 // trimLocked applies the retention once the log holds a tenth more than it
