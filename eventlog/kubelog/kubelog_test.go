@@ -20,6 +20,7 @@ import (
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/eventlog/eventlogtest"
 	"tether.dev/tether/eventlog/kubelog"
+	"tether.dev/tether/internal/testing/await"
 	"tether.dev/tether/internal/testing/testenv"
 )
 
@@ -331,12 +332,8 @@ func TestAppendsWaitingForAWriteGoOutTogether(t *testing.T) {
 	for i := 1; i < appenders; i++ {
 		appendOne(i)
 	}
-	for deadline := time.Now().Add(30 * time.Second); log.Queued(key) < appenders-1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d appends queued, want %d", log.Queued(key), appenders-1)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	await.Until(t, 30*time.Second, fmt.Sprintf("%d appends queued behind the held write", appenders-1),
+		func() bool { return log.Queued(key) >= appenders-1 })
 	close(release)
 	wg.Wait()
 	for i, err := range errs {
