@@ -31,7 +31,6 @@ declare -A allowed=(
 	[test/chaos/client_test.go]=5
 	[test/chaos/faults_test.go]=3
 	[test/chaos/chaos_test.go]=1
-	[test/chaos/watch_test.go]=1
 	[test/chaos/audit_test.go]=1
 	[test/chaos/refunds_test.go]=2
 )

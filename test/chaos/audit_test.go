@@ -52,6 +52,9 @@ type findings struct {
 	// latency is how long the API server took to answer the writes it
 	// audited: what claims and placements waited on.
 	latency apiaudit.Latency
+	// owners is each conversation's status history, from the API server's
+	// audit log: what the failover figures are measured on.
+	owners *watcher
 }
 
 func (a *findings) add(what, conv, format string, args ...any) {
@@ -134,6 +137,7 @@ func (w *world) audit(ctx context.Context, trs []*transcript) (*findings, error)
 	}
 	v := apiaudit.Judge(entries, ns, apiaudit.RuntimeIn(ns))
 	a.latency = apiaudit.Latencies(entries, 10*time.Minute)
+	a.owners = ownersFrom(apiaudit.States(entries, ns))
 	a.writes, a.late, a.interrupted, a.unanswered = v.Writes, v.Late, v.Interrupted, v.Unanswered
 	names := map[string]bool{}
 	for _, tr := range trs {

@@ -34,7 +34,6 @@ func TestChaos(t *testing.T) {
 	w.setUp(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	owners := w.watchOwners(ctx)
 
 	var mu sync.Mutex
 	var trs []*transcript
@@ -111,6 +110,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	owners := a.owners
 	text := w.report(faults, a, owners, settled.Sub(lastFault))
 	if size, inUse, err := etcdFileSize(ctx); err == nil {
 		text += fmt.Sprintf("The cluster's etcd at the end: a %d MiB file, %d MiB of it in use (hack/cluster/etcd-keeper.sh defragments it).\n", size>>20, inUse>>20)

@@ -7,7 +7,7 @@ import (
 )
 
 // TestFindClaim: the claim of a slow sample is the one at its epoch logged
-// near when the watcher saw it, with where its time went and the errors
+// near when its status write was answered, with where its time went and the errors
 // logged for the conversation before it.
 func TestFindClaim(t *testing.T) {
 	at := time.Date(2026, 12, 2, 18, 0, 10, 0, time.UTC)

@@ -310,7 +310,7 @@ func (w *world) describeSample(b *strings.Builder, owners *watcher, kind, what s
 // done (the watch's delay and retries included), which splits a slow
 // "owned again" between the manager and the new owner; and the errors it
 // logged for conv before that, which say what the retries were for. Only
-// a claim logged within 2 s of at (when the watcher saw it claimed) is
+// a claim logged within 2 s of at (when the API server answered its status) is
 // that claim: a container restarted since logs its own claims at the same
 // epoch, and not the first.
 func (w *world) claimLogged(pod, conv string, epoch int64, at time.Time) string {

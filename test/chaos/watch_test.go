@@ -1,19 +1,17 @@
 package chaos
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
-	"k8s.io/apimachinery/pkg/watch"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
+	"tether.dev/tether/internal/testing/apiaudit"
 )
 
-// ownership is one state of a conversation's status, when the watch saw it.
+// ownership is one state of a conversation's status, when the API server
+// answered the write that made it.
 type ownership struct {
 	at    time.Time
 	owner string
@@ -21,44 +19,32 @@ type ownership struct {
 	phase tetherv1alpha1.ConversationPhase
 }
 
-// watcher follows every conversation's owner and epoch through a watch,
-// started again whenever it ends (the API server restarts under it).
+// watcher holds every conversation's owners, epochs and phases over the
+// run, each change once.
+//
+// It is read from the API server's audit log, not from a watch: a watch
+// tells of a change when it is delivered, and after an API server restart
+// a new watch tells of the current state only. A watch the suite ran
+// until 2026-12-07 showed conversations claimed minutes after the audit
+// log's answer to the claim (see docs/reliability.md).
 type watcher struct {
 	mu    sync.Mutex
 	lines map[string][]ownership
 }
 
-func (w *world) watchOwners(ctx context.Context) *watcher {
-	wt := &watcher{lines: map[string][]ownership{}}
-	go func() {
-		for ctx.Err() == nil {
-			wi, err := w.kube.Watch(ctx, &tetherv1alpha1.ConversationList{}, client.InNamespace(ns))
-			if err != nil {
-				time.Sleep(200 * time.Millisecond)
-				continue
+// ownersFrom is a watcher over the status histories the audit log holds.
+func ownersFrom(states map[string][]apiaudit.State) *watcher {
+	wt := &watcher{lines: make(map[string][]ownership, len(states))}
+	for name, history := range states {
+		var line []ownership
+		for _, s := range history {
+			o := ownership{at: s.At, owner: s.Owner, epoch: s.Epoch, phase: tetherv1alpha1.ConversationPhase(s.Phase)}
+			if n := len(line); n == 0 || line[n-1].owner != o.owner || line[n-1].epoch != o.epoch || line[n-1].phase != o.phase {
+				line = append(line, o)
 			}
-			for ev := range wi.ResultChan() {
-				conv, ok := ev.Object.(*tetherv1alpha1.Conversation)
-				if !ok || ev.Type == watch.Deleted {
-					continue
-				}
-				o := ownership{at: time.Now(), phase: conv.Status.Phase}
-				if conv.Status.Owner != nil {
-					o.owner = conv.Status.Owner.Name
-				}
-				if conv.Status.Lease != nil {
-					o.epoch = conv.Status.Lease.Epoch
-				}
-				wt.mu.Lock()
-				line := wt.lines[conv.Name]
-				if n := len(line); n == 0 || line[n-1].owner != o.owner || line[n-1].epoch != o.epoch || line[n-1].phase != o.phase {
-					wt.lines[conv.Name] = append(line, o)
-				}
-				wt.mu.Unlock()
-			}
-			wi.Stop()
 		}
-	}()
+		wt.lines[name] = line
+	}
 	return wt
 }
 

@@ -56,7 +56,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -276,31 +275,8 @@ type statusWrite struct {
 // grantOf reads the owner and epoch (and resourceVersion) of a
 // Conversation as an audit event holds it.
 func grantOf(object json.RawMessage) (Grant, bool) {
-	var obj struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-		} `json:"metadata"`
-		Status struct {
-			Owner *struct {
-				Name string `json:"name"`
-			} `json:"owner"`
-			Lease *struct {
-				Epoch int64 `json:"epoch"`
-			} `json:"lease"`
-		} `json:"status"`
-	}
-	if len(object) == 0 || json.Unmarshal(object, &obj) != nil {
-		return Grant{}, false
-	}
-	var g Grant
-	g.RV, _ = strconv.ParseInt(obj.Metadata.ResourceVersion, 10, 64)
-	if obj.Status.Owner != nil {
-		g.Owner = obj.Status.Owner.Name
-	}
-	if obj.Status.Lease != nil {
-		g.Epoch = obj.Status.Lease.Epoch
-	}
-	return g, true
+	s, ok := stateOf(object)
+	return Grant{RV: s.RV, Owner: s.Owner, Epoch: s.Epoch}, ok
 }
 
 // judgeStatus orders a conversation's status writes as etcd did and checks
