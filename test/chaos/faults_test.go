@@ -43,6 +43,11 @@ type fault struct {
 	err      error
 }
 
+// acting marks the moment the fault acts on its target: its figures count
+// from there, not from the choice of the target (listing pods, finding a
+// process), which under load can take as long as the failover measured.
+func (f *fault) acting() { f.start = time.Now() }
+
 // faultKind is a kind of fault and how to inject it.
 type faultKind struct {
 	name   string
@@ -73,6 +78,7 @@ var faultKinds = []faultKind{
 		if err != nil {
 			return err
 		}
+		f.acting()
 		return syscall.Kill(pid, syscall.SIGKILL)
 	}},
 	{name: "pod-freeze", weight: 3, owners: true, inject: func(ctx context.Context, w *world, f *fault) error {
@@ -84,6 +90,7 @@ var faultKinds = []faultKind{
 		if err != nil {
 			return err
 		}
+		f.acting()
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			return err
 		}
@@ -94,6 +101,7 @@ var faultKinds = []faultKind{
 		if err := w.loseNode(ctx, f); err != nil {
 			return err
 		}
+		f.acting()
 		if err := w.Script("partition", "node2"); err != nil {
 			return err
 		}
@@ -104,6 +112,7 @@ var faultKinds = []faultKind{
 		if err := w.loseNode(ctx, f); err != nil {
 			return err
 		}
+		f.acting()
 		thaw, err := freezeNode2()
 		if err != nil {
 			return err
@@ -117,6 +126,7 @@ var faultKinds = []faultKind{
 			return err
 		}
 		f.target = pod.Name
+		f.acting()
 		return w.kube.Delete(ctx, pod)
 	}},
 	{name: "manager-leader-kill", weight: 1, inject: func(ctx context.Context, w *world, f *fault) error {
@@ -130,7 +140,7 @@ var faultKinds = []faultKind{
 		pod, _, _ := strings.Cut(*l.Spec.HolderIdentity, "_")
 		f.target = pod
 		w.killedLeader = *l.Spec.HolderIdentity
-		return w.signalContainer("tether-system", pod, syscall.SIGKILL)
+		return w.signalContainer(f, "tether-system", pod, syscall.SIGKILL)
 	}},
 	{name: "ingress-restart", weight: 2, inject: func(_ context.Context, w *world, f *fault) error {
 		f.target = "nginx"
@@ -146,7 +156,7 @@ var faultKinds = []faultKind{
 			return err
 		}
 		f.target = pod.Name
-		return w.signalContainer(ns, pod.Name, syscall.SIGKILL)
+		return w.signalContainer(f, ns, pod.Name, syscall.SIGKILL)
 	}},
 	{name: "tcp-cut", weight: 3, inject: nil}, // cut by the run, which knows the clients
 }
@@ -262,6 +272,7 @@ func (w *world) deletePod(ctx context.Context, f *fault, force bool) error {
 	if force {
 		opts = append(opts, client.GracePeriodSeconds(0))
 	}
+	f.acting()
 	return w.kube.Delete(ctx, pod, opts...)
 }
 
@@ -276,6 +287,7 @@ func (w *world) drainPod(ctx context.Context, f *fault) error {
 		return err
 	}
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"chaos"}}}`, tetherv1alpha1.DrainAnnotation)
+	f.acting()
 	if err := w.kube.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return err
 	}
@@ -321,12 +333,14 @@ func (w *world) loseNode(ctx context.Context, f *fault) error {
 	return nil
 }
 
-// signalContainer signals the main process of a pod's first container.
-func (w *world) signalContainer(namespace, pod string, sig syscall.Signal) error {
+// signalContainer signals the main process of a pod's first container: the
+// fault acts then.
+func (w *world) signalContainer(f *fault, namespace, pod string, sig syscall.Signal) error {
 	pid, err := w.ContainerPID(namespace, pod, 0)
 	if err != nil {
 		return err
 	}
+	f.acting()
 	return syscall.Kill(pid, sig)
 }
 
