@@ -17,16 +17,24 @@ func TestResumed(t *testing.T) {
 		awaiting = tetherv1alpha1.PhaseAwaitingInput
 		moving   = tetherv1alpha1.PhaseRescheduling
 	)
+	o := func(at time.Time, owner string, epoch int64, phase tetherv1alpha1.ConversationPhase) ownership {
+		return ownership{at: at, owner: owner, epoch: epoch, phase: phase}
+	}
+	// again is o written again, unchanged, at last.
+	again := func(o ownership, last time.Time) ownership { o.last = last; return o }
 	for _, tc := range []struct {
 		name string
 		line []ownership
 		want bool
 	}{
-		{"served again by its owner", []ownership{{at(0), "a", 3, awaiting}, {at(9), "a", 3, running}}, true},
-		{"moved first", []ownership{{at(0), "a", 3, awaiting}, {at(5), "", 4, moving}, {at(6), "b", 4, running}, {at(9), "a", 3, running}}, false},
-		{"nothing after the fault", []ownership{{at(0), "a", 3, awaiting}}, false},
-		{"its owner's write before the fault ended", []ownership{{at(0), "a", 3, awaiting}, {at(2), "a", 3, running}}, false},
-		{"placed back on its owner at a new epoch", []ownership{{at(0), "a", 3, awaiting}, {at(9), "a", 4, running}}, false},
+		{"served again by its owner", []ownership{o(at(0), "a", 3, awaiting), o(at(9), "a", 3, running)}, true},
+		{"moved first", []ownership{o(at(0), "a", 3, awaiting), o(at(5), "", 4, moving), o(at(6), "b", 4, running), o(at(9), "a", 3, running)}, false},
+		{"its owner wrote the same state again after the fault", []ownership{again(o(at(0), "a", 3, running), at(9))}, true},
+		{"the same state again, then moved", []ownership{again(o(at(0), "a", 3, running), at(9)), o(at(10), "b", 4, moving)}, true},
+		{"the same state again, only before the fault ended", []ownership{again(o(at(0), "a", 3, running), at(7))}, false},
+		{"nothing after the fault", []ownership{o(at(0), "a", 3, awaiting)}, false},
+		{"its owner's write before the fault ended", []ownership{o(at(0), "a", 3, awaiting), o(at(2), "a", 3, running)}, false},
+		{"placed back on its owner at a new epoch", []ownership{o(at(0), "a", 3, awaiting), o(at(9), "a", 4, running)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wt := &watcher{lines: map[string][]ownership{"c": tc.line}}

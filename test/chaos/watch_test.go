@@ -17,6 +17,8 @@ type ownership struct {
 	owner string
 	epoch int64
 	phase tetherv1alpha1.ConversationPhase
+	// last is when the same state was last written again (zero: never).
+	last time.Time
 }
 
 // watcher holds every conversation's owners, epochs and phases over the
@@ -41,6 +43,8 @@ func ownersFrom(states map[string][]apiaudit.State) *watcher {
 			o := ownership{at: s.At, owner: s.Owner, epoch: s.Epoch, phase: tetherv1alpha1.ConversationPhase(s.Phase)}
 			if n := len(line); n == 0 || line[n-1].owner != o.owner || line[n-1].epoch != o.epoch || line[n-1].phase != o.phase {
 				line = append(line, o)
+			} else {
+				line[n-1].last = o.at
 			}
 		}
 		wt.lines[name] = line
@@ -106,16 +110,20 @@ func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[st
 
 // resumed reports whether conversation name, after a fault from start to
 // end, was seen claimed by owner at epoch again after end (its owner came
-// back and went on serving it) with no newer epoch since start.
+// back and went on serving it: a new state, or the same one written again,
+// as an echo turn writes it) before any newer epoch since start.
 func (wt *watcher) resumed(name string, start, end time.Time, owner string, epoch int64) bool {
 	wt.mu.Lock()
 	defer wt.mu.Unlock()
 	for _, o := range wt.lines[name] {
-		switch {
-		case !o.at.After(start):
-		case o.epoch > epoch:
+		if o.at.After(start) && o.epoch > epoch {
 			return false
-		case o.at.After(end) && o.owner == owner && o.epoch == epoch && claimed(o.phase):
+		}
+		written := o.at
+		if o.last.After(written) {
+			written = o.last
+		}
+		if written.After(end) && o.owner == owner && o.epoch == epoch && claimed(o.phase) {
 			return true
 		}
 	}
