@@ -5,17 +5,22 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/internal/testing/await"
@@ -72,6 +77,8 @@ type world struct {
 	killedLeader string
 }
 
+var setLogger sync.Once
+
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	lc, ok := localcluster.FromEnv()
@@ -83,6 +90,9 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
+	// The client logs through controller-runtime's logger: errors only,
+	// and no warning with a stack trace that it was never set.
+	setLogger.Do(func() { ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel))) })
 	scheme := runtime.NewScheme()
 	if err := appsv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
