@@ -54,7 +54,7 @@ type findings struct {
 	latency apiaudit.Latency
 	// owners is each conversation's status history, from the API server's
 	// audit log: what the failover figures are measured on.
-	owners *watcher
+	owners *ownerHistory
 }
 
 func (a *findings) add(what, conv, format string, args ...any) {

@@ -38,7 +38,7 @@ type kindFigures struct {
 // figures measures, per fault kind, the time from each fault to its
 // conversations being owned again and to its clients holding their prompt
 // again.
-func (w *world) figures(faults []*fault, owners *watcher) map[string]*kindFigures {
+func (w *world) figures(faults []*fault, owners *ownerHistory) map[string]*kindFigures {
 	out := map[string]*kindFigures{}
 	ownerKinds := map[string]bool{}
 	for _, k := range faultKinds {
@@ -125,7 +125,7 @@ type notOwnedSample struct {
 }
 
 // report is the run's report in Markdown.
-func (w *world) report(faults []*fault, a *findings, owners *watcher, settle time.Duration) string {
+func (w *world) report(faults []*fault, a *findings, owners *ownerHistory, settle time.Duration) string {
 	var b strings.Builder
 	figs := w.figures(faults, owners)
 	first, last := faults[0].start, faults[len(faults)-1].end
@@ -252,7 +252,7 @@ func quantiles(d []time.Duration) string {
 // slowest describes, per fault kind, its slowest "owned again" sample: the
 // conversation's states from the fault's start until it was owned again,
 // each with its offset from the start.
-func (w *world) slowest(faults []*fault, owners *watcher) string {
+func (w *world) slowest(faults []*fault, owners *ownerHistory) string {
 	var b strings.Builder
 	figs := w.figures(faults, owners)
 	names := make([]string, 0, len(figs))
@@ -295,7 +295,7 @@ func (w *world) slowest(faults []*fault, owners *watcher) string {
 
 // describeSample writes one sample of a fault kind: the fault, and its
 // conversation's states from a Lease before the fault until the sample.
-func (w *world) describeSample(b *strings.Builder, owners *watcher, kind, what string, f *fault, conv string, took time.Duration) {
+func (w *world) describeSample(b *strings.Builder, owners *ownerHistory, kind, what string, f *fault, conv string, took time.Duration) {
 	fmt.Fprintf(b, "slowest %s (%s, %s at %s): %s %s after %s:", kind, f.target,
 		f.end.Sub(f.start).Round(100*time.Millisecond), f.start.Sub(w.start).Round(100*time.Millisecond),
 		conv, what, took.Round(10*time.Millisecond))

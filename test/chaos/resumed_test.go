@@ -37,7 +37,7 @@ func TestResumed(t *testing.T) {
 		{"placed back on its owner at a new epoch", []ownership{o(at(0), "a", 3, awaiting), o(at(9), "a", 4, running)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wt := &watcher{lines: map[string][]ownership{"c": tc.line}}
+			wt := &ownerHistory{lines: map[string][]ownership{"c": tc.line}}
 			// The fault from 1 s to 8 s.
 			if got := wt.resumed("c", at(1), at(8), "a", 3); got != tc.want {
 				t.Errorf("resumed = %v, want %v", got, tc.want)

@@ -3,7 +3,6 @@ package chaos
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
@@ -21,7 +20,7 @@ type ownership struct {
 	last time.Time
 }
 
-// watcher holds every conversation's owners, epochs and phases over the
+// ownerHistory holds every conversation's owners, epochs and phases over the
 // run, each change once.
 //
 // It is read from the API server's audit log, not from a watch: a watch
@@ -29,14 +28,13 @@ type ownership struct {
 // a new watch tells of the current state only. A watch the suite ran
 // until 2026-12-07 showed conversations claimed minutes after the audit
 // log's answer to the claim (see docs/reliability.md).
-type watcher struct {
-	mu    sync.Mutex
+type ownerHistory struct {
 	lines map[string][]ownership
 }
 
-// ownersFrom is a watcher over the status histories the audit log holds.
-func ownersFrom(states map[string][]apiaudit.State) *watcher {
-	wt := &watcher{lines: make(map[string][]ownership, len(states))}
+// ownersFrom is an ownerHistory of the status histories the audit log holds.
+func ownersFrom(states map[string][]apiaudit.State) *ownerHistory {
+	h := &ownerHistory{lines: make(map[string][]ownership, len(states))}
 	for name, history := range states {
 		var line []ownership
 		for _, s := range history {
@@ -47,17 +45,15 @@ func ownersFrom(states map[string][]apiaudit.State) *watcher {
 				line[n-1].last = o.at
 			}
 		}
-		wt.lines[name] = line
+		h.lines[name] = line
 	}
-	return wt
+	return h
 }
 
 // at is each conversation's state at t.
-func (wt *watcher) at(t time.Time) map[string]ownership {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
+func (h *ownerHistory) at(t time.Time) map[string]ownership {
 	out := map[string]ownership{}
-	for name, line := range wt.lines {
+	for name, line := range h.lines {
 		for _, o := range line {
 			if o.at.After(t) {
 				break
@@ -69,11 +65,9 @@ func (wt *watcher) at(t time.Time) map[string]ownership {
 }
 
 // between is conversation name's states seen from one time to another.
-func (wt *watcher) between(name string, from, to time.Time) []ownership {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
+func (h *ownerHistory) between(name string, from, to time.Time) []ownership {
 	var out []ownership
-	for _, o := range wt.lines[name] {
+	for _, o := range h.lines[name] {
 		if !o.at.Before(from) && !o.at.After(to) {
 			out = append(out, o)
 		}
@@ -83,10 +77,8 @@ func (wt *watcher) between(name string, from, to time.Time) []ownership {
 
 // last describes conversation name's latest n states, each at its offset
 // from start.
-func (wt *watcher) last(name string, n int, start time.Time) string {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
-	line := wt.lines[name]
+func (h *ownerHistory) last(name string, n int, start time.Time) string {
+	line := h.lines[name]
 	var b strings.Builder
 	for _, o := range line[max(0, len(line)-n):] {
 		fmt.Fprintf(&b, " %s %s %s/%d;", o.at.Sub(start).Round(100*time.Millisecond), o.phase, o.owner, o.epoch)
@@ -97,10 +89,8 @@ func (wt *watcher) last(name string, n int, start time.Time) string {
 // ownedAgain is when conversation name was next owned after t with an epoch
 // above epoch, by a pod not in lost: when that pod had claimed it (the
 // status in a phase only an owner writes), not when it was placed there.
-func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[string]bool) (time.Time, bool) {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
-	for _, o := range wt.lines[name] {
+func (h *ownerHistory) ownedAgain(name string, t time.Time, epoch int64, lost map[string]bool) (time.Time, bool) {
+	for _, o := range h.lines[name] {
 		if o.at.After(t) && o.epoch > epoch && o.owner != "" && !lost[o.owner] && claimed(o.phase) {
 			return o.at, true
 		}
@@ -112,10 +102,8 @@ func (wt *watcher) ownedAgain(name string, t time.Time, epoch int64, lost map[st
 // end, was seen claimed by owner at epoch again after end (its owner came
 // back and went on serving it: a new state, or the same one written again,
 // as an echo turn writes it) before any newer epoch since start.
-func (wt *watcher) resumed(name string, start, end time.Time, owner string, epoch int64) bool {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
-	for _, o := range wt.lines[name] {
+func (h *ownerHistory) resumed(name string, start, end time.Time, owner string, epoch int64) bool {
+	for _, o := range h.lines[name] {
 		if o.at.After(start) && o.epoch > epoch {
 			return false
 		}
@@ -133,11 +121,9 @@ func (wt *watcher) resumed(name string, start, end time.Time, owner string, epoc
 // moves counts the conversations taken from their owner (a new epoch after
 // one that had an owner) between from and to; a first placement, or a
 // suspended conversation woken, is no move.
-func (wt *watcher) moves(from, to time.Time) int {
-	wt.mu.Lock()
-	defer wt.mu.Unlock()
+func (h *ownerHistory) moves(from, to time.Time) int {
 	n := 0
-	for _, line := range wt.lines {
+	for _, line := range h.lines {
 		for i, o := range line {
 			if i > 0 && o.at.After(from) && o.at.Before(to) && o.epoch != line[i-1].epoch && line[i-1].owner != "" {
 				n++
