@@ -24,6 +24,7 @@ import (
 
 	"tether.dev/tether/gateway"
 	"tether.dev/tether/gateway/auth"
+	"tether.dev/tether/internal/apidial"
 	"tether.dev/tether/internal/tlsfiles"
 )
 
@@ -110,7 +111,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	directory, err := gateway.NewDirectory(ctrl.GetConfigOrDie(), gateway.DirectoryOptions{Namespaces: split(o.namespaces)})
+	directory, err := gateway.NewDirectory(apidial.Install(ctrl.GetConfigOrDie()), gateway.DirectoryOptions{Namespaces: split(o.namespaces)})
 	if err != nil {
 		return err
 	}

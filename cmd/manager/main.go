@@ -18,6 +18,7 @@ import (
 
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/controllers"
+	"tether.dev/tether/internal/apidial"
 )
 
 // The metrics endpoint authenticates and authorizes its callers.
@@ -70,7 +71,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	cfg := ctrl.GetConfigOrDie()
+	cfg := apidial.Install(ctrl.GetConfigOrDie())
 	cfg.QPS, cfg.Burst = float32(qps), burst
 	metricsOpts := metricsserver.Options{
 		BindAddress:   metricsAddr,

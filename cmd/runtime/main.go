@@ -34,6 +34,7 @@ import (
 	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/eventlog/memory"
 	"tether.dev/tether/eventlog/stores"
+	"tether.dev/tether/internal/apidial"
 	"tether.dev/tether/internal/tlsfiles"
 	tetherruntime "tether.dev/tether/runtime"
 	"tether.dev/tether/runtime/agents"
@@ -124,7 +125,7 @@ func run(handler conversation.Handler, gatewayIdentity, gatewayAudience, tlsDir,
 	if err := tetherv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	cfg := ctrl.GetConfigOrDie()
+	cfg := apidial.Install(ctrl.GetConfigOrDie())
 	direct, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		return err
