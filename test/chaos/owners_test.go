@@ -120,17 +120,30 @@ func (h *ownerHistory) resumed(name string, start, end time.Time, owner string, 
 
 // moves counts the conversations taken from their owner (a new epoch after
 // one that had an owner) between from and to; a first placement, or a
-// suspended conversation woken, is no move.
-func (h *ownerHistory) moves(from, to time.Time) int {
+// suspended conversation woken, is no move. Neither is the move of a
+// conversation whose owner a later fault (of later) took away once that
+// fault had begun: it is that fault's, measured as its own.
+func (h *ownerHistory) moves(from, to time.Time, later []*fault) int {
 	n := 0
 	for _, line := range h.lines {
 		for i, o := range line {
-			if i > 0 && o.at.After(from) && o.at.Before(to) && o.epoch != line[i-1].epoch && line[i-1].owner != "" {
+			if i > 0 && o.at.After(from) && o.at.Before(to) && o.epoch != line[i-1].epoch && line[i-1].owner != "" &&
+				!tookAway(later, line[i-1].owner, o.at) {
 				n++
 			}
 		}
 	}
 	return n
+}
+
+// tookAway reports whether one of faults had begun by at and took pod away.
+func tookAway(faults []*fault, pod string, at time.Time) bool {
+	for _, f := range faults {
+		if !at.Before(f.start) && (f.target == pod || f.lost[pod]) {
+			return true
+		}
+	}
+	return false
 }
 
 // claimed reports whether a phase is one the owner writes once it has

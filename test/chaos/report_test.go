@@ -87,7 +87,7 @@ func (w *world) figures(faults []*fault, owners *ownerHistory) map[string]*kindF
 				}
 			}
 		case len(hit) == 0:
-			fig.moves += owners.moves(f.start, f.end.Add(*lease))
+			fig.moves += owners.moves(f.start, f.end.Add(*lease), faults[i+1:])
 		}
 		for tr, seq := range f.prompted {
 			if ownerKinds[f.kind] && !hit[tr.name] {

@@ -45,3 +45,38 @@ func TestResumed(t *testing.T) {
 		})
 	}
 }
+
+// TestMoves: a fault that takes no owner away (an API server restart) is
+// charged with the moves in its window, but not with those of a fault that
+// began meanwhile and took their owners away.
+func TestMoves(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	o := func(at time.Time, owner string, epoch int64) ownership {
+		return ownership{at: at, owner: owner, epoch: epoch, phase: tetherv1alpha1.PhaseRunning}
+	}
+	deleteB := &fault{kind: "pod-delete", target: "b", start: at(6), lost: map[string]bool{"b": true}}
+	freezeNode := &fault{kind: "node-freeze", target: "node2", start: at(7), lost: map[string]bool{"c": true}}
+	for _, tc := range []struct {
+		name  string
+		line  []ownership
+		later []*fault
+		want  int
+	}{
+		{"moved in the window", []ownership{o(at(0), "a", 1), o(at(5), "z", 2)}, nil, 1},
+		{"moved after the window", []ownership{o(at(0), "a", 1), o(at(11), "z", 2)}, nil, 0},
+		{"first placed in the window", []ownership{o(at(0), "", 1), o(at(5), "z", 1)}, nil, 0},
+		{"its pod deleted by the next fault", []ownership{o(at(0), "b", 1), o(at(7), "z", 2)}, []*fault{deleteB}, 0},
+		{"moved before the next fault took its pod", []ownership{o(at(0), "b", 1), o(at(5), "z", 2)}, []*fault{deleteB}, 1},
+		{"its pod lost with a node", []ownership{o(at(0), "c", 1), o(at(8), "z", 2)}, []*fault{deleteB, freezeNode}, 0},
+		{"another pod's move", []ownership{o(at(0), "a", 1), o(at(8), "z", 2)}, []*fault{deleteB, freezeNode}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &ownerHistory{lines: map[string][]ownership{"conv": tc.line}}
+			// An API server restart from 1 s, ended at 6 s, Lease 4 s.
+			if got := h.moves(at(1), at(10), tc.later); got != tc.want {
+				t.Errorf("moves = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
