@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -345,6 +346,9 @@ func (w *world) controlPlaneUp(ctx context.Context) bool {
 			return false
 		}
 	}
+	if !w.redisBack(ctx) {
+		return false
+	}
 	var l coordinationv1.Lease
 	if err := w.kube.Get(ctx, client.ObjectKey{Namespace: "tether-system", Name: "tether-manager.tether.dev"}, &l); err != nil {
 		return false
@@ -370,6 +374,28 @@ func (w *world) controlPlaneUp(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+// redisBack reports whether the Redis pod a fault killed last has restarted
+// and is ready, or is gone (its Deployment's replacement is then checked as
+// any pod is). Its status goes on saying ready until the kubelet notices the
+// kill: the next fault came a second after a Redis restart, and the owners
+// it took away had to wait for Redis to be back, seconds later (runs of
+// 2026-12-08).
+func (w *world) redisBack(ctx context.Context) bool {
+	if w.killedRedis == "" {
+		return true
+	}
+	var pod corev1.Pod
+	err := w.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: w.killedRedis}, &pod)
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	if err != nil || len(pod.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	c := pod.Status.ContainerStatuses[0]
+	return c.RestartCount > w.killedRedisRestarts && c.Ready
 }
 
 const (

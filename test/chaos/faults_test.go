@@ -156,6 +156,10 @@ var faultKinds = []faultKind{
 			return err
 		}
 		f.target = pod.Name
+		if len(pod.Status.ContainerStatuses) == 0 {
+			return fmt.Errorf("Redis pod %s has no container status", pod.Name)
+		}
+		w.killedRedis, w.killedRedisRestarts = pod.Name, pod.Status.ContainerStatuses[0].RestartCount
 		return w.signalContainer(f, ns, pod.Name, syscall.SIGKILL)
 	}},
 	{name: "tcp-cut", weight: 3, inject: nil}, // cut by the run, which knows the clients

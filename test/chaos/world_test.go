@@ -75,6 +75,11 @@ type world struct {
 	// killedLeader is the manager leader identity a fault killed last: no
 	// fault starts while the Lease still names it.
 	killedLeader string
+	// killedRedis is the Redis pod a fault killed last, and its container's
+	// restarts before: no fault starts until it has restarted and is ready
+	// (its status says ready until the kubelet notices the kill).
+	killedRedis         string
+	killedRedisRestarts int32
 }
 
 var setLogger sync.Once
