@@ -11,7 +11,7 @@ package runtime
 // +kubebuilder:rbac:groups=tether.dev,resources=agents,verbs=get
 // +kubebuilder:rbac:groups=tether.dev,resources=conversations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=tether.dev,resources=conversations/status,verbs=get;update
-// +kubebuilder:rbac:groups=tether.dev,resources=conversationlogs,verbs=get;list;create;update;delete;deletecollection
+// +kubebuilder:rbac:groups=tether.dev,resources=conversationlogs,verbs=get;list;create;update;patch;delete;deletecollection
 // Chunks are created and deleted, never updated: an owner that lost the
 // conversation cannot change a chunk the current owner wrote.
 // +kubebuilder:rbac:groups=tether.dev,resources=conversationlogchunks,verbs=get;list;create;delete;deletecollection

@@ -331,16 +331,18 @@ func (l *Log) claim(ctx context.Context, k eventlog.Key, epoch int64) (*tetherv1
 	return nil, fmt.Errorf("kubelog: claiming %s: still conflicting after %d attempts", k, claimAttempts)
 }
 
-// claimNext claims in one write a log whose epoch is the one before epoch,
-// as it is when the conversation moves from an owner that had claimed it:
-// a JSON patch that tests the epoch (and whose log it is) and raises it.
-// Anything else (no log yet, an older epoch, another conversation's log,
-// an error) is left to the read and update that follow.
+// claimNext claims in one write a log whose epoch is two before epoch, as
+// it is when the conversation moves from an owner that had claimed it: the
+// manager revokes it (a new epoch, no owner) and places it (another) in one
+// status write, and so when it suspends a conversation and places it again.
+// A JSON patch tests the epoch (and whose log it is) and raises it. Anything
+// else (no log yet, another epoch, another conversation's log, an error) is
+// left to the read and update that follow.
 func (l *Log) claimNext(ctx context.Context, k eventlog.Key, epoch int64) (*tetherv1alpha1.ConversationLog, bool) {
-	if epoch < 2 {
+	if epoch < 3 {
 		return nil, false
 	}
-	ops := []map[string]any{{"op": "test", "path": "/spec/epoch", "value": epoch - 1}}
+	ops := []map[string]any{{"op": "test", "path": "/spec/epoch", "value": epoch - 2}}
 	if k.UID != "" {
 		ops = append(ops, map[string]any{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": k.UID})
 	}
