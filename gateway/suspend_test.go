@@ -108,6 +108,11 @@ func TestBoundClientKeepsItAwake(t *testing.T) {
 	isSuspended := func(c *tetherv1alpha1.Conversation) bool { return c.Status.Phase == tetherv1alpha1.PhaseSuspended }
 	waitLong(t, idle, "Suspended", isSuspended)
 	waitLong(t, answering, "Suspended", isSuspended)
+	// The manager records its Events asynchronously: one counted before
+	// it is written would be counted as happening while bound (a run of
+	// 2026-12-08 read "before" without the Suspended event, then counted
+	// that one suspension while the client was bound).
+	await.Until(t, 10*time.Second, "the Suspended event recorded", func() bool { return eventReasons(t, ns, idle.Name)["Suspended"] >= 1 })
 	before := eventReasons(t, ns, idle.Name)
 
 	g := startGatewayAs(t, gatewayUser(t))
