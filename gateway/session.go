@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/types"
 
+	tetherv1alpha1 "tether.dev/tether/api/v1alpha1"
 	"tether.dev/tether/gateway/auth"
 	"tether.dev/tether/protocol"
 )
@@ -405,6 +406,12 @@ func (s *session) followOwner() {
 	_ = up.Close() // pipe's read fails at once
 }
 
+// ownerChanged reports whether d routes to another owner or epoch than left, the
+// owner a session was bound to: the controller moved the conversation.
+func ownerChanged(left, d Decision) bool {
+	return left.Upstream != "" && d.Action == Route && (d.Epoch != left.Epoch || d.Upstream != left.Upstream)
+}
+
 // endsSession reports whether an owner's close code is the client's own
 // business (passed on) rather than the owner going away (held through).
 func endsSession(code int) bool {
@@ -573,7 +580,11 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 	defer timeout.Stop()
 	ctx := s.ctx
 
+	s.mu.Lock()
+	left := s.routed // the owner this session lost, if it had one
+	s.mu.Unlock()
 	var told string
+	toldMove := false
 	woken := false
 	backoff := 50 * time.Millisecond
 	var retry <-chan time.Time
@@ -593,11 +604,19 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 		case Route:
 			message = "connecting to the conversation's owner"
 		}
-		// The client hears of every hold, and of each change of phase.
+		// The client hears of every hold, and of each change of phase. A
+		// move is told as one even when the cache shows it only once the
+		// new owner has claimed it (the Rescheduling write and the claim
+		// arrived together).
+		if ownerChanged(left, d) && !toldMove {
+			told = string(tetherv1alpha1.PhaseRescheduling)
+			s.sendClient(protocol.StatusFrame(told, "the conversation moved to another owner; connecting to it"))
+		}
 		if phase := string(d.Phase); phase != told {
 			told = phase
 			s.sendClient(protocol.StatusFrame(phase, message))
 		}
+		toldMove = toldMove || told == string(tetherv1alpha1.PhaseRescheduling)
 		switch {
 		case d.Action == Wake && !woken:
 			if err := cfg.Conversations.Wake(ctx, s.key); err != nil {
