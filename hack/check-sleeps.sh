@@ -24,6 +24,8 @@ declare -A allowed=(
 	# A benchmark measures over fixed windows.
 	[test/bench/idle_test.go]=2
 	[controllers/fleet_test.go]=2
+	# A benchmark adds a loaded API server's delay to each request.
+	[eventlog/kubelog/claimread_test.go]=1
 	# An appender pauses after an append failed during a failover.
 	[eventlog/redislog/distributed_test.go]=1
 	# The chaos suite paces its clients (a human reading a prompt) and holds

@@ -84,8 +84,9 @@ const (
 	// claimAttempts those of a claim.
 	maxAttempts   = 20
 	claimAttempts = 100
-	// readAhead bounds the chunks a read fetches at once.
-	readAhead = 8
+	// readAhead bounds the chunks a read fetches at once: a claim after a
+	// snapshot (at most about 500 events, 16 chunks) needs one round.
+	readAhead = 16
 )
 
 // Log is an event log in the API server. Its client must read from the API
@@ -228,22 +229,45 @@ func (l *Log) Claim(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.
 // ClaimRead implements eventlog.ClaimReader: the head's snapshot, if it has
 // one within the retained history, and the events after it (the whole
 // retained history without one) are read from the head the claim wrote,
-// with no read of the head per thousand events. No one else can have
-// changed it since (older epochs are fenced), but for a newer owner claiming
-// and trimming meanwhile: a chunk found gone then sends the read on from the
-// head as it is now, as Read does (this owner is fenced at its next write
-// anyway).
+// with no read of the head per thousand events. The snapshot and the chunks
+// after it are fetched at once, not one after the other: a moved client
+// waits on this read, and on a loaded API server each round trip counts.
+// Should the snapshot be unreadable, the history before it is read then.
+// No one else can have changed the head since (older epochs are fenced),
+// but for a newer owner claiming and trimming meanwhile: a chunk found gone
+// then sends the read on from the head as it is now, as Read does (this
+// owner is fenced at its next write anyway).
 func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (eventlog.Bounds, *eventlog.Snapshot, []eventlog.Event, error) {
 	head, err := l.claim(ctx, k, epoch)
 	if err != nil {
 		return eventlog.Bounds{}, nil, nil, err
 	}
 	b := bounds(head)
-	snap := l.loadSnapshot(ctx, k, head)
 	after := b.FirstSeq - 1
-	if snap != nil {
-		after = snap.Seq
+	var snap *eventlog.Snapshot
+	loaded := make(chan struct{})
+	if ref := usableSnapshot(head); ref != nil {
+		after = ref.LastSeq
+		go func() {
+			defer close(loaded)
+			snap = l.loadSnapshot(ctx, k, head)
+		}()
+	} else {
+		close(loaded)
 	}
+	events, err := l.readAfter(ctx, k, head, b, after)
+	<-loaded
+	if err == nil && snap == nil && after > b.FirstSeq-1 {
+		events, err = l.readAfter(ctx, k, head, b, b.FirstSeq-1)
+	}
+	if err != nil {
+		return eventlog.Bounds{}, nil, nil, err
+	}
+	return b, snap, events, nil
+}
+
+// readAfter reads the events of head's log after seq after.
+func (l *Log) readAfter(ctx context.Context, k eventlog.Key, head *tetherv1alpha1.ConversationLog, b eventlog.Bounds, after int64) ([]eventlog.Event, error) {
 	var events []eventlog.Event
 	for after < b.LastSeq {
 		batch, err := l.readFrom(ctx, k, head, after, eventlog.MaxReadEvents)
@@ -259,12 +283,12 @@ func (l *Log) ClaimRead(ctx context.Context, k eventlog.Key, epoch int64) (event
 			}
 		}
 		if err != nil {
-			return eventlog.Bounds{}, nil, nil, err
+			return nil, err
 		}
 		events = append(events, batch...)
 		after = batch[len(batch)-1].Seq
 	}
-	return b, snap, events, nil
+	return events, nil
 }
 
 // claim takes the log for epoch and returns its head as claimed.

@@ -133,8 +133,8 @@ func joinPieces(events []tetherv1alpha1.LogEvent, seq int64) string {
 // history and can be read; nil otherwise: a snapshot only spares reading
 // events, and without it the history is read whole.
 func (l *Log) loadSnapshot(ctx context.Context, k eventlog.Key, head *tetherv1alpha1.ConversationLog) *eventlog.Snapshot {
-	ref := head.Spec.Snapshot
-	if ref == nil || ref.LastSeq < head.Spec.FirstSeq-1 || ref.LastSeq > head.Spec.LastSeq {
+	ref := usableSnapshot(head)
+	if ref == nil {
 		return nil
 	}
 	chunk, err := l.getChunk(ctx, k, ref.Name)
@@ -146,6 +146,16 @@ func (l *Log) loadSnapshot(ctx context.Context, k eventlog.Key, head *tetherv1al
 		return nil
 	}
 	return &eventlog.Snapshot{Seq: ref.LastSeq, Data: []byte(data)}
+}
+
+// usableSnapshot is the snapshot head names if it is within the retained
+// history, or nil.
+func usableSnapshot(head *tetherv1alpha1.ConversationLog) *tetherv1alpha1.LogChunkRef {
+	ref := head.Spec.Snapshot
+	if ref == nil || ref.LastSeq < head.Spec.FirstSeq-1 || ref.LastSeq > head.Spec.LastSeq {
+		return nil
+	}
+	return ref
 }
 
 // dropStaleSnapshot forgets head's snapshot if the history now starts after
