@@ -130,6 +130,12 @@ type Conversation struct {
 	// take as few writes as its durable points allow (flushLocked).
 	pending []eventlog.Event
 	first   int64 // the first retained sequence number, as far as this owner knows
+	// firstUnknown says a trim's outcome is unknown: first may be behind
+	// the store's until the store is asked again.
+	firstUnknown bool
+	// logID identifies the log's history (eventlog.Bounds.LogID), as the
+	// claim found it; it does not change while this owner holds it.
+	logID string
 	// detachedAt is when the last bound socket went.
 	detachedAt time.Time
 	// diverged says where a replayed turn last diverged, for the status.
@@ -227,7 +233,7 @@ func Start(ctx context.Context, cfg Config) (*Conversation, error) {
 		return Start(ctx, cfg)
 	}
 	c := &Conversation{
-		cfg: cfg, st: st, first: bounds.FirstSeq, draining: cfg.Draining, snapSeq: max(times.SnapshotSeq, bounds.FirstSeq-1),
+		cfg: cfg, st: st, first: bounds.FirstSeq, logID: bounds.LogID, draining: cfg.Draining, snapSeq: max(times.SnapshotSeq, bounds.FirstSeq-1),
 		answers: make(chan answerFor, 1), subs: map[*Subscription]struct{}{},
 		wake: make(chan struct{}, 1), stopped: make(chan struct{}), loopDone: make(chan struct{}),
 		started: times,
@@ -593,6 +599,8 @@ func (c *Conversation) trimLocked(ctx context.Context) {
 		c.first = c.st.last - keep + 1
 	case errors.Is(err, eventlog.ErrFenced):
 		c.stopLocked(ErrNotOwner, protocol.CloseNotOwner)
+	default:
+		c.firstUnknown = true // it may have been applied
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"golang.org/x/sync/semaphore"
+	"k8s.io/utils/ptr"
 
 	"tether.dev/tether/eventlog"
 	"tether.dev/tether/protocol"
@@ -99,6 +100,9 @@ func (s *Subscription) readPage(ctx context.Context) (page []eventlog.Event, hel
 		c.reportHole(err)
 		return nil, 0, err
 	}
+	if first := batch[0].Seq; first > s.after+1 {
+		s.startsAt(first)
+	}
 	for _, e := range batch {
 		if e.Seq <= s.upTo {
 			page = append(page, e)
@@ -106,6 +110,20 @@ func (s *Subscription) readPage(ctx context.Context) (page []eventlog.Event, hel
 	}
 	s.after = batch[len(batch)-1].Seq
 	return page, held, nil
+}
+
+// startsAt says the history this replay serves begins at seq first, later
+// than the events the client asked for: a trim this owner did not know of
+// when the socket was bound (its outcome was unknown, or a newer owner
+// trimmed). The client is told its history is incomplete, from first on,
+// never handed a gap as a complete history.
+func (s *Subscription) startsAt(first int64) {
+	for i := range s.tail {
+		if f := &s.tail[i]; f.Type == protocol.TypeReplayComplete {
+			f.Complete = ptr.To(false)
+			f.FirstSeq = max(f.FirstSeq, first)
+		}
+	}
 }
 
 func (s *Subscription) release(held int64) {

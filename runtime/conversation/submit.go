@@ -201,7 +201,7 @@ func (c *Conversation) subscribe(ctx context.Context, cursor protocol.Cursor) (*
 	if c.cfg.MaxSubscribers > 0 && len(c.subs) >= c.cfg.MaxSubscribers {
 		return nil, ErrTooManySubscribers
 	}
-	bounds, err := c.cfg.Log.Bounds(ctx, c.cfg.Key)
+	bounds, err := c.boundsLocked(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +220,25 @@ func (c *Conversation) subscribe(ctx context.Context, cursor protocol.Cursor) (*
 		go c.publishAttachment() //nolint:gosec // outlives the request that bound the socket, on purpose
 	}
 	return s, nil
+}
+
+// boundsLocked is the history a bound socket is told of: what this owner
+// knows, with no request to the store (a moved client's bind waits on it,
+// under the conversation's lock), unless a trim's outcome or the log's
+// identity is unknown. Its last sequence number is not used: a socket is
+// replayed up to the last event this owner applied.
+func (c *Conversation) boundsLocked(ctx context.Context) (eventlog.Bounds, error) {
+	if !c.firstUnknown && c.logID != "" {
+		return eventlog.Bounds{FirstSeq: c.first, LastSeq: c.st.last, Epoch: c.cfg.Epoch, LogID: c.logID}, nil
+	}
+	bounds, err := c.cfg.Log.Bounds(ctx, c.cfg.Key)
+	if err != nil {
+		return eventlog.Bounds{}, err
+	}
+	if c.firstUnknown && bounds.LogID == c.logID {
+		c.first, c.firstUnknown = max(c.first, bounds.FirstSeq), false
+	}
+	return bounds, nil
 }
 
 // checkCursor says why a cursor cannot be honoured against the history
