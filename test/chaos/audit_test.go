@@ -247,8 +247,8 @@ func (a *findings) checkLog(tr *transcript, events []protocol.ServerFrame) {
 	}
 	switch tr.kind.agent {
 	case "echo":
-		if len(replies) != len(users) || strings.Join(replies, "\n") != strings.Join(users, "\n") {
-			a.add("not answered once each, in order", tr.name, "%d messages, %d replies", len(users), len(replies))
+		if detail, ok := answeredOnceEach(users, replies, trimmed, tr.sent); !ok {
+			a.add("not answered once each, in order", tr.name, "%s", detail)
 		}
 	case "approval":
 		if len(prompts) > 1 {
