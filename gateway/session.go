@@ -406,6 +406,13 @@ func (s *session) followOwner() {
 	_ = up.Close() // pipe's read fails at once
 }
 
+// slowHold is how long a hold lasts before it is logged, and maxLoggedDials
+// how many of its failed dials the log keeps.
+const (
+	slowHold       = 2 * time.Second
+	maxLoggedDials = 8
+)
+
 // ownerChanged reports whether d routes to another owner or epoch than left, the
 // owner a session was bound to: the controller moved the conversation.
 func ownerChanged(left, d Decision) bool {
@@ -583,6 +590,16 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 	s.mu.Lock()
 	left := s.routed // the owner this session lost, if it had one
 	s.mu.Unlock()
+	// A hold that lasts is logged with what it went through: which phases
+	// the client was told, and the dials to owners that failed.
+	var phases []string
+	var dials []string
+	defer func() {
+		if held := time.Since(start); held >= slowHold {
+			cfg.Log.Info("a client was held", "conversation", s.key, "held", held.Round(time.Millisecond),
+				"left", left.Upstream, "leftEpoch", left.Epoch, "told", phases, "failedDials", dials)
+		}
+	}()
 	var told string
 	toldMove := false
 	woken := false
@@ -611,10 +628,12 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 		if ownerChanged(left, d) && !toldMove {
 			told = string(tetherv1alpha1.PhaseRescheduling)
 			s.sendClient(protocol.StatusFrame(told, "the conversation moved to another owner; connecting to it"))
+			phases = append(phases, fmt.Sprintf("%s (moved) at %s", told, time.Since(start).Round(time.Millisecond)))
 		}
 		if phase := string(d.Phase); phase != told {
 			told = phase
 			s.sendClient(protocol.StatusFrame(phase, message))
+			phases = append(phases, fmt.Sprintf("%s at %s", phase, time.Since(start).Round(time.Millisecond)))
 		}
 		toldMove = toldMove || told == string(tetherv1alpha1.PhaseRescheduling)
 		switch {
@@ -629,6 +648,9 @@ func (s *session) hold() (*websocket.Conn, Decision, error) {
 			up, status, moved, err := s.srv.dialUnlessMoved(ctx, s.key, s.subject, s.cursor, d, changed)
 			if err == nil {
 				return up, d, nil
+			}
+			if len(dials) < maxLoggedDials {
+				dials = append(dials, fmt.Sprintf("%s epoch %d at %s: %d, %v", d.Upstream, d.Epoch, time.Since(start).Round(time.Millisecond), status, err))
 			}
 			switch {
 			case moved:
