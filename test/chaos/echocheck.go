@@ -43,19 +43,5 @@ func answeredOnceEach(users, replies []string, trimmed bool, sent map[string]str
 		}
 		return "nothing"
 	}
-	return fmt.Sprintf("%d messages, %d replies; the %s reply is %s where the message is %s", len(users), len(replies), ordinal(i+1), at(replies), at(users)), false
-}
-
-func ordinal(n int) string {
-	switch {
-	case n%100 >= 11 && n%100 <= 13:
-		return fmt.Sprintf("%dth", n)
-	case n%10 == 1:
-		return fmt.Sprintf("%dst", n)
-	case n%10 == 2:
-		return fmt.Sprintf("%dnd", n)
-	case n%10 == 3:
-		return fmt.Sprintf("%drd", n)
-	}
-	return fmt.Sprintf("%dth", n)
+	return fmt.Sprintf("%d messages, %d replies; reply %d is %s where message %d is %s", len(users), len(replies), i+1, at(replies), i+1, at(users)), false
 }
